@@ -1,0 +1,67 @@
+"""Visual fusion (MFB), clip readout and the answer classifier (ARCHITECTURE.md section 4)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class MFB(nn.Module):
+    """Multimodal factorised bilinear pooling per clip.
+
+    ``x0 = ELU(Linear(d, m*f)(V_a))``, ``x1 = ELU(Linear(d, m*f)(V_m))``, ``z = x0 * x1`` reshaped
+    ``(..., m, f)`` and summed over f, ``V_c = ELU(Linear(m, d)(z))``.
+    forward(V_a (B, C, d), V_m (B, C, d)) -> V_c (B, C, d).
+    """
+
+    def __init__(self, module_dim: int, mfb_dim: int, factor: int):
+        super().__init__()
+        self.mfb_dim, self.factor = mfb_dim, factor
+        self.appearance_proj = nn.Linear(module_dim, mfb_dim * factor)
+        self.motion_proj = nn.Linear(module_dim, mfb_dim * factor)
+        self.out_proj = nn.Linear(mfb_dim, module_dim)
+
+    def forward(self, appearance: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        joint = F.elu(self.appearance_proj(appearance)) * F.elu(self.motion_proj(motion))   # (B, C, m*f)
+        pooled = joint.reshape(*joint.shape[:-1], self.mfb_dim, self.factor).sum(-1)        # (B, C, m)
+        return F.elu(self.out_proj(pooled))
+
+
+class ClipReadout(nn.Module):
+    """``x = dropout(V_c)``, ``att = softmax_C(Linear(d,1)(ELU(Linear(d,d,no bias)(x))))``, ``sum_C att * x``.
+
+    forward(V_c (B, C, d)) -> V_all (B, d).
+    """
+
+    def __init__(self, module_dim: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(module_dim, module_dim, bias=False)
+        self.score = nn.Linear(module_dim, 1)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        clips = self.dropout(clips)
+        attention = torch.softmax(self.score(F.elu(self.proj(clips))), dim=1)   # (B, C, 1)
+        return (attention * clips).sum(dim=1)
+
+
+class AnswerClassifier(nn.Module):
+    """``q' = Linear(d,d)(q)``; ``Linear(d,A)(dropout(BN(ELU(Linear(2d,d)(dropout([V_all ; q']))))))``.
+
+    forward(V_all (B, d), q (B, d)) -> logits (B, A). BatchNorm1d uses batch statistics in train mode (a batch
+    needs more than one question there) and running statistics in eval mode.
+    """
+
+    def __init__(self, module_dim: int, num_answers: int, dropout: float):
+        super().__init__()
+        self.question_proj = nn.Linear(module_dim, module_dim)
+        self.input_dropout = nn.Dropout(dropout)
+        self.hidden = nn.Linear(2 * module_dim, module_dim)
+        self.norm = nn.BatchNorm1d(module_dim)
+        self.hidden_dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(module_dim, num_answers)
+
+    def forward(self, video: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        joint = torch.cat([video, self.question_proj(sentence)], dim=1)
+        hidden = self.norm(F.elu(self.hidden(self.input_dropout(joint))))
+        return self.out(self.hidden_dropout(hidden))

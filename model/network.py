@@ -1,0 +1,157 @@
+"""The whole VideoQA network: teacher (g graph layers) and student (g = 1) differ only by config.
+
+ARCHITECTURE.md sections 2-4. ``build_model(cfg.model, num_question_tokens=V, num_answers=A)`` builds it.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from model.dualvgr import DualVGR
+from model.encoders import AppearanceEncoder, MotionEncoder, QuestionEncoder, length_mask
+from model.fusion import MFB, AnswerClassifier, ClipReadout
+from model.gat import GraphAttention
+
+MODEL_KEYS = ("module_dim", "word_dim", "vision_dim", "num_heads", "graph_layers", "unit_layers", "mfb_factor",
+              "mfb_dim", "dropout")
+DROPOUT_KEYS = ("word", "question", "appearance_input", "clip", "gat", "readout", "classifier")
+
+
+class ModelOutput(NamedTuple):
+    """Outputs of :meth:`VideoQAModel.forward` (B questions, C clips, d = module_dim).
+
+    The per-layer tuples hold u * g tensors of shape (B, C, d); graph layer j of unit i is entry ``i * g + j``.
+    """
+    logits: torch.Tensor                 # (B, A)
+    appearance: torch.Tensor             # (B, C, d) V_a after the units (MFB input)
+    motion: torch.Tensor                 # (B, C, d) V_m after the units (MFB input)
+    fused: torch.Tensor                  # (B, C, d) V_c, the MFB output
+    indep_appearance: tuple
+    joint_appearance: tuple
+    indep_motion: tuple
+    joint_motion: tuple
+
+
+class VideoQAModel(nn.Module):
+    """DualVGR-style VideoQA model (teacher or student).
+
+    Build it with :func:`build_model`. ``forward(appearance, motion, question, question_len, video_index=None)``:
+
+    - appearance ``(N, C, F, D)`` float (any float dtype; cast to the parameters' dtype),
+    - motion ``(N, C, D)`` float,
+    - question ``(B, L)`` long token ids, 0-padded; question_len ``(B,)`` long on any device (moved to the
+      question's device without a sync), values clamped to ``[1, L]``,
+    - video_index ``(B,)`` long or None: question b is about video row ``video_index[b]``. The video encoders
+      (which never see the question) run once per row, then their outputs are gathered per question.
+      None means N == B and row b belongs to question b.
+
+    Returns a :class:`ModelOutput`.
+    """
+
+    def __init__(self, num_question_tokens: int, num_answers: int, module_dim: int, word_dim: int,
+                 vision_dim: int, num_heads: int, graph_layers: int, unit_layers: int, mfb_factor: int,
+                 mfb_dim: int, dropout: dict):
+        super().__init__()
+        self.vision_dim = vision_dim
+        self.word_dim = word_dim
+        self.num_question_tokens = num_question_tokens
+        self.question_encoder = QuestionEncoder(num_question_tokens, word_dim, module_dim, dropout["word"],
+                                                dropout["question"])
+        self.appearance_encoder = AppearanceEncoder(vision_dim, module_dim, dropout["appearance_input"],
+                                                    dropout["clip"])
+        self.motion_encoder = MotionEncoder(vision_dim, module_dim)
+        self.units = DualVGR(module_dim, word_dim, num_heads, graph_layers, unit_layers, dropout["gat"])
+        self.mfb = MFB(module_dim, mfb_dim, mfb_factor)
+        self.readout = ClipReadout(module_dim, dropout["readout"])
+        self.classifier = AnswerClassifier(module_dim, num_answers, dropout["classifier"])
+        init_weights(self)
+
+    @torch.no_grad()
+    def load_glove(self, matrix) -> None:
+        """Copy a ``(V, word_dim)`` array or tensor into the word embedding."""
+        weight = self.question_encoder.embedding.weight
+        matrix = torch.as_tensor(np.asarray(matrix) if not torch.is_tensor(matrix) else matrix)
+        if tuple(matrix.shape) != tuple(weight.shape):
+            raise ValueError(f"GloVe matrix has shape {tuple(matrix.shape)}, the word embedding needs "
+                             f"{tuple(weight.shape)} (question vocabulary size, model.word_dim)")
+        if not matrix.is_floating_point() or not torch.isfinite(matrix).all():
+            raise ValueError("GloVe matrix must hold finite floating-point values")
+        weight.copy_(matrix.to(device=weight.device, dtype=weight.dtype))
+
+    def forward(self, appearance: torch.Tensor, motion: torch.Tensor, question: torch.Tensor,
+                question_len: torch.Tensor, video_index: torch.Tensor | None = None) -> ModelOutput:
+        self._check_shapes(appearance, motion, question, question_len, video_index)
+        device = question.device
+        lengths = question_len.to(device, non_blocking=True).long().clamp(1, question.shape[1])
+        dtype = self.motion_encoder.proj.weight.dtype
+        appearance = self.appearance_encoder(appearance.to(dtype))              # (N, C, d)
+        motion = self.motion_encoder(motion.to(dtype))                          # (N, C, d)
+        if video_index is not None:
+            index = video_index.to(device, non_blocking=True)
+            appearance, motion = appearance.index_select(0, index), motion.index_select(0, index)
+        words, contextual, sentence = self.question_encoder(question, lengths)
+        units = self.units(appearance, motion, contextual, words, length_mask(lengths, question.shape[1]))
+        fused = self.mfb(units.appearance, units.motion)                        # (B, C, d)
+        logits = self.classifier(self.readout(fused), sentence)
+        return ModelOutput(logits, units.appearance, units.motion, fused, units.indep_appearance,
+                           units.joint_appearance, units.indep_motion, units.joint_motion)
+
+    def _check_shapes(self, appearance, motion, question, question_len, video_index) -> None:
+        """Shape checks only (host-side metadata, no device sync)."""
+        if appearance.dim() != 4 or appearance.shape[-1] != self.vision_dim:
+            raise ValueError(f"appearance must be (N, C, F, {self.vision_dim}), got {tuple(appearance.shape)}")
+        if tuple(motion.shape) != (appearance.shape[0], appearance.shape[1], self.vision_dim):
+            raise ValueError(f"motion must be (N, C, D) = {(appearance.shape[0], appearance.shape[1], self.vision_dim)}"
+                             f" to match appearance, got {tuple(motion.shape)}")
+        if question.dim() != 2 or question_len.shape != (question.shape[0],):
+            raise ValueError(f"question must be (B, L) and question_len (B,), got {tuple(question.shape)} and "
+                             f"{tuple(question_len.shape)}")
+        if video_index is None:
+            if appearance.shape[0] != question.shape[0]:
+                raise ValueError(f"without video_index there must be one video row per question: "
+                                 f"{appearance.shape[0]} rows, {question.shape[0]} questions")
+        elif video_index.shape != (question.shape[0],):
+            raise ValueError(f"video_index must be (B,) = ({question.shape[0]},), got {tuple(video_index.shape)}")
+
+
+def init_weights(model: nn.Module) -> None:
+    """Xavier-uniform weights and zero biases for every Linear/Conv/LSTM, uniform(-1, 1) embeddings;
+    GAT blocks initialise each head as its own Linear layers would be."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LSTM):
+            for name, param in module.named_parameters():
+                if name.startswith("weight"):
+                    nn.init.xavier_uniform_(param)
+                elif name.startswith("bias"):
+                    nn.init.zeros_(param)
+        elif isinstance(module, nn.Embedding):
+            nn.init.uniform_(module.weight, -1.0, 1.0)
+        elif isinstance(module, GraphAttention):
+            module.reset_parameters()
+
+
+def build_model(model_cfg, num_question_tokens: int, num_answers: int) -> VideoQAModel:
+    """Build the network from the config's ``model`` section (a dict or EasyDict) and the vocabulary sizes."""
+    missing = [k for k in MODEL_KEYS if k not in model_cfg]
+    missing += [f"dropout.{k}" for k in DROPOUT_KEYS if "dropout" in model_cfg and k not in model_cfg["dropout"]]
+    if missing:
+        raise ValueError(f"model config lacks key(s): {', '.join('model.' + k for k in missing)}")
+    cfg = {k: model_cfg[k] for k in MODEL_KEYS}
+    for key in ("module_dim", "word_dim", "vision_dim", "num_heads", "graph_layers", "unit_layers",
+                "mfb_factor", "mfb_dim"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ValueError(f"model.{key} must be a positive integer, got {cfg[key]!r}")
+    if cfg["module_dim"] % 2 or cfg["module_dim"] % cfg["num_heads"]:
+        raise ValueError(f"model.module_dim ({cfg['module_dim']}) must be even and divisible by model.num_heads "
+                         f"({cfg['num_heads']})")
+    if num_question_tokens < 2 or num_answers < 2:
+        raise ValueError(f"need at least 2 question tokens and 2 answers, got {num_question_tokens} and {num_answers}")
+    cfg["dropout"] = {k: float(model_cfg["dropout"][k]) for k in DROPOUT_KEYS}
+    return VideoQAModel(num_question_tokens, num_answers, **cfg)

@@ -1,0 +1,120 @@
+"""Per-part parameter table of the model a config builds.
+
+    python -m model.summary --cfg configs/msvd_qa_teacher.yml --question-tokens 4000 --answers 1002
+    python -m model.summary --cfg configs/msvd_qa_student.yml --vocab data/msvd-qa/msvd-qa_vocab.json
+
+The model is built on the ``meta`` device: no memory is allocated and no weights are initialised, so even the
+largest config counts in well under a second. The last line is always ``trainable parameters: N`` with N written
+with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from termcolor import colored
+
+from model.network import VideoQAModel, build_model
+from utils.config import ConfigError, REPO_ROOT, add_config_arguments, load_config
+
+
+def count(module: torch.nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def parameter_table(model: VideoQAModel) -> list[tuple[str, int]]:
+    """(part name, trainable parameters) rows that add up to the model's total, in forward order."""
+    encoder = model.question_encoder
+    rows = [("word embedding", count(encoder.embedding)),
+            ("contextual-word BiLSTM", count(encoder.contextual)),
+            ("sentence BiLSTM", count(encoder.sentence)),
+            ("appearance encoder (BiLSTM)", count(model.appearance_encoder)),
+            ("motion encoder (Linear)", count(model.motion_encoder))]
+    for i, unit in enumerate(model.units.units):
+        rows.append((f"unit {i}: question attention + clip scores",
+                     count(unit.question_attention) + count(unit.appearance_scores) + count(unit.motion_scores)))
+        for j, layer in enumerate(unit.graph_layers):
+            index = i * len(unit.graph_layers) + j
+            rows.append((f"unit {i}: graph layer {j} (4 GAT blocks, index {index})", count(layer)))
+        rows.append((f"unit {i}: independent/joint fusion",
+                     count(unit.appearance_fusion) + count(unit.motion_fusion)))
+    rows += [("MFB fusion", count(model.mfb)),
+             ("clip readout", count(model.readout)),
+             ("classifier", count(model.classifier))]
+    return rows
+
+
+def vocabulary_sizes(path: Path) -> tuple[int, int]:
+    """(V, A) from a vocabulary JSON with ``question_token_to_idx`` and ``answer_token_to_idx``."""
+    try:
+        with open(path) as f:
+            vocab = json.load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"vocabulary file not found: {path} (or give --question-tokens V --answers A)") from None
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"{path}: not valid JSON: {e}") from None
+    for key in ("question_token_to_idx", "answer_token_to_idx"):
+        if not isinstance(vocab, dict) or not isinstance(vocab.get(key), dict):
+            raise SystemExit(f"{path}: missing the mapping '{key}'")
+    return len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m model.summary",
+        description="Print the trainable parameters of each part of the model a config builds. The last line is "
+                    "'trainable parameters: N', N with comma thousands separators (e.g. 23,189,116).")
+    add_config_arguments(parser)
+    parser.add_argument("--vocab", metavar="VOCAB_JSON",
+                        help="vocabulary JSON giving V = len(question_token_to_idx) and A = "
+                             "len(answer_token_to_idx); default: the config's dataset.data_dir/dataset.vocab_json")
+    parser.add_argument("--question-tokens", type=int, metavar="V",
+                        help="question vocabulary size V (use with --answers instead of a vocabulary file)")
+    parser.add_argument("--answers", type=int, metavar="A",
+                        help="number of answer classes A (use with --question-tokens)")
+    args = parser.parse_args(argv)
+    if (args.question_tokens is None) != (args.answers is None):
+        parser.error("--question-tokens and --answers go together")
+    if args.vocab is not None and args.question_tokens is not None:
+        parser.error("give either --vocab or --question-tokens/--answers, not both")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.cfg, args.overrides)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
+    if args.question_tokens is not None:
+        num_tokens, num_answers = args.question_tokens, args.answers
+    else:
+        vocab = Path(args.vocab) if args.vocab else Path(cfg.dataset.data_dir) / cfg.dataset.vocab_json
+        if not vocab.is_absolute() and not vocab.exists():
+            vocab = REPO_ROOT / vocab
+        num_tokens, num_answers = vocabulary_sizes(vocab)
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, num_question_tokens=num_tokens, num_answers=num_answers)
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+    rows = parameter_table(model)
+    total = count(model)
+    if sum(n for _, n in rows) != total:
+        raise RuntimeError("model.summary: the parameter table misses a part of the model")
+    m = cfg.model
+    print(colored(f"V={num_tokens} A={num_answers} d={m.module_dim} w={m.word_dim} D={m.vision_dim} "
+                  f"k={m.num_heads} g={m.graph_layers} u={m.unit_layers} f={m.mfb_factor} m={m.mfb_dim}", "cyan"))
+    width = max(len(name) for name, _ in rows)
+    for name, n in rows:
+        print(f"  {name:<{width}}  {n:>12,}")
+    print(f"trainable parameters: {total:,}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
