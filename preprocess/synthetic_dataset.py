@@ -1,0 +1,392 @@
+"""Generate the embedded synthetic video QA dataset in the MSVD-QA layout (seeded, deterministic, CPU, seconds).
+
+Each video shows one or two coloured shapes (circle, square, triangle, diamond) moving left, right, up or down,
+quickly or slowly, for the whole clip or only its beginning or end, on a black background. Questions are short
+English whose words are all in GloVe 6B, in the five MSVD-QA types by first word, and each answer is decidable from
+the video: appearance (colour, shape), motion (direction, speed, when it moves) and both ("what color is the shape
+moving left?"). Two-shape videos have distinct colours, shapes and directions, so questions must bind attributes.
+
+Written under --out (the layout of DATA_FORMATS.md, so the MSVD-QA preprocessing runs on it unchanged):
+    YouTubeClips/synth_00042.avi     MJPEG video, --size x --size pixels, --frames frames
+    youtube_mapping.txt              "synth_00042 vid42" per line
+    train_qa.json, val_qa.json, test_qa.json
+                                     JSON lists of {"answer", "id", "question", "video_id"}; splits disjoint by video
+    metadata.json                    ground truth per video (shapes, colours, directions, speeds, positions per frame)
+
+    python -m preprocess.synthetic_dataset --out data/demo/raw --num_videos 240 --seed 0
+"""
+from __future__ import annotations
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
+
+import argparse
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from termcolor import colored
+from tqdm import tqdm
+
+from preprocess.synthetic_render import BACKGROUND, COLORS, SHAPES, encode_video, render_frames
+
+GENERATOR = "kdvqa synthetic video QA"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+QUESTION_TYPES = ("what", "who", "how", "when", "where")
+
+# Skewed priors, like the answer distribution of MSVD-QA (a few answers dominate).
+COLOR_PRIOR = {"red": 0.30, "blue": 0.24, "green": 0.20, "yellow": 0.15, "white": 0.11}
+SHAPE_PRIOR = {"circle": 0.34, "square": 0.28, "triangle": 0.22, "diamond": 0.16}
+DIRECTION_PRIOR = {"right": 0.30, "left": 0.30, "up": 0.20, "down": 0.20}
+SPEED_PRIOR = {"fast": 0.55, "slow": 0.45}
+# When the shape moves: all along, only in the first half (then still) or only in the second half (still before).
+MOVING_PRIOR = {"whole": 0.6, "beginning": 0.2, "end": 0.2}
+# Question types drawn per question (MSVD-QA: what ~62 %, who ~30 %, how + when + where ~3 %). A drawn type the video
+# has no unused question for is dropped, so the written mix is printed by the generator.
+TYPE_WEIGHTS = {"what": 0.62, "who": 0.32, "how": 0.02, "when": 0.025, "where": 0.015}
+
+DIRECTION_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+PLACE_OF_DIRECTION = {"left": "left", "right": "right", "up": "top", "down": "bottom"}
+ADVERB_OF_SPEED = {"fast": "quickly", "slow": "slowly"}
+OPPOSITE_HALF = {"beginning": "end", "end": "beginning"}
+NUMBER_WORDS = {1: "one", 2: "two"}
+
+RADIUS_FRACTION = 0.16   # shape radius (half its box side) as a fraction of the frame side: large colour areas
+MARGIN = 1               # pixels kept free between a shape's box and the frame border
+FAST_FRACTION = 0.9      # a fast shape moving all along crosses this fraction of its free range
+SLOW_FACTOR = 0.4        # slow speed / fast speed
+MIN_GAP = 2              # pixels kept between the boxes of two shapes in every frame (no overlap, ever)
+
+SCENE_STREAM, QUESTION_STREAM, SPLIT_STREAM = 0, 1, 2   # independent random streams derived from the seed
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Everything that determines the generated dataset: the same spec gives byte-identical files."""
+    num_videos: int = 240
+    seed: int = 0
+    frames: int = 24
+    size: int = 64
+    fps: int = 12
+    questions_per_video: int = 14
+    two_shape_fraction: float = 0.6
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+
+    def validate(self) -> None:
+        """Raise ValueError naming the offending setting."""
+        checks = [
+            (3 <= self.num_videos <= 99_999, "num_videos must be in [3, 99999] (every split needs a video)"),
+            (self.seed >= 0, "seed must be >= 0"),
+            (8 <= self.frames <= 1000, "frames must be in [8, 1000]"),
+            (32 <= self.size <= 1024 and self.size % 2 == 0, "size must be even and in [32, 1024]"),
+            (1 <= self.fps <= 120, "fps must be in [1, 120]"),
+            (self.questions_per_video >= 1, "questions_per_video must be >= 1"),
+            (0.0 <= self.two_shape_fraction <= 1.0, "two_shape_fraction must be in [0, 1]"),
+            (0.0 < self.val_fraction and 0.0 < self.test_fraction and self.val_fraction + self.test_fraction < 1.0,
+             "val_fraction and test_fraction must be > 0 with a sum < 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"synthetic dataset: {message}, got {self}")
+
+    @property
+    def radius(self) -> int:
+        return round(RADIUS_FRACTION * self.size)
+
+    @property
+    def free_range(self) -> tuple[float, float]:
+        """Lowest and highest box-centre coordinate that keeps a shape inside the frame."""
+        return self.radius + MARGIN, self.size - self.radius - MARGIN
+
+    @property
+    def speeds(self) -> dict[str, float]:
+        """Pixels per frame while moving, per speed name."""
+        low, high = self.free_range
+        fast = FAST_FRACTION * (high - low) / (self.frames - 1)
+        return {"fast": fast, "slow": SLOW_FACTOR * fast}
+
+
+def video_name(video_id: int) -> str:
+    return f"synth_{video_id:05d}"
+
+
+def question_type(question: str) -> str:
+    first = question.split(" ", 1)[0].lower()
+    return first if first in QUESTION_TYPES else "other"
+
+
+# ---------------------------------------------------------------------------------------------------------- scenes
+def _draw(rng: np.random.Generator, prior: dict[str, float], exclude: tuple = ()) -> str:
+    names = [name for name in prior if name not in exclude]
+    weights = np.array([prior[name] for name in names])
+    return names[rng.choice(len(names), p=weights / weights.sum())]
+
+
+def moving_steps(moving: str, num_frames: int) -> np.ndarray:
+    """(T - 1,) bool: whether the shape moves between frame t and t + 1."""
+    steps = np.zeros(num_frames - 1, dtype=bool)
+    half = (num_frames - 1) // 2
+    if moving == "whole":
+        steps[:] = True
+    elif moving == "beginning":
+        steps[:half] = True
+    else:
+        steps[-half:] = True
+    return steps
+
+
+def _sample_path(rng: np.random.Generator, direction: str, speed: float, moving: str,
+                 spec: SyntheticSpec) -> np.ndarray:
+    """(T, 2) box centres of a shape moving in a straight line that stays inside the frame."""
+    low, high = spec.free_range
+    travelled = np.concatenate([[0.0], np.cumsum(moving_steps(moving, spec.frames))]) * speed   # (T,)
+    total = travelled[-1]
+    vector = np.array(DIRECTION_VECTORS[direction])
+    sign = vector.sum()
+    along = 0 if vector[0] else 1
+    start = np.empty(2)
+    start[along] = rng.uniform(low, max(low, high - total)) if sign > 0 else rng.uniform(min(high, low + total), high)
+    start[1 - along] = rng.uniform(low, high)
+    return np.round(start[None, :] + travelled[:, None] * vector[None, :], 3)
+
+
+def _boxes_overlap(first: np.ndarray, second: np.ndarray, radius: float) -> bool:
+    """Whether two shapes' boxes (centres (T, 2)) come closer than MIN_GAP pixels in any frame."""
+    apart = np.abs(first - second) >= 2 * radius + MIN_GAP   # (T, 2)
+    return not apart.any(axis=1).all()
+
+
+def sample_scene(rng: np.random.Generator, spec: SyntheticSpec) -> list[dict]:
+    """One or two shapes with distinct colours, shapes and directions, never overlapping.
+
+    Returns dicts with shape, color, direction, speed (fast/slow), speed_px_per_frame, moving
+    (whole/beginning/end) and positions ((T, 2) float array of box centres).
+    """
+    count = 2 if rng.random() < spec.two_shape_fraction else 1
+    while True:
+        objects = []
+        for _ in range(count):
+            taken = {key: tuple(obj[key] for obj in objects) for key in ("shape", "color", "direction")}
+            obj = {
+                "shape": _draw(rng, SHAPE_PRIOR, taken["shape"]),
+                "color": _draw(rng, COLOR_PRIOR, taken["color"]),
+                "direction": _draw(rng, DIRECTION_PRIOR, taken["direction"]),
+                "speed": _draw(rng, SPEED_PRIOR),
+                "moving": _draw(rng, MOVING_PRIOR),
+            }
+            obj["speed_px_per_frame"] = round(spec.speeds[obj["speed"]], 4)
+            obj["positions"] = _sample_path(rng, obj["direction"], obj["speed_px_per_frame"], obj["moving"], spec)
+            objects.append(obj)
+        if count == 1 or not _boxes_overlap(objects[0]["positions"], objects[1]["positions"], spec.radius):
+            return objects
+
+
+# ------------------------------------------------------------------------------------------------------- questions
+def question_candidates(objects: list[dict]) -> dict[str, list[tuple[str, str]]]:
+    """Every (question, answer) the scene decides, by question type. Objects as returned by sample_scene."""
+    candidates = {kind: [] for kind in QUESTION_TYPES}
+    speed_counts = Counter(obj["speed"] for obj in objects)
+    for obj in objects:
+        shape, color, direction, speed = obj["shape"], obj["color"], obj["direction"], obj["speed"]
+        references = (shape, f"{color} shape")
+        candidates["what"] += [
+            (f"what color is the {shape}?", color),
+            (f"what color is the shape moving {direction}?", color),
+            (f"what is the {color} shape?", shape),
+        ] + [(f"what direction does the {ref} move?", direction) for ref in references]
+        candidates["who"] += [(f"who moves {direction}?", shape), (f"who is {color}?", shape)]
+        if speed_counts[speed] == 1:
+            candidates["what"].append((f"what color is the {speed} shape?", color))
+            candidates["who"].append((f"who moves {ADVERB_OF_SPEED[speed]}?", shape))
+        candidates["how"] += [(f"how does the {ref} move?", ADVERB_OF_SPEED[speed]) for ref in references]
+        candidates["where"] += [(f"where does the {ref} go?", PLACE_OF_DIRECTION[direction]) for ref in references]
+        if obj["moving"] != "whole":
+            candidates["when"] += [(f"when does the {ref} move?", obj["moving"]) for ref in references]
+            candidates["when"] += [(f"when is the {ref} still?", OPPOSITE_HALF[obj["moving"]]) for ref in references]
+    candidates["how"].append(("how many shapes are there?", NUMBER_WORDS[len(objects)]))
+    return candidates
+
+
+def sample_questions(rng: np.random.Generator, candidates: dict[str, list[tuple[str, str]]],
+                     count: int) -> list[tuple[str, str]]:
+    """Draw `count` question types by TYPE_WEIGHTS; each takes an unused candidate of its type or is dropped."""
+    pools = {kind: [pool[i] for i in rng.permutation(len(pool))] for kind, pool in candidates.items()}
+    weights = np.array([TYPE_WEIGHTS[kind] for kind in QUESTION_TYPES])
+    drawn = rng.choice(len(QUESTION_TYPES), size=count, p=weights / weights.sum())
+    return [pools[QUESTION_TYPES[k]].pop() for k in drawn if pools[QUESTION_TYPES[k]]]
+
+
+def assign_splits(spec: SyntheticSpec) -> dict[int, str]:
+    """video_id (1..N) -> split, a seeded shuffle cut by the val/test fractions (each split gets >= 1 video)."""
+    order = np.random.default_rng([spec.seed, SPLIT_STREAM]).permutation(np.arange(1, spec.num_videos + 1))
+    num_test = max(1, round(spec.test_fraction * spec.num_videos))
+    num_val = max(1, round(spec.val_fraction * spec.num_videos))
+    split_of = {int(v): "test" for v in order[:num_test]}
+    split_of.update({int(v): "val" for v in order[num_test:num_test + num_val]})
+    split_of.update({int(v): "train" for v in order[num_test + num_val:]})
+    return split_of
+
+
+# ----------------------------------------------------------------------------------------------------- statistics
+def dataset_statistics(questions: dict[str, list[dict]]) -> dict:
+    """Type and answer distributions and the majority-answer baselines of the test split.
+
+    questions: split -> list of {"answer", "id", "question", "video_id"}. The majority baseline answers every test
+    question with the most frequent training answer; the per-type baseline uses the most frequent training answer
+    of the question's type.
+    """
+    everything = [q for split in SPLITS for q in questions[split]]
+    train, test = questions["train"], questions["test"]
+    majority = Counter(q["answer"] for q in train).most_common(1)[0][0]
+    type_answers = {}
+    for q in train:
+        type_answers.setdefault(question_type(q["question"]), Counter())[q["answer"]] += 1
+    type_majority = {kind: counts.most_common(1)[0][0] for kind, counts in type_answers.items()}
+    per_type_hits = sum(q["answer"] == type_majority.get(question_type(q["question"])) for q in test)
+    return {
+        "questions_per_split": {split: len(questions[split]) for split in SPLITS},
+        "videos_per_split": {split: len({q["video_id"] for q in questions[split]}) for split in SPLITS},
+        "type_counts": dict(Counter(question_type(q["question"]) for q in everything).most_common()),
+        "answer_counts": dict(Counter(q["answer"] for q in everything).most_common()),
+        "majority_answer": majority,
+        "majority_baseline_test": sum(q["answer"] == majority for q in test) / len(test),
+        "per_type_majority_baseline_test": per_type_hits / len(test),
+    }
+
+
+def _percentages(counts: dict[str, int], limit: int | None = None) -> str:
+    total = sum(counts.values())
+    items = list(counts.items())[:limit]
+    return "  ".join(f"{name} {100.0 * n / total:.1f}%" for name, n in items)
+
+
+def log_statistics(stats: dict) -> None:
+    per_split = " / ".join(f"{stats['questions_per_split'][s]:,} {s}" for s in SPLITS)
+    videos = " / ".join(f"{stats['videos_per_split'][s]} {s}" for s in SPLITS)
+    print(f"  questions: {per_split}   videos: {videos}")
+    print(f"  question types: {_percentages(stats['type_counts'])}")
+    print(f"  answers ({len(stats['answer_counts'])} distinct): {_percentages(stats['answer_counts'])}")
+    print(colored(f"  majority-answer baseline on test: {100.0 * stats['majority_baseline_test']:.1f}% "
+                  f"(always '{stats['majority_answer']}'); per-type majority "
+                  f"{100.0 * stats['per_type_majority_baseline_test']:.1f}%", "yellow"))
+
+
+# ---------------------------------------------------------------------------------------------------------- output
+def _prepare_output(out: Path) -> None:
+    """Make `out` ready: new or empty, or holding an earlier synthetic dataset whose files are then removed."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    metadata_path = out / "metadata.json"
+    try:
+        earlier = json.loads(metadata_path.read_text())
+        if earlier.get("generator") != GENERATOR:
+            raise ValueError
+        names = [video["name"] for video in earlier["videos"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise FileExistsError(f"--out {out} is not empty and holds no synthetic dataset ({metadata_path} missing or "
+                              "not ours): refusing to write into it; choose a new or empty folder") from None
+    for name in names:
+        (out / "YouTubeClips" / f"{name}.avi").unlink(missing_ok=True)
+    for file_name in ["youtube_mapping.txt", "metadata.json"] + [f"{split}_qa.json" for split in SPLITS]:
+        (out / file_name).unlink(missing_ok=True)
+    print(colored(f"replacing the synthetic dataset in {out}", "yellow"))
+
+
+def _json_ready(obj: dict) -> dict:
+    return {key: value.tolist() if isinstance(value, np.ndarray) else value for key, value in obj.items()}
+
+
+def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), show_progress: bool = True) -> dict:
+    """Write the dataset described by `spec` under `out`; return dataset_statistics plus the elapsed seconds."""
+    spec.validate()
+    start = time.perf_counter()
+    out = Path(out)
+    _prepare_output(out)
+    (out / "YouTubeClips").mkdir(exist_ok=True)
+    split_of = assign_splits(spec)
+    questions = {split: [] for split in SPLITS}
+    videos = []
+    for video_id in tqdm(range(1, spec.num_videos + 1), desc="synthetic videos", unit="video",
+                         disable=not show_progress, leave=False):
+        objects = sample_scene(np.random.default_rng([spec.seed, SCENE_STREAM, video_id]), spec)
+        frames = render_frames(objects, spec.radius, spec.size, spec.frames)
+        encode_video(frames, out / "YouTubeClips" / f"{video_name(video_id)}.avi", spec.fps)
+        candidates = question_candidates(objects)
+        pairs = sample_questions(np.random.default_rng([spec.seed, QUESTION_STREAM, video_id]), candidates,
+                                 spec.questions_per_video)
+        split = split_of[video_id]
+        questions[split] += [{"answer": answer, "id": -1, "question": question, "video_id": video_id}
+                             for question, answer in pairs]
+        videos.append({"video_id": video_id, "name": video_name(video_id), "split": split,
+                       "objects": [_json_ready(obj) for obj in objects]})
+    next_id = 0
+    for split in SPLITS:
+        for entry in questions[split]:
+            entry["id"] = next_id
+            next_id += 1
+        (out / f"{split}_qa.json").write_text(json.dumps(questions[split]))
+    (out / "youtube_mapping.txt").write_text("".join(f"{v['name']} vid{v['video_id']}\n" for v in videos))
+    metadata = {
+        "generator": GENERATOR, "format_version": FORMAT_VERSION, "spec": asdict(spec),
+        "radius": spec.radius, "background": list(BACKGROUND),
+        "colors": {name: list(rgb) for name, rgb in COLORS.items()}, "shapes": list(SHAPES),
+        "speeds_px_per_frame": {name: round(value, 4) for name, value in spec.speeds.items()},
+        "videos": videos,
+    }
+    (out / "metadata.json").write_text(json.dumps(metadata))
+    stats = dataset_statistics(questions)
+    stats["seconds"] = time.perf_counter() - start
+    return stats
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = SyntheticSpec()
+    parser = argparse.ArgumentParser(
+        description="Generate the synthetic video QA dataset (MSVD-QA layout: YouTubeClips/, youtube_mapping.txt, "
+                    "{train,val,test}_qa.json, plus metadata.json with the ground truth).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder: new, empty, or an earlier synthetic dataset (replaced)")
+    parser.add_argument("--num_videos", type=int, default=defaults.num_videos, help="number of videos (ids 1..N)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed: same seed, identical files")
+    parser.add_argument("--frames", type=int, default=defaults.frames, help="frames per video (T)")
+    parser.add_argument("--size", type=int, default=defaults.size, help="frame height and width in pixels (even)")
+    parser.add_argument("--fps", type=int, default=defaults.fps, help="frame rate written in the video files")
+    parser.add_argument("--questions_per_video", type=int, default=defaults.questions_per_video,
+                        help="question draws per video (a draw whose type the video has no unused question for "
+                             "is dropped)")
+    parser.add_argument("--two_shape_fraction", type=float, default=defaults.two_shape_fraction,
+                        help="fraction of videos with two shapes (the rest have one)")
+    parser.add_argument("--val_fraction", type=float, default=defaults.val_fraction, help="fraction of videos in val")
+    parser.add_argument("--test_fraction", type=float, default=defaults.test_fraction,
+                        help="fraction of videos in test")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    spec = SyntheticSpec(num_videos=args.num_videos, seed=args.seed, frames=args.frames, size=args.size,
+                         fps=args.fps, questions_per_video=args.questions_per_video,
+                         two_shape_fraction=args.two_shape_fraction, val_fraction=args.val_fraction,
+                         test_fraction=args.test_fraction)
+    try:
+        stats = generate(args.out, spec, show_progress=not args.quiet)
+    except (ValueError, FileExistsError) as error:
+        raise SystemExit(colored(f"error: {error}", "red")) from None
+    print(colored(f"synthetic dataset: {spec.num_videos} videos, {sum(stats['questions_per_split'].values()):,} "
+                  f"questions in {args.out} ({stats['seconds']:.1f} s)", "green"))
+    log_statistics(stats)
+    return stats
+
+
+if __name__ == "__main__":
+    main()
