@@ -1,0 +1,139 @@
+"""Losses (ARCHITECTURE.md section 5) against independent loop/numpy computations."""
+import numpy as np
+import pytest
+import torch
+from easydict import EasyDict
+from torch import nn
+
+from model import ModelOutput
+from model.losses import compute_losses, distillation, hsic, similarity
+
+
+def numpy_hsic(indep_layers, joint_layers):
+    """mean over layers of sum over samples of trace(R K1 R K2), with explicit loops."""
+    values = []
+    for x1_all, x2_all in zip(indep_layers, joint_layers):
+        total = 0.0
+        for x1, x2 in zip(x1_all, x2_all):
+            c = x1.shape[0]
+            r = np.eye(c) - np.ones((c, c)) / c
+            k1, k2 = x1 @ x1.T, x2 @ x2.T
+            total += np.trace(r @ k1 @ r @ k2)
+        values.append(total)
+    return np.mean(values)
+
+
+def numpy_similarity(joint_a_layers, joint_m_layers):
+    values = []
+    for xa_all, xm_all in zip(joint_a_layers, joint_m_layers):
+        diffs = []
+        for xa, xm in zip(xa_all, xm_all):
+            covs = []
+            for x in (xa, xm):
+                x = x - x.mean(axis=0, keepdims=True)
+                x = x / np.linalg.norm(x, axis=1, keepdims=True)
+                covs.append(x @ x.T)
+            diffs.append((covs[0] - covs[1]) ** 2)
+        values.append(np.mean(diffs))
+    return np.mean(values)
+
+
+def random_layers(g, b=3, c=4, d=5, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(b, c, d)) for _ in range(g)]
+
+
+def as_torch(layers):
+    return torch.tensor(np.stack(layers), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("g", [1, 3])
+def test_hsic_matches_the_trace_formula(g):
+    x1, x2 = random_layers(g, seed=1), random_layers(g, seed=2)
+    np.testing.assert_allclose(hsic(as_torch(x1), as_torch(x2)).item(), numpy_hsic(x1, x2), rtol=1e-5)
+
+
+def test_hsic_of_a_single_layer_tensor():
+    x1, x2 = random_layers(1, seed=3), random_layers(1, seed=4)
+    np.testing.assert_allclose(hsic(as_torch(x1)[0], as_torch(x2)[0]).item(), numpy_hsic(x1, x2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("g", [1, 3])
+def test_similarity_matches_loops(g):
+    xa, xm = random_layers(g, seed=5), random_layers(g, seed=6)
+    np.testing.assert_allclose(similarity(as_torch(xa), as_torch(xm)).item(), numpy_similarity(xa, xm), rtol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_distillation_matches_kldivloss_batchmean(temperature):
+    torch.manual_seed(0)
+    teacher, student = torch.randn(3, 4, 6), torch.randn(3, 4, 6)
+    expected = nn.KLDivLoss(reduction="batchmean")(torch.log_softmax(student / temperature, -1),
+                                                   torch.softmax(teacher / temperature, -1))
+    torch.testing.assert_close(distillation(teacher, student, temperature), expected)
+
+
+def fake_output(g, b=3, c=4, d=5, answers=6, seed=0, requires_grad=False):
+    gen = torch.Generator().manual_seed(seed)
+
+    def t(*shape):
+        return torch.randn(*shape, generator=gen).requires_grad_(requires_grad)
+    return ModelOutput(t(b, answers), t(b, c, d), t(b, c, d), t(b, c, d),
+                       *(tuple(t(b, c, d) for _ in range(g)) for _ in range(4)))
+
+
+TRAIN = EasyDict(alpha=100.0, beta=1e-6)
+DISTILL = EasyDict(temperature_appearance=1.0, temperature_motion=0.7, lambda_appearance=1.0, lambda_motion=100.0)
+
+
+def numpy_parts(out, answers):
+    logits = out.logits.detach().double().numpy()
+    log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    ce = -np.mean(log_probs[np.arange(len(answers)), answers.numpy()])
+    layers = [[x.detach().double().numpy() for x in layer] for layer in out[4:]]
+    indep_a, joint_a, indep_m, joint_m = layers
+    return ce, numpy_similarity(joint_a, joint_m), numpy_hsic(indep_a, joint_a) + numpy_hsic(indep_m, joint_m)
+
+
+def test_teacher_total_weighting():
+    out = fake_output(g=4)
+    answers = torch.tensor([0, 5, 2])
+    losses = compute_losses(out, answers, TRAIN)
+    assert set(losses) == {"total", "ce", "similarity", "hsic", "kd_appearance", "kd_motion"}
+    ce, sim, hsic_value = numpy_parts(out, answers)
+    np.testing.assert_allclose(losses["ce"].item(), ce, rtol=1e-5)
+    np.testing.assert_allclose(losses["similarity"].item(), sim, rtol=1e-5)
+    np.testing.assert_allclose(losses["hsic"].item(), hsic_value, rtol=1e-5)
+    np.testing.assert_allclose(losses["total"].item(), ce + 100 * sim + 1e-6 * hsic_value, rtol=1e-5)
+    assert losses["kd_appearance"].item() == losses["kd_motion"].item() == 0.0
+    assert all(v.dim() == 0 and v.dtype == torch.float32 for v in losses.values())
+
+
+def test_student_total_adds_weighted_distillation_and_detaches_the_teacher():
+    student = fake_output(g=1, seed=1, requires_grad=True)
+    teacher = fake_output(g=4, seed=2, requires_grad=True)
+    answers = torch.tensor([1, 1, 3])
+    losses = compute_losses(student, answers, TRAIN, DISTILL, teacher_out=teacher)
+    kl = nn.KLDivLoss(reduction="batchmean")
+    kd_a = kl(torch.log_softmax(student.appearance / 1.0, -1), torch.softmax(teacher.fused / 1.0, -1))
+    kd_m = kl(torch.log_softmax(student.motion / 0.7, -1), torch.softmax(teacher.fused / 0.7, -1))
+    torch.testing.assert_close(losses["kd_appearance"], kd_a)
+    torch.testing.assert_close(losses["kd_motion"], kd_m)
+    ce, sim, hsic_value = numpy_parts(student, answers)
+    expected = ce + 100 * sim + 1e-6 * hsic_value + 1.0 * kd_a.item() + 100.0 * kd_m.item()
+    np.testing.assert_allclose(losses["total"].item(), expected, rtol=1e-5)
+    losses["total"].backward()
+    assert teacher.fused.grad is None and teacher.logits.grad is None
+    assert student.appearance.grad is not None and student.motion.grad is not None
+
+
+def test_teacher_output_without_distill_config_is_an_error():
+    with pytest.raises(ValueError, match="distill_cfg"):
+        compute_losses(fake_output(g=1), torch.tensor([0, 1, 2]), TRAIN, teacher_out=fake_output(g=1))
+
+
+def test_low_precision_outputs_give_float32_losses():
+    out = ModelOutput(*(x.bfloat16() if torch.is_tensor(x) else tuple(y.bfloat16() for y in x)
+                        for x in fake_output(g=2)))
+    losses = compute_losses(out, torch.tensor([0, 1, 2]), TRAIN, DISTILL, teacher_out=out)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
