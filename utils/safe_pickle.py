@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, file, path: Path):
         # latin1 lets numpy arrays written by Python 2 load (their raw data is a py2 str).
         super().__init__(file, encoding="latin1")
+        self._file = file
         self._path = path
 
     def find_class(self, module: str, name: str):
@@ -167,6 +169,32 @@ class _RestrictedUnpickler(pickle._Unpickler):
         pickle._Unpickler.load_build(self)
 
     dispatch[pickle.BUILD[0]] = _load_build
+
+    def _load_bytearray8(self):
+        """BYTEARRAY8 (protocol 5 numpy data) read straight into its buffer; the pure-Python default reads it
+        into a temporary bytes object first, doubling peak memory on a multi-GB GloVe matrix."""
+        unframer = getattr(self, "_unframer", None)
+        if unframer is None or not hasattr(unframer, "current_frame"):  # a Python whose internals differ
+            return pickle._Unpickler.load_bytearray8(self)
+        (size,) = struct.unpack("<Q", self.read(8))
+        buffer = bytearray(size)
+        if unframer.current_frame is not None:
+            n = unframer.current_frame.readinto(buffer)
+            if n == size:
+                self.append(buffer)
+                return
+            if n:
+                raise pickle.UnpicklingError("pickle exhausted before end of frame")
+            unframer.current_frame = None
+        view, filled = memoryview(buffer), 0
+        while filled < size:
+            n = self._file.readinto(view[filled:])
+            if not n:
+                raise EOFError(f"pickle data ends {size - filled} bytes into a {size}-byte array")
+            filled += n
+        self.append(buffer)
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
 
 def load_pickle(path) -> object:
