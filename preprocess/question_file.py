@@ -1,0 +1,84 @@
+"""Reading question files and vocabularies (ours and HCRN/DualVGR's), safely and with checked shapes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from utils.safe_pickle import load_pickle
+
+VOCAB_KEYS = ("question_token_to_idx", "answer_token_to_idx", "question_answer_token_to_idx")
+_PER_QUESTION_KEYS = ("questions_len", "question_id", "video_ids", "video_names", "answers")
+
+
+class QuestionFileError(ValueError):
+    """A question file or vocabulary is missing a key or has inconsistent shapes; the message names file and key."""
+
+
+def load_question_file(path) -> dict:
+    """Load ``<dataset>_<split>_questions.pt`` (ours or HCRN/DualVGR's) without running code from it.
+
+    Returns a dict of numpy arrays, N questions, L_max tokens:
+      questions (N, L_max) int, 0-padded; questions_len (N,) int64; question_id (N,) int64 (row index when the file
+      has none); video_ids (N,) int64; video_names (N,) (video_ids when the file has none); answers (N,) int64;
+      glove (V, word_dim) float32, or None (only the training file carries it).
+    Raises ``UnsafePickleError`` for a file that could run code, ``QuestionFileError`` for a malformed one.
+    """
+    path = Path(path)
+    obj = load_pickle(path)
+    if not isinstance(obj, dict):
+        raise QuestionFileError(f"{path}: expected a dict of arrays, found {type(obj).__name__}")
+    for key in ("questions", "questions_len", "video_ids", "answers"):
+        if key not in obj:
+            raise QuestionFileError(f"{path}: missing key '{key}' (found: {', '.join(map(str, obj))})")
+    questions = np.asarray(obj["questions"])
+    if questions.ndim != 2 or questions.dtype.kind not in "iu":
+        raise QuestionFileError(f"{path}: 'questions' must be an (N, L) int matrix, got {questions.dtype} "
+                                f"{questions.shape}")
+    n = len(questions)
+    out = {"questions": questions}
+    for key in _PER_QUESTION_KEYS:
+        if key in obj and obj[key] is not None:
+            value = np.asarray(obj[key])
+        elif key == "question_id":
+            value = np.arange(n)
+        elif key == "video_names":
+            value = out["video_ids"]
+        else:
+            raise QuestionFileError(f"{path}: key '{key}' is None")
+        if value.shape != (n,):
+            raise QuestionFileError(f"{path}: '{key}' has shape {value.shape}, expected ({n},) like 'questions'")
+        if key != "video_names":
+            if value.dtype.kind not in "iu":
+                raise QuestionFileError(f"{path}: '{key}' must hold integers, got {value.dtype}")
+            value = value.astype(np.int64, copy=False)
+        out[key] = value
+    if n and (out["questions_len"].min() < 1 or out["questions_len"].max() > questions.shape[1]):
+        raise QuestionFileError(f"{path}: 'questions_len' must lie in [1, {questions.shape[1]}]")
+    glove = obj.get("glove")
+    if glove is not None:
+        glove = np.asarray(glove)
+        if glove.ndim != 2 or glove.dtype.kind != "f":
+            raise QuestionFileError(f"{path}: 'glove' must be a (V, word_dim) float matrix, got {glove.dtype} "
+                                    f"{glove.shape}")
+        glove = glove.astype(np.float32, copy=False)
+    out["glove"] = glove
+    return out
+
+
+def load_vocab(path) -> dict:
+    """Load ``<dataset>_vocab.json``: a dict with the three token -> index maps of ``VOCAB_KEYS``."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            vocab = json.load(f)
+    except json.JSONDecodeError as e:
+        raise QuestionFileError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    if not isinstance(vocab, dict):
+        raise QuestionFileError(f"{path}: expected a JSON object, found {type(vocab).__name__}")
+    for key in VOCAB_KEYS:
+        table = vocab.get(key)
+        if not isinstance(table, dict) or not all(isinstance(i, int) for i in table.values()):
+            raise QuestionFileError(f"{path}: '{key}' must be an object mapping tokens to integer ids")
+    return vocab
