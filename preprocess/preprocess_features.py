@@ -1,0 +1,459 @@
+"""Extract HCRN/DualVGR clip features from a dataset's videos into HDF5: ResNet-101 appearance or ResNeXt-101 motion.
+
+    python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnet101
+    python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnext101
+
+Output (HCRN/DualVGR layout, DATA_FORMATS.md): appearance ``resnet_features`` float32 (N, C, F, 2048) or motion
+``resnext_features`` float32 (N, C, 2048); ``ids`` int64 (N,) video ids in increasing order; plus ``valid`` uint8 (N,)
+(0: the video did not decode, its row is zeros), ``done`` uint8 (N,) (rows finished, for resuming),
+``failure_reason`` (N,) bytes, and the extraction settings as attributes. Failed videos are also listed in
+``<out>.failed.tsv`` (video_id, path, reason).
+
+Rerunning the same command resumes an interrupted run; other settings than the file's are refused (``--overwrite``).
+``--shard I --num_shards N`` extracts every N-th video into ``<out stem>.shard<I>of<N>.h5``; join the shards with
+``python -m preprocess.merge_features``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import h5py
+import numpy as np
+import torch
+from termcolor import colored
+from tqdm import tqdm
+
+from preprocess.backbones import (BACKBONES, MOTION_INPUTS, WeightsError, build_extractor, file_sha256,
+                                  recalibrate_batchnorm, resolve_weights)
+from preprocess.datasets import DatasetLayoutError, VideoEntry, canonical_dataset_name, list_videos
+from preprocess.video import ClipDecodingDataset
+from utils.config import REPO_ROOT
+
+FEATURE_DIM = 2048
+DEFAULT_NUM_CLIPS = {"msvd-qa": 8, "msrvtt-qa": 16}  # DualVGR: 8 clips for MSVD-QA, 16 for MSRVTT-QA
+DEFAULT_BATCH_SIZE = {"resnet101": 128, "resnext101": 16}  # frames / clips per CNN batch
+CALIBRATION_BATCH = {"resnet101": 64, "resnext101": 8}  # fixed, so recalibrated statistics do not depend on --batch_size
+CLIP_SAMPLING = ("centres = int(linspace(0, n_frames, C+2)[1:C+1]); clip = frames centre-F//2 .. centre+(F-1)//2, "
+                 "indices clamped to [0, n_frames-1]")
+RESIZE = "bicubic (FFmpeg swscale), to image_height x image_width"
+FAILURE_REASON_BYTES = 200
+SHARD_ATTRS = ("shard_index", "num_shards", "dataset_num_videos")
+FLUSH_INTERVAL_S = 5.0  # finished rows are committed (data flushed, then marked done) at least this often
+
+
+class ExtractionError(RuntimeError):
+    """The run cannot start or continue; the message says what to do."""
+
+
+def log(message: str, color: str | None = None) -> None:
+    tqdm.write(colored(message, color) if color else message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------- file layout shared with merge_features
+
+
+def shard_path(out: Path, shard_index: int, num_shards: int) -> Path:
+    """``x/msvd-qa_appearance_feat.h5`` -> ``x/msvd-qa_appearance_feat.shard0of4.h5``."""
+    return out.with_name(f"{out.stem}.shard{shard_index}of{num_shards}{out.suffix}")
+
+
+def failure_report_path(out: Path) -> Path:
+    return out.with_name(out.name + ".failed.tsv")
+
+
+def feature_shape(settings: dict) -> tuple[int, ...]:
+    """Per-video feature shape: (C, F, 2048) appearance, (C, 2048) motion."""
+    if BACKBONES[settings["model"]]["kind"] == "appearance":
+        return settings["num_clips"], settings["num_frames"], FEATURE_DIM
+    return settings["num_clips"], FEATURE_DIM
+
+
+def attr_value(value):
+    """An HDF5 attribute as a plain Python value (numpy scalars -> Python scalars, bytes -> str)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def create_feature_file(path: Path, ids: np.ndarray, settings: dict) -> None:
+    """Write an empty feature file atomically (built under a temporary name, then renamed).
+
+    All datasets are allocated up front, so later writes only fill raw data: a run killed mid-way leaves a file
+    whose metadata is intact and whose ``done`` rows are trustworthy.
+    """
+    temporary = path.with_name(path.name + ".creating")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(ids)
+    with h5py.File(temporary, "w") as f:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        f.create_dataset(settings["feature_key"], shape=(n, *feature_shape(settings)), dtype=np.float32,
+                         dcpl=dcpl, fill_time="never")
+        f.create_dataset("ids", data=np.asarray(ids, dtype=np.int64))
+        f.create_dataset("valid", data=np.zeros(n, dtype=np.uint8))
+        f.create_dataset("done", data=np.zeros(n, dtype=np.uint8))
+        f.create_dataset("failure_reason", data=np.zeros(n, dtype=f"S{FAILURE_REASON_BYTES}"))
+        for key, value in settings.items():
+            f.attrs[key] = value
+        f.attrs["num_videos"] = n
+        f.attrs["complete"] = False
+    os.replace(temporary, path)
+
+
+def finalize_feature_file(f: h5py.File, paths: list[str], out: Path) -> int:
+    """Mark a fully extracted file complete and write its failure report. Returns the number of failed videos.
+
+    paths: the video path of every row (for the report).
+    """
+    valid = f["valid"][:]
+    failed = np.flatnonzero(valid == 0)
+    f.attrs["num_failed"] = len(failed)
+    f.attrs["complete"] = True
+    report = failure_report_path(out)
+    if len(failed):
+        ids, reasons = f["ids"][:], f["failure_reason"][:]
+        with open(report, "w") as tsv:
+            tsv.write("video_id\tpath\treason\n")
+            for row in failed:
+                tsv.write(f"{ids[row]}\t{paths[row]}\t{reasons[row].decode(errors='replace')}\n")
+    elif report.exists():
+        report.unlink()
+    return len(failed)
+
+
+def settings_mismatch(f: h5py.File, settings: dict, ids: np.ndarray) -> list[str]:
+    """Human-readable differences between an existing file and this run's settings and video ids."""
+    differences = []
+    for key, value in settings.items():
+        existing = attr_value(f.attrs[key]) if key in f.attrs else "<absent>"
+        if existing != value:
+            differences.append(f"{key}: file has {existing!r}, this run {value!r}")
+    if "ids" not in f or not np.array_equal(f["ids"][:], ids):
+        differences.append("the list of video ids differs")
+    return differences
+
+
+# ---------------------------------------------------------------- the command line
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it has one."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m preprocess.preprocess_features", description=__doc__.split("\n\n")[0],
+        formatter_class=_HelpFormatter)
+    parser.add_argument("--dataset", required=True, choices=["msvd-qa", "msrvtt-qa", "msvd", "msrvtt"],
+                        help="which published layout --dataset_dir has")
+    parser.add_argument("--dataset_dir", required=True,
+                        help="MSVD-QA: YouTubeClips/ and youtube_mapping.txt; MSRVTT-QA: TrainValVideo/ and "
+                             "TestVideo/; both: {train,val,test}_qa.json (the videos they reference are extracted)")
+    parser.add_argument("--model", required=True, choices=sorted(BACKBONES),
+                        help="resnet101: appearance (frames); resnext101: motion (clips)")
+    parser.add_argument("--out", default=None,
+                        help="output HDF5 (default data/<dataset>/<dataset>_{appearance,motion}_feat.h5 in the repo)")
+    parser.add_argument("--num_clips", type=int, default=None, help="clips per video (default 8 MSVD-QA, 16 MSRVTT-QA)")
+    parser.add_argument("--num_frames", type=int, default=16, help="frames per clip")
+    parser.add_argument("--image_height", type=int, default=None, help="frame height (default 224 resnet101, 112 resnext101)")
+    parser.add_argument("--image_width", type=int, default=None, help="frame width (default 224 resnet101, 112 resnext101)")
+    parser.add_argument("--weights", default=None,
+                        help="resnet101: torchvision ImageNet state dict (.pth); resnext101: resnext-101-kinetics.pth. "
+                             "Default: data/weights/<that file> in the repo")
+    parser.add_argument("--random_init", action="store_true",
+                        help="use random weights (demo/tests: the features carry little information)")
+    parser.add_argument("--no_bn_recalibration", action="store_true",
+                        help="with --random_init, keep the initial BatchNorm statistics instead of recalibrating them "
+                             "on the dataset's frames")
+    parser.add_argument("--calibration_videos", type=int, default=8,
+                        help="videos (seeded sample of the whole dataset) whose frames recalibrate BatchNorm")
+    parser.add_argument("--seed", type=int, default=666, help="seeds random init and the calibration sample")
+    parser.add_argument("--motion_input", choices=MOTION_INPUTS, default="kinetics_mean",
+                        help="resnext101 input: kinetics_mean = 0-255 minus (114.7748, 107.7354, 99.4750), the "
+                             "checkpoint's training input; raw = 0-255 pixels, as HCRN/DualVGR fed it")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--fp16", action="store_true", help="float16 autocast (CUDA only)")
+    parser.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
+                        help="channels-last memory format (auto: on for CUDA)")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="frames (resnet101, default 128) or clips (resnext101, default 16) per CNN batch")
+    parser.add_argument("--num_workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
+                        help="decoding worker processes (0: decode in the main process)")
+    parser.add_argument("--shard", type=int, default=0, help="this run's shard index I (0 <= I < N)")
+    parser.add_argument("--num_shards", type=int, default=1,
+                        help="split the videos into N disjoint shards (every N-th video), each its own file")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="stop after this many videos (a quick try; rerun without it to finish the file)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over even if the output exists with other settings or is already complete")
+    return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ExtractionError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def extraction_settings(args: argparse.Namespace, dataset: str, weights: Path | None) -> dict:
+    """Everything that determines the features: written as attributes and checked when resuming or merging."""
+    info = BACKBONES[args.model]
+    settings = {
+        "dataset": dataset,
+        "model": args.model,
+        "feature_key": info["feature_key"],
+        "weights": "random_init" if weights is None else weights.name,
+        "weights_sha256": "" if weights is None else file_sha256(weights),
+        "random_init": weights is None,
+        "seed": args.seed,
+        "num_clips": args.num_clips,
+        "num_frames": args.num_frames,
+        "image_height": args.image_height,
+        "image_width": args.image_width,
+        "resize": RESIZE,
+        "clip_sampling": CLIP_SAMPLING,
+        "bn_recalibrated": weights is None and not args.no_bn_recalibration,
+        "bn_calibration_videos": 0 if weights is not None or args.no_bn_recalibration else args.calibration_videos,
+        "bn_calibration_batch": CALIBRATION_BATCH[args.model],
+        "precision": "fp16" if args.fp16 else "fp32",
+    }
+    if info["kind"] == "motion":
+        settings["motion_input"] = args.motion_input
+    return settings
+
+
+def validate_args(args: argparse.Namespace, dataset: str) -> None:
+    info = BACKBONES[args.model]
+    args.num_clips = args.num_clips or DEFAULT_NUM_CLIPS[dataset]
+    args.image_height = args.image_height or info["default_size"]
+    args.image_width = args.image_width or info["default_size"]
+    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE[args.model]
+    for name in ("num_clips", "num_frames", "image_height", "image_width", "batch_size", "num_shards"):
+        if getattr(args, name) < 1:
+            raise ExtractionError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 0 <= args.shard < args.num_shards:
+        raise ExtractionError(f"--shard must be in [0, {args.num_shards}), got {args.shard}")
+    if args.num_workers < 0:
+        raise ExtractionError(f"--num_workers must be >= 0, got {args.num_workers}")
+    if args.calibration_videos < 1:
+        raise ExtractionError(f"--calibration_videos must be at least 1, got {args.calibration_videos}")
+
+
+# ---------------------------------------------------------------- extraction
+
+
+def _loader(paths: list[Path], args: argparse.Namespace, device: torch.device) -> torch.utils.data.DataLoader:
+    dataset = ClipDecodingDataset(paths, args.num_clips, args.num_frames, args.image_height, args.image_width)
+    workers = min(args.num_workers, len(paths))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None, worker_init_fn=_single_thread_worker if workers else None)
+
+
+def _single_thread_worker(_: int) -> None:
+    torch.set_num_threads(1)
+
+
+def _network_inputs(item: dict, kind: str, device: torch.device) -> torch.Tensor:
+    """The CNN's inputs for one decoded video: its distinct frames (U, H, W, 3) or its clips (C, F, H, W, 3)."""
+    frames = item["frames"].to(device, non_blocking=True)
+    return frames if kind == "appearance" else frames[item["index"].to(device, non_blocking=True)]
+
+
+def calibrate(extractor: torch.nn.Module, entries: list[VideoEntry], args: argparse.Namespace, kind: str,
+              device: torch.device, autocast) -> int:
+    """Recalibrate BatchNorm on a seeded sample of the dataset's videos (the same sample in every shard and rerun)."""
+    order = list(range(len(entries)))
+    random.Random(args.seed).shuffle(order)
+    inputs = []
+    loader = _loader([entries[position].path for position in order], args, device)
+    for item in loader:
+        if not item["error"]:
+            inputs.append(_network_inputs(item, kind, device))
+        if len(inputs) == args.calibration_videos:
+            break
+    del loader
+    if not inputs:
+        raise ExtractionError("no video decoded for BatchNorm recalibration: see the failure reasons of a run "
+                              "with --no_bn_recalibration")
+    samples = torch.cat(inputs)
+    batches = list(samples.split(CALIBRATION_BATCH[args.model]))
+    if len(batches) > 1 and batches[-1].shape[0] < 2:  # train-mode BatchNorm needs 2 samples per batch
+        batches = batches[:-2] + [torch.cat(batches[-2:])]
+    if samples.shape[0] < 2:
+        batches = [samples.repeat(2, *([1] * (samples.dim() - 1)))]
+    with autocast:
+        seen = recalibrate_batchnorm(extractor, batches)
+    log(f"BatchNorm recalibrated on {seen} {'frames' if kind == 'appearance' else 'clips'} "
+        f"of {len(inputs)} videos", "cyan")
+    return seen
+
+
+class _RowWriter:
+    """Writes finished rows and commits them: data flushed first, then marked done, then flushed again."""
+
+    def __init__(self, f: h5py.File, feature_key: str):
+        self.f, self.features = f, f[feature_key]
+        self.pending: list[int] = []
+        self.last_commit = time.monotonic()
+
+    def write(self, row: int, features: np.ndarray | None, reason: str = "") -> None:
+        if features is None:
+            self.features[row] = np.zeros(self.features.shape[1:], dtype=np.float32)
+            self.f["valid"][row] = 0
+            self.f["failure_reason"][row] = reason.encode(errors="replace")[:FAILURE_REASON_BYTES]
+        else:
+            self.features[row] = features
+            self.f["valid"][row] = 1
+        self.pending.append(row)
+        if time.monotonic() - self.last_commit >= FLUSH_INTERVAL_S:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.pending:
+            self.f.flush()
+            done = self.f["done"]
+            for row in self.pending:
+                done[row] = 1
+            self.f.flush()
+            self.pending.clear()
+        self.last_commit = time.monotonic()
+
+
+def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor: torch.nn.Module,
+            args: argparse.Namespace, kind: str, device: torch.device, autocast) -> tuple[int, int]:
+    """Extract ``entries[rows[i]]`` into row ``rows[i]`` of ``f``. Returns (videos processed, of which failed)."""
+    writer = _RowWriter(f, BACKBONES[args.model]["feature_key"])
+    loader = _loader([entries[row].path for row in rows], args, device)
+    failed = 0
+    bar = tqdm(total=len(rows), unit="video", dynamic_ncols=True, desc=f"{args.model} {entries[0].path.parent.name}")
+    try:
+        for item in loader:
+            row = rows[item["position"]]
+            features, reason = None, item["error"]
+            if not reason:
+                with torch.inference_mode(), autocast:
+                    output = torch.cat([extractor(chunk) for chunk in
+                                        _network_inputs(item, kind, device).split(args.batch_size)])
+                    if kind == "appearance":  # features of the distinct frames -> every clip frame
+                        output = output[item["index"].to(device)]
+                features = output.cpu().numpy()
+                if not np.isfinite(features).all():
+                    features, reason = None, "non-finite features (float16 overflow? try without --fp16)"
+            if features is None:
+                failed += 1
+                log(f"video {entries[row].video_id} ({entries[row].path}): {reason}", "yellow")
+            writer.write(row, features, reason)
+            bar.update(1)
+            bar.set_postfix(failed=failed, refresh=False)
+    finally:
+        writer.commit()  # what was fully written survives an exception or Ctrl-C
+        bar.close()
+    return bar.n, failed
+
+
+def _open_or_create(out: Path, settings: dict, ids: np.ndarray, overwrite: bool) -> None:
+    """Create ``out`` unless it holds a resumable run with these settings; refuse a mismatch unless overwrite."""
+    if out.exists() and not overwrite:
+        try:
+            with h5py.File(out, "r") as f:
+                differences = settings_mismatch(f, settings, ids)
+        except OSError as e:
+            raise ExtractionError(f"{out} exists but cannot be read as HDF5 ({e}); pass --overwrite to start over")
+        if differences:
+            raise ExtractionError(f"{out} exists with other settings:\n  " + "\n  ".join(differences)
+                                  + "\nrerun with the file's settings to resume it, or pass --overwrite to start over")
+        return
+    create_feature_file(out, ids, settings)
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Extract (or resume) the features ``args`` describe; returns the output path."""
+    dataset = canonical_dataset_name(args.dataset)
+    validate_args(args, dataset)
+    kind = BACKBONES[args.model]["kind"]
+    device = resolve_device(args.device)
+    if args.fp16 and device.type != "cuda":
+        raise ExtractionError("--fp16 needs a CUDA device")
+    weights = resolve_weights(args.model, args.weights, args.random_init)
+    entries = list_videos(dataset, args.dataset_dir)
+    settings = extraction_settings(args, dataset, weights)
+
+    out = Path(args.out) if args.out else REPO_ROOT / "data" / dataset / f"{dataset}_{kind}_feat.h5"
+    rows_of_shard = list(range(args.shard, len(entries), args.num_shards))
+    if args.num_shards > 1:
+        out = shard_path(out, args.shard, args.num_shards)
+        settings.update(shard_index=args.shard, num_shards=args.num_shards, dataset_num_videos=len(entries))
+    shard_entries = [entries[position] for position in rows_of_shard]
+    ids = np.array([entry.video_id for entry in shard_entries], dtype=np.int64)
+    _open_or_create(out, settings, ids, args.overwrite)
+
+    with h5py.File(out, "r+") as f:
+        todo = np.flatnonzero(f["done"][:] == 0).tolist()
+        if not todo:
+            failed = finalize_feature_file(f, [str(e.path) for e in shard_entries], out)
+            log(f"{out} is already complete ({len(ids)} videos, {failed} failed); --overwrite to redo it", "green")
+            return out
+        if len(todo) < len(ids):
+            log(f"resuming {out}: {len(ids) - len(todo)} of {len(ids)} videos already done", "cyan")
+        if args.limit is not None:
+            todo = todo[:args.limit]
+
+        if weights is None:
+            log("WARNING: --random_init: features come from an UNTRAINED network and are useless for real "
+                "experiments (demo/tests only); recorded as weights='random_init' in the file", "red")
+        channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
+        extractor = build_extractor(args.model, weights, args.seed, args.motion_input, channels_last).to(device)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if args.fp16 else nullcontext()
+        if settings["bn_recalibrated"]:
+            calibrate(extractor, entries, args, kind, device, autocast)
+
+        log(f"{args.model}: {len(todo)} videos -> {out} ({args.num_clips} clips x {args.num_frames} frames, "
+            f"{args.image_height}x{args.image_width}, {device}, {settings['precision']})", "cyan")
+        start = time.monotonic()
+        processed, failed = extract(f, todo, shard_entries, extractor, args, kind, device, autocast)
+        elapsed = time.monotonic() - start
+        remaining = int((f["done"][:] == 0).sum())
+        rate = processed / max(elapsed, 1e-9)
+        if remaining:
+            log(f"stopped with {remaining} videos left ({processed} in {elapsed:.0f} s, {rate:.2f} videos/s); "
+                "rerun the same command to continue", "yellow")
+            return out
+        total_failed = finalize_feature_file(f, [str(e.path) for e in shard_entries], out)
+    color = "yellow" if total_failed else "green"
+    report = f", {total_failed} failed (zero rows, valid=0; see {failure_report_path(out)})" if total_failed else ""
+    log(f"done: {len(ids)} videos in {out}{report}; {processed} extracted now in {elapsed:.0f} s "
+        f"({rate:.2f} videos/s)", color)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ExtractionError, WeightsError, DatasetLayoutError) as e:
+        log(f"error: {e}", "red")
+        return 2
+    except KeyboardInterrupt:
+        log("interrupted: the finished videos are saved; rerun the same command to continue", "yellow")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
