@@ -1,0 +1,113 @@
+"""Train the teacher, the plain student, or the distilled student (train.mode: teacher | student | kd).
+
+    python train.py --cfg configs/msvd_qa_teacher.yml
+    python train.py --cfg configs/msvd_qa_student.yml                       # kd from results/msvd_qa_teacher/best.pt
+    python train.py --cfg configs/msvd_qa_student.yml train.mode=student --exp_name msvd_qa_student
+    torchrun --nproc_per_node 4 train.py --cfg configs/msrvtt_qa_teacher.yml dataset.features_in_memory=true
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+RESULTS_LAYOUT = """\
+results (in <dataset.save_dir>/<exp_name>/):
+  config.yaml              the fully resolved config (reloads with --cfg)
+  best.pt, last.pt         checkpoints (best validation accuracy; latest epoch, or the interrupted step)
+  metrics.csv, metrics.json  per epoch: train/val loss parts (total, ce, similarity, hsic, kd_appearance,
+                           kd_motion), train accuracy, val accuracy overall and per question type, lr, time
+  loss_ce.png, accuracy.png, loss_distillation.png (kd runs)   curves
+  tensorboard/             TensorBoard events (tensorboard --logdir results)
+  test_results.json, test_results.md   test accuracy per question type of the best checkpoint
+  train.log                the console log
+
+Ctrl-C (or SIGTERM) finishes the current step, saves last.pt and prints the command that resumes the run.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from utils.config import add_config_arguments
+    parser = argparse.ArgumentParser(
+        description="Train a teacher, student or distilled student VideoQA model (KEY=VALUE overrides any config "
+                    "key; the flags below are shortcuts for the keys they name).",
+        epilog=RESULTS_LAYOUT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser)
+    parser.add_argument("--alpha", type=float, help="weight of the similarity loss (train.alpha)")
+    parser.add_argument("--beta", type=float, help="weight of the HSIC loss (train.beta)")
+    parser.add_argument("--unit_layers", type=int, help="stacked DualVGR units u (model.unit_layers)")
+    parser.add_argument("--graph_layers", type=int,
+                        help="graph layers per unit g (model.graph_layers): teacher 4 / 6, student 1")
+    parser.add_argument("--teacher_ckpt", metavar="PATH",
+                        help="teacher checkpoint for distillation (distill.teacher_ckpt; relative to the current "
+                             "folder); with train.mode teacher this trains a distilled student, train.mode=student "
+                             "ignores it")
+    parser.add_argument("--exp_name", help="run name: results go to <dataset.save_dir>/<exp_name>/ (exp_name)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in <dataset.save_dir>/<exp_name>/ from its last.pt (same epochs, "
+                             "same result as an uninterrupted run)")
+    parser.add_argument("--seed", type=int, help="seed of python, numpy and torch (seed)")
+    parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (device); under torchrun each process uses "
+                                         "cuda:LOCAL_RANK")
+    return parser
+
+
+FLAG_KEYS = {"alpha": ("train", "alpha"), "beta": ("train", "beta"), "unit_layers": ("model", "unit_layers"),
+             "graph_layers": ("model", "graph_layers"), "exp_name": (None, "exp_name"), "seed": (None, "seed"),
+             "device": (None, "device")}
+
+
+def config_from_args(args):
+    """The resolved config: base.yml <- --cfg file <- KEY=VALUE overrides <- flags."""
+    from utils.config import load_config
+    cfg = load_config(args.cfg, args.overrides)
+    for flag, (section, key) in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            (cfg[section] if section else cfg)[key] = value
+    if args.teacher_ckpt:
+        cfg.distill.teacher_ckpt = str(Path(args.teacher_ckpt).expanduser().resolve())
+    return cfg
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """Parse ``argv`` and train; raises the trainer's errors (see training.trainer.run_training)."""
+    from training.trainer import run_training
+    args = build_parser().parse_args(argv)
+    return run_training(config_from_args(args), resume=args.resume)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from termcolor import colored
+
+    from model.losses import compute_losses  # noqa: F401  (fail early and plainly if the model package is broken)
+    from training.checkpoint import CheckpointError
+    from training.data import DataError
+    from training.engine import NonFiniteLossError
+    from training.trainer import TrainingInterrupted
+    from utils.config import ConfigError
+    from utils.safe_pickle import UnsafePickleError
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        run(argv)
+    except (ConfigError, DataError, CheckpointError, UnsafePickleError) as e:
+        print(colored(f"error: {e}", "red"), file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(colored(f"error: {e}", "red"), file=sys.stderr)
+        return 1
+    except TrainingInterrupted as e:
+        command = ["python", "train.py"] + [a for a in argv if a != "--resume"] + ["--resume"]
+        print(colored(f"{e}; last.pt is saved. Resume with:\n  {shlex.join(command)}", "yellow"), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(colored("aborted: last.pt holds the end of the last completed epoch (resume with --resume)", "yellow"),
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

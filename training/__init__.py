@@ -1,0 +1,1 @@
+"""Training and evaluation: data pipeline, samplers, checkpoints, metrics, plots and the training loop."""

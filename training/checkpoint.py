@@ -1,0 +1,147 @@
+"""Checkpoints: atomic writes, safe loads, RNG state capture, and the checks that a checkpoint fits the data.
+
+A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts, so that
+``torch.load(path, weights_only=True)`` reads it without running code:
+
+    format_version      int
+    model               state dict of the (unwrapped, uncompiled) model
+    optimizer           Adam state dict
+    scheduler           StepLR state dict
+    scaler              GradScaler state dict (fp16 AMP) or {}
+    epoch               completed epochs
+    step_in_epoch       0, or the batches already done of epoch + 1 (a checkpoint written on interrupt)
+    partial_epoch       {} or the running sums of that unfinished epoch (tensors)
+    rng                 {"torch": ByteTensor, "cuda": [ByteTensor], "numpy": {...}, "python": {...}}
+    mode                teacher | student | kd
+    model_config        the model section of the config (plain dict)
+    config              the whole resolved config (plain dict)
+    vocab_fingerprint   sha256 of the vocabulary's question and answer token lists
+    num_question_tokens, num_answers, num_clips, frames_per_clip, appearance_dim, motion_dim
+    best_metric, best_epoch   best validation accuracy so far and its epoch
+    history             list of per-epoch metric dicts (metrics.csv rows)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, or does not fit the data / model it is used with."""
+
+
+def vocab_fingerprint(vocab: dict) -> str:
+    """sha256 over the question and answer token lists (in index order) of a vocabulary JSON dict."""
+    lists = {}
+    for key in ("question_token_to_idx", "answer_token_to_idx"):
+        mapping = vocab[key]
+        lists[key] = sorted(mapping, key=mapping.__getitem__)
+    return hashlib.sha256(json.dumps(lists, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class DataSignature:
+    """What a model is tied to in the data: vocabulary and feature shapes."""
+    vocab_fingerprint: str
+    num_question_tokens: int
+    num_answers: int
+    num_clips: int
+    frames_per_clip: int
+    appearance_dim: int
+    motion_dim: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def capture_rng_state() -> dict:
+    """RNG states of torch (CPU and CUDA), numpy's global generator and Python's ``random``, as plain types."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized()
+        else [],
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss_next": py_state[2]},
+    }
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of :func:`capture_rng_state`; CUDA states are restored when the device count matches."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    py_state = state["python"]
+    random.setstate((py_state["version"], tuple(py_state["state"]), py_state["gauss_next"]))
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> None:
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
+    """Load a checkpoint with ``weights_only=True`` on the CPU; ``source`` names the flag/key that pointed here."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (from {source})")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
+        raise CheckpointError(f"cannot read checkpoint {path} (from {source}): {type(e).__name__}: {e}") from None
+    required = ("model", "model_config", "vocab_fingerprint", "num_question_tokens", "num_answers")
+    missing = [k for k in required if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} (from {source}) is not a kdvqa checkpoint: missing {', '.join(missing)}")
+    return ckpt
+
+
+def check_against_data(ckpt: dict, data: DataSignature, path: str | Path, source: str,
+                       model_dims: dict | None = None) -> None:
+    """Raise CheckpointError listing every way ``ckpt`` does not fit ``data`` (and ``model_dims`` if given).
+
+    ``model_dims``: model-config values that must be equal, e.g. {"word_dim": 8, "module_dim": 32}.
+    """
+    problems = []
+    if ckpt["vocab_fingerprint"] != data.vocab_fingerprint:
+        problems.append(f"vocabulary fingerprint: checkpoint {ckpt['vocab_fingerprint']} vs data "
+                        f"{data.vocab_fingerprint}")
+    for key in ("num_question_tokens", "num_answers", "num_clips", "frames_per_clip", "appearance_dim",
+                "motion_dim"):
+        if key in ckpt and ckpt[key] != getattr(data, key):
+            problems.append(f"{key}: checkpoint {ckpt[key]} vs data {getattr(data, key)}")
+    for key, value in (model_dims or {}).items():
+        theirs = ckpt["model_config"].get(key)
+        if theirs != value:
+            problems.append(f"model.{key}: checkpoint {theirs} vs this run {value}")
+    if problems:
+        fingerprints = (f"checkpoint vocabulary fingerprint {ckpt['vocab_fingerprint']}, "
+                        f"data vocabulary fingerprint {data.vocab_fingerprint}")
+        raise CheckpointError(f"checkpoint {path} (from {source}) does not match the data/model:\n  - "
+                              + "\n  - ".join(problems) + f"\n  ({fingerprints})")

@@ -1,0 +1,457 @@
+"""Data pipeline: vocabulary, HCRN/DualVGR question files, HDF5 video features, and whole-batch loading.
+
+Files (DATA_FORMATS.md): ``dataset.*`` config keys name them; relative names resolve inside
+``dataset.data_dir`` (itself relative to the repository root unless absolute).
+
+A batch is built in one call from an array of question indices (the samplers yield those), with vectorised
+numpy gathers and one sorted HDF5 read per feature file, never a per-sample loop or file open:
+
+    appearance      (N, C, F, D) float32   the batch's unique videos
+    motion          (N, C, D)    float32
+    question        (B, L)       int64     trimmed to the longest question of the batch
+    question_len    (B,)         int64
+    answer          (B,)         int64
+    video_index     (B,)         int64     row of ``appearance``/``motion`` for each question
+    question_index  (B,)         int64     position of each question in its split
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from training.checkpoint import DataSignature, vocab_fingerprint
+from training.log import get_logger
+from training.metrics import question_types
+from utils.config import REPO_ROOT
+
+APPEARANCE_DATASET = "resnet_features"
+MOTION_DATASET = "resnext_features"
+SPLITS = ("train", "val", "test")
+SPLIT_KEYS = {"train": "train_question_pt", "val": "val_question_pt", "test": "test_question_pt"}
+REQUIRED_QUESTION_FIELDS = ("questions", "questions_len", "video_ids", "answers")
+FEATURE_LOAD_CHUNK = 64  # videos per HDF5 read when loading features into memory
+
+
+class DataError(ValueError):
+    """A data file is missing or malformed; the message names the file and the config key."""
+
+
+# ---------------------------------------------------------------------------------------------- paths
+def resolve_path(value: str | Path, base: Path) -> Path:
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else base / path
+
+
+def data_dir(cfg) -> Path:
+    return resolve_path(cfg.dataset.data_dir, REPO_ROOT)
+
+
+def dataset_path(cfg, key: str) -> Path:
+    """The file named by config key ``dataset.<key>``, resolved inside ``dataset.data_dir``."""
+    return resolve_path(cfg.dataset[key], data_dir(cfg))
+
+
+def require_file(path: Path, key: str) -> Path:
+    if not path.is_file():
+        hint = "" if path.parent.is_dir() else f" (folder {path.parent} does not exist either)"
+        raise DataError(f"file not found: {path}{hint}; set by config key '{key}'")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- vocabulary
+def load_vocab(path: Path, key: str = "dataset.vocab_json") -> dict:
+    require_file(path, key)
+    try:
+        with open(path) as f:
+            vocab = json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path} (config key '{key}'): not valid JSON: {e}") from None
+    for field_name in ("question_token_to_idx", "answer_token_to_idx"):
+        if not isinstance(vocab.get(field_name), dict) or not vocab[field_name]:
+            raise DataError(f"{path} (config key '{key}'): missing or empty '{field_name}'")
+    return vocab
+
+
+def inverse_vocab(mapping: dict) -> list[str]:
+    """Token list in index order from a token -> index mapping."""
+    tokens = [""] * len(mapping)
+    for token, index in mapping.items():
+        tokens[index] = token
+    return tokens
+
+
+# ---------------------------------------------------------------------------------------------- features
+@dataclass
+class VideoTable:
+    """The videos usable for training: valid and present in both feature files.
+
+    ``video_ids`` (M,) sorted ascending; ``appearance_rows`` / ``motion_rows`` (M,) their HDF5 rows. A video's
+    position in ``video_ids`` is its *video key* (the row of the in-memory feature tensors).
+    """
+    video_ids: np.ndarray
+    appearance_rows: np.ndarray
+    motion_rows: np.ndarray
+    invalid_ids: np.ndarray  # ids present in a file but marked valid == 0
+    appearance_shape: tuple
+    motion_shape: tuple
+    appearance_dtype: np.dtype
+    motion_dtype: np.dtype
+
+    def keys_for(self, video_ids: np.ndarray) -> np.ndarray:
+        """(N,) video key of each id, -1 where the id has no usable features."""
+        video_ids = np.asarray(video_ids, dtype=np.int64)
+        if len(self.video_ids) == 0:
+            return np.full(len(video_ids), -1, dtype=np.int64)
+        pos = np.clip(np.searchsorted(self.video_ids, video_ids), 0, len(self.video_ids) - 1)
+        return np.where(self.video_ids[pos] == video_ids, pos, -1)
+
+
+def _read_feature_index(path: Path, dataset_name: str, key: str) -> tuple[np.ndarray, np.ndarray, tuple, np.dtype]:
+    """(ids (N,), valid (N,) bool, feature shape, dtype) of one HDF5 feature file."""
+    require_file(path, key)
+    try:
+        with h5py.File(path, "r") as f:
+            if dataset_name not in f or "ids" not in f:
+                raise DataError(f"{path} (config key '{key}'): expected datasets '{dataset_name}' and 'ids', found "
+                                f"{sorted(f.keys())}")
+            ids = f["ids"][()].astype(np.int64).reshape(-1)
+            valid = f["valid"][()].astype(bool).reshape(-1) if "valid" in f else np.ones(len(ids), dtype=bool)
+            shape, dtype = f[dataset_name].shape, f[dataset_name].dtype
+    except OSError as e:
+        raise DataError(f"{path} (config key '{key}'): not a readable HDF5 file: {e}") from None
+    if shape[0] != len(ids) or len(valid) != len(ids):
+        raise DataError(f"{path} (config key '{key}'): '{dataset_name}' has {shape[0]} rows but 'ids' has "
+                        f"{len(ids)} and 'valid' {len(valid)}")
+    return ids, valid, shape, dtype
+
+
+def _first_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique ids (sorted) and the first row holding each."""
+    unique, first = np.unique(ids, return_index=True)
+    return unique, first
+
+
+def build_video_table(appearance_path: Path, motion_path: Path) -> VideoTable:
+    app_ids, app_valid, app_shape, app_dtype = _read_feature_index(
+        appearance_path, APPEARANCE_DATASET, "dataset.appearance_feat")
+    mot_ids, mot_valid, mot_shape, mot_dtype = _read_feature_index(
+        motion_path, MOTION_DATASET, "dataset.motion_feat")
+    if len(app_shape) != 4 or len(mot_shape) != 3:
+        raise DataError(f"feature shapes {app_shape} ({appearance_path}) and {mot_shape} ({motion_path}): expected "
+                        "appearance (N, C, F, D) and motion (N, C, D)")
+    if app_shape[1] != mot_shape[1]:
+        raise DataError(f"clip counts differ: {appearance_path} has C={app_shape[1]}, {motion_path} has "
+                        f"C={mot_shape[1]} (config keys 'dataset.appearance_feat', 'dataset.motion_feat')")
+    for name, ids in (("appearance", app_ids), ("motion", mot_ids)):
+        if len(np.unique(ids)) != len(ids):
+            get_logger().warning(f"{name} feature file lists some video ids twice; the first row of each is used")
+    app_unique, app_rows = _first_rows(app_ids)
+    mot_unique, mot_rows = _first_rows(mot_ids)
+    common, app_pos, mot_pos = np.intersect1d(app_unique, mot_unique, assume_unique=True, return_indices=True)
+    usable = app_valid[app_rows[app_pos]] & mot_valid[mot_rows[mot_pos]]
+    invalid = np.union1d(app_ids[~app_valid], mot_ids[~mot_valid])
+    return VideoTable(video_ids=common[usable], appearance_rows=app_rows[app_pos][usable],
+                      motion_rows=mot_rows[mot_pos][usable], invalid_ids=invalid,
+                      appearance_shape=tuple(app_shape), motion_shape=tuple(mot_shape),
+                      appearance_dtype=np.dtype(app_dtype), motion_dtype=np.dtype(mot_dtype))
+
+
+def _sorted_read(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """``dataset[rows]`` for any (unique) row order: h5py needs increasing indices, so read sorted and unsort."""
+    order = np.argsort(rows)
+    sorted_data = dataset[rows[order]]
+    out = np.empty_like(sorted_data)
+    out[order] = sorted_data
+    return out
+
+
+class H5Features:
+    """Reads the features of a batch's videos from the HDF5 files.
+
+    Each process (every DataLoader worker) opens its own handles lazily on first use and keeps them.
+    """
+
+    def __init__(self, appearance_path: Path, motion_path: Path, table: VideoTable):
+        self.appearance_path = appearance_path
+        self.motion_path = motion_path
+        self.table = table
+        self._handles = None
+        self._pid = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_handles"], state["_pid"] = None, None
+        return state
+
+    def _open(self):
+        if self._handles is None or self._pid != os.getpid():
+            self._handles = (h5py.File(self.appearance_path, "r"), h5py.File(self.motion_path, "r"))
+            self._pid = os.getpid()
+        return self._handles
+
+    def read(self, keys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """keys (U,) unique video keys -> appearance (U, C, F, D), motion (U, C, D), float32 CPU tensors."""
+        app_file, mot_file = self._open()
+        appearance = _sorted_read(app_file[APPEARANCE_DATASET], self.table.appearance_rows[keys])
+        motion = _sorted_read(mot_file[MOTION_DATASET], self.table.motion_rows[keys])
+        return torch.from_numpy(appearance).float(), torch.from_numpy(motion).float()
+
+    def close(self) -> None:
+        if self._handles is not None and self._pid == os.getpid():
+            for handle in self._handles:
+                handle.close()
+        self._handles = None
+
+
+class InMemoryFeatures:
+    """All usable videos' features held as tensors (``dtype``, on ``device``), rows indexed by video key."""
+
+    def __init__(self, appearance: torch.Tensor, motion: torch.Tensor):
+        self.appearance = appearance  # (M, C, F, D)
+        self.motion = motion          # (M, C, D)
+
+    @classmethod
+    def load(cls, appearance_path: Path, motion_path: Path, table: VideoTable, dtype: torch.dtype,
+             device: torch.device, progress: bool = True) -> "InMemoryFeatures":
+        from tqdm import tqdm
+        num = len(table.video_ids)
+        appearance = torch.empty((num,) + table.appearance_shape[1:], dtype=dtype, device=device)
+        motion = torch.empty((num,) + table.motion_shape[1:], dtype=dtype, device=device)
+        with h5py.File(appearance_path, "r") as app_file, h5py.File(motion_path, "r") as mot_file:
+            for target, rows, dataset in ((appearance, table.appearance_rows, app_file[APPEARANCE_DATASET]),
+                                          (motion, table.motion_rows, mot_file[MOTION_DATASET])):
+                by_row = np.argsort(rows)  # read in file order, chunk by chunk (peak memory: one chunk)
+                chunks = range(0, num, FEATURE_LOAD_CHUNK)
+                for start in tqdm(chunks, desc=f"loading {dataset.name.strip('/')}", unit="chunk",
+                                  disable=not progress, leave=False):
+                    keys = by_row[start:start + FEATURE_LOAD_CHUNK]
+                    block = torch.from_numpy(dataset[rows[keys]]).to(dtype)
+                    target[torch.from_numpy(keys).to(device)] = block.to(device)
+        return cls(appearance, motion)
+
+    def read(self, keys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.from_numpy(np.ascontiguousarray(keys)).to(self.appearance.device)
+        return self.appearance[index].float(), self.motion[index].float()
+
+    def close(self) -> None:
+        pass
+
+
+def features_bytes(table: VideoTable, dtype: torch.dtype) -> int:
+    item = torch.tensor([], dtype=dtype).element_size()
+    return item * len(table.video_ids) * (math.prod(table.appearance_shape[1:]) + math.prod(table.motion_shape[1:]))
+
+
+# ---------------------------------------------------------------------------------------------- questions
+@dataclass
+class QuestionSplit:
+    """One split's questions that have usable video features. Arrays are (N, ...) numpy.
+
+    ``video_key`` indexes the VideoTable; ``types`` the question type (metrics.TYPE_NAMES order).
+    """
+    name: str
+    path: Path
+    questions: np.ndarray      # (N, L) int64
+    lengths: np.ndarray        # (N,) int64
+    answers: np.ndarray        # (N,) int64
+    video_ids: np.ndarray      # (N,) int64
+    question_ids: np.ndarray   # (N,) int64
+    video_key: np.ndarray      # (N,) int64
+    types: np.ndarray          # (N,) int64
+    glove: np.ndarray | None
+    skipped_missing: int = 0
+    skipped_invalid: int = 0
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+
+def _load_question_file(path: Path, key: str) -> dict:
+    from utils.safe_pickle import load_pickle
+    require_file(path, key)
+    data = load_pickle(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path} (config key '{key}'): expected a dict of arrays, got {type(data).__name__}")
+    missing = [name for name in REQUIRED_QUESTION_FIELDS if name not in data]
+    if missing:
+        raise DataError(f"{path} (config key '{key}'): missing field(s) {', '.join(missing)}")
+    return data
+
+
+def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable) -> QuestionSplit:
+    """Read a question file, check it against the vocabulary, and drop questions without usable features."""
+    data = _load_question_file(path, key)
+    questions = np.asarray(data["questions"], dtype=np.int64)
+    lengths = np.asarray(data["questions_len"], dtype=np.int64).reshape(-1)
+    answers = np.asarray(data["answers"], dtype=np.int64).reshape(-1)
+    video_ids = np.asarray(data["video_ids"], dtype=np.int64).reshape(-1)
+    n = len(answers)
+    question_ids = (np.asarray(data["question_id"], dtype=np.int64).reshape(-1)
+                    if data.get("question_id") is not None else np.arange(n, dtype=np.int64))
+    where = f"{path} (config key '{key}')"
+    if questions.ndim != 2 or not (len(questions) == len(lengths) == n == len(video_ids) == len(question_ids)):
+        raise DataError(f"{where}: field lengths disagree: questions {questions.shape}, questions_len "
+                        f"{lengths.shape}, answers {answers.shape}, video_ids {video_ids.shape}")
+    if n == 0:
+        raise DataError(f"{where}: holds no questions")
+    num_tokens, num_answers = len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
+    if questions.min() < 0 or questions.max() >= num_tokens:
+        raise DataError(f"{where}: question token ids span [{questions.min()}, {questions.max()}] but the "
+                        f"vocabulary has {num_tokens} tokens (is dataset.vocab_json the matching vocabulary?)")
+    if answers.min() < 0 or answers.max() >= num_answers:
+        raise DataError(f"{where}: answer ids span [{answers.min()}, {answers.max()}] but the vocabulary has "
+                        f"{num_answers} answers (is dataset.vocab_json the matching vocabulary?)")
+    if lengths.min() < 1 or lengths.max() > questions.shape[1]:
+        raise DataError(f"{where}: questions_len must lie in [1, {questions.shape[1]}], found "
+                        f"[{lengths.min()}, {lengths.max()}]")
+    keys = table.keys_for(video_ids)
+    keep = keys >= 0
+    invalid = int(np.isin(video_ids[~keep], table.invalid_ids).sum())
+    glove = data.get("glove")
+    return QuestionSplit(
+        name=name, path=path, questions=questions[keep], lengths=lengths[keep], answers=answers[keep],
+        video_ids=video_ids[keep], question_ids=question_ids[keep], video_key=keys[keep],
+        types=question_types(questions[keep], vocab["question_token_to_idx"]),
+        glove=None if glove is None else np.asarray(glove, dtype=np.float32),
+        skipped_missing=int((~keep).sum()) - invalid, skipped_invalid=invalid)
+
+
+# ---------------------------------------------------------------------------------------------- batches
+class BatchDataset:
+    """Index with an array of question indices of ``split``; returns the batch dict (module docstring)."""
+
+    def __init__(self, split: QuestionSplit, features: H5Features | InMemoryFeatures):
+        self.split = split
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, indices) -> dict:
+        indices = np.asarray(indices, dtype=np.int64)
+        keys, video_index = np.unique(self.split.video_key[indices], return_inverse=True)
+        appearance, motion = self.features.read(keys)
+        lengths = self.split.lengths[indices]
+        return {
+            "appearance": appearance,
+            "motion": motion,
+            "question": torch.from_numpy(np.ascontiguousarray(self.split.questions[indices, :int(lengths.max())])),
+            "question_len": torch.from_numpy(lengths),
+            "answer": torch.from_numpy(self.split.answers[indices]),
+            "video_index": torch.from_numpy(video_index.reshape(-1).astype(np.int64)),
+            "question_index": torch.from_numpy(indices),
+        }
+
+
+def batch_to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _worker_init(_worker_id: int) -> None:
+    """DataLoader workers ignore Ctrl-C: the main process finishes its step, saves, then stops them."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _InProcessLoader:
+    """Batches built in the main process (in-memory features: a gather, no workers needed)."""
+
+    def __init__(self, dataset: BatchDataset, sampler):
+        self.dataset = dataset
+        self.sampler = sampler
+
+    def __iter__(self):
+        for indices in self.sampler:
+            yield self.dataset[indices]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+def build_loader(dataset: BatchDataset, sampler, num_workers: int, device: torch.device, seed: int = 0):
+    """An iterable of batch dicts over ``sampler``'s batches (length = batches this epoch)."""
+    if isinstance(dataset.features, InMemoryFeatures) or num_workers == 0:
+        return _InProcessLoader(dataset, sampler)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=sampler, num_workers=num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=True, worker_init_fn=_worker_init,
+        generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------- bundle
+@dataclass
+class DataBundle:
+    """Everything a run reads from disk: vocabulary, splits, features and the data's signature."""
+    vocab: dict
+    signature: DataSignature
+    splits: dict
+    features: object
+    glove: np.ndarray | None
+    glove_source: Path | None
+
+    def dataset(self, split: str) -> BatchDataset:
+        return BatchDataset(self.splits[split], self.features)
+
+    def close(self) -> None:
+        self.features.close()
+
+
+def _feature_placement(cfg, table: VideoTable, device: torch.device) -> tuple[torch.dtype, torch.device]:
+    if cfg.dataset.feature_dtype not in ("float32", "float16"):
+        raise DataError(f"config key 'dataset.feature_dtype' must be float32 or float16, got "
+                        f"'{cfg.dataset.feature_dtype}'")
+    dtype = getattr(torch, cfg.dataset.feature_dtype)
+    if device.type != "cuda":
+        return dtype, torch.device("cpu")
+    free, _ = torch.cuda.mem_get_info(device)
+    needed = features_bytes(table, dtype)
+    if needed < 0.5 * free:
+        return dtype, device
+    get_logger().warning(f"in-memory features need {needed / 2**30:.1f} GiB, more than half the free GPU memory "
+                         f"({free / 2**30:.1f} GiB): keeping them in host RAM")
+    return dtype, torch.device("cpu")
+
+
+def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"), progress: bool = True) -> DataBundle:
+    """Read the vocabulary, the question files of ``splits`` and the feature index (features: lazily or in RAM)."""
+    log = get_logger()
+    vocab = load_vocab(dataset_path(cfg, "vocab_json"))
+    appearance_path = dataset_path(cfg, "appearance_feat")
+    motion_path = dataset_path(cfg, "motion_feat")
+    table = build_video_table(appearance_path, motion_path)
+    loaded = {}
+    for split in splits:
+        key = SPLIT_KEYS[split]
+        loaded[split] = load_split(split, dataset_path(cfg, key), f"dataset.{key}", vocab, table)
+        part = loaded[split]
+        if part.skipped_missing or part.skipped_invalid:
+            log.warning(f"{split}: skipped {part.skipped_missing + part.skipped_invalid} of "
+                        f"{len(part) + part.skipped_missing + part.skipped_invalid} questions whose video has no "
+                        f"features ({part.skipped_invalid} invalid (valid=0), {part.skipped_missing} missing from "
+                        f"the HDF5 files)")
+        if len(part) == 0:
+            raise DataError(f"{part.path} (config key 'dataset.{key}'): no question has usable video features")
+    if cfg.dataset.features_in_memory:
+        dtype, placement = _feature_placement(cfg, table, device)
+        log.info(f"loading features of {len(table.video_ids)} videos into {placement.type} memory as "
+                 f"{cfg.dataset.feature_dtype} ({features_bytes(table, dtype) / 2**20:.0f} MiB)")
+        features = InMemoryFeatures.load(appearance_path, motion_path, table, dtype, placement, progress)
+    else:
+        features = H5Features(appearance_path, motion_path, table)
+    signature = DataSignature(
+        vocab_fingerprint=vocab_fingerprint(vocab),
+        num_question_tokens=len(vocab["question_token_to_idx"]),
+        num_answers=len(vocab["answer_token_to_idx"]),
+        num_clips=int(table.appearance_shape[1]), frames_per_clip=int(table.appearance_shape[2]),
+        appearance_dim=int(table.appearance_shape[3]), motion_dim=int(table.motion_shape[2]))
+    train = loaded.get("train")
+    return DataBundle(vocab=vocab, signature=signature, splits=loaded, features=features,
+                      glove=None if train is None else train.glove,
+                      glove_source=None if train is None else train.path)

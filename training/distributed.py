@@ -1,0 +1,78 @@
+"""Process group set-up for single-process and torchrun (DistributedDataParallel) runs, and small collectives.
+
+Under ``torchrun`` the environment holds RANK, LOCAL_RANK and WORLD_SIZE; each process then drives the GPU
+``cuda:LOCAL_RANK`` with NCCL, or the CPU with gloo. Without those variables everything is a no-op.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process runs: ``rank`` of ``world_size`` processes, on ``device``."""
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> cuda if available else cpu; ``cuda`` -> ``cuda:<local_rank>``; ``cpu`` / ``cuda:N`` kept."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device '{name}' was asked for (config key 'device' / --device) but CUDA is not "
+                               "available here; use device=cpu or device=auto")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
+
+
+def setup(device_name: str) -> DistContext:
+    """Initialise the process group when launched by torchrun and pick this process's device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_name, local_rank)
+    if world_size > 1 and device.type == "cuda" and device.index != local_rank:
+        device = torch.device("cuda", local_rank)  # one GPU per process under torchrun
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=backend, **kwargs)
+    return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.is_distributed:
+        dist.barrier()
+
+
+def all_reduce_(tensor: torch.Tensor, ctx: DistContext, op: str = "sum") -> torch.Tensor:
+    """In-place all-reduce (``sum`` / ``max`` / ``min``) across ranks; returns ``tensor``. No-op on one process."""
+    if ctx.is_distributed:
+        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+        dist.all_reduce(tensor, op=ops[op])
+    return tensor

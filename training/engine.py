@@ -1,0 +1,214 @@
+"""One training step, one training epoch, one evaluation pass.
+
+Nothing here synchronises host and device per step: loss parts, predictions and the first non-finite step are
+accumulated on the device and read back every ``SYNC_EVERY`` steps (progress bar, NaN check, Ctrl-C agreement
+between ranks) and at the end of the epoch.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from model.losses import compute_losses
+from training import distributed
+from training.data import QuestionSplit, batch_to_device
+from training.metrics import LOSS_PARTS, SplitAccuracy, accuracy_by_type, correct_mask
+
+SYNC_EVERY = 25       # steps between host reads of the running sums
+NO_BAD_STEP = 2 ** 62  # "no non-finite loss yet"
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss part became NaN or infinite; the message names the epoch, the step and the part(s)."""
+
+
+@dataclass
+class StepContext:
+    """What a training step needs. ``model`` may be compiled / DDP-wrapped; ``teacher`` is frozen or None."""
+    model: torch.nn.Module
+    teacher: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_cfg: dict
+    distill_cfg: dict | None
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    grad_clip: float
+
+
+def autocast(device: torch.device, amp_dtype: torch.dtype | None):
+    """bf16/fp16 autocast on CUDA; a no-op context otherwise."""
+    if amp_dtype is None or device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=amp_dtype)
+
+
+def forward(model, teacher, batch: dict, train_cfg, distill_cfg, device, amp_dtype):
+    """Model (and frozen teacher) on one batch -> (ModelOutput, dict of scalar loss tensors)."""
+    inputs = (batch["appearance"], batch["motion"], batch["question"], batch["question_len"], batch["video_index"])
+    with autocast(device, amp_dtype):
+        out = model(*inputs)
+        teacher_out = None
+        if teacher is not None:
+            with torch.no_grad():
+                teacher_out = teacher(*inputs)
+        losses = compute_losses(out, batch["answer"], train_cfg, distill_cfg if teacher is not None else None,
+                                teacher_out)
+    return out, losses
+
+
+def train_step(ctx: StepContext, batch: dict):
+    """One optimisation step on a device batch -> (losses dict, logits (B, A)). No host sync."""
+    out, losses = forward(ctx.model, ctx.teacher, batch, ctx.train_cfg, ctx.distill_cfg, ctx.device, ctx.amp_dtype)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    ctx.scaler.scale(losses["total"]).backward()
+    if ctx.grad_clip > 0:
+        ctx.scaler.unscale_(ctx.optimizer)
+        params = [p for group in ctx.optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, ctx.grad_clip)
+    ctx.scaler.step(ctx.optimizer)
+    ctx.scaler.update()
+    return losses, out.logits
+
+
+class EpochTotals:
+    """Device-side running sums of one epoch (one split).
+
+    loss_sums (P,) float64: sum over questions of each loss part (LOSS_PARTS order); count () float64;
+    correct () float64; predictions (N,) int64, -1 until the question is seen; first_bad_step () int64 and
+    bad_parts (P,) bool: the first step whose loss was not finite and which parts were not.
+    """
+
+    def __init__(self, num_questions: int, device: torch.device):
+        self.loss_sums = torch.zeros(len(LOSS_PARTS), dtype=torch.float64, device=device)
+        self.count = torch.zeros((), dtype=torch.float64, device=device)
+        self.correct = torch.zeros((), dtype=torch.float64, device=device)
+        self.predictions = torch.full((num_questions,), -1, dtype=torch.int64, device=device)
+        self.first_bad_step = torch.full((), NO_BAD_STEP, dtype=torch.int64, device=device)
+        self.bad_parts = torch.zeros(len(LOSS_PARTS), dtype=torch.bool, device=device)
+
+    def add(self, losses: dict, logits: torch.Tensor, batch: dict, step: int) -> None:
+        parts = torch.stack([losses[k].detach().float() for k in LOSS_PARTS])
+        finite = torch.isfinite(parts)
+        size = batch["answer"].shape[0]
+        predictions = logits.detach().argmax(dim=-1)
+        self.loss_sums += parts.double() * size
+        self.count += size
+        self.correct += correct_mask(predictions, batch["answer"]).sum()
+        self.predictions[batch["question_index"]] = predictions
+        newly_bad = (~finite).any() & (self.first_bad_step == NO_BAD_STEP)
+        self.first_bad_step = torch.where(newly_bad, torch.full_like(self.first_bad_step, step), self.first_bad_step)
+        self.bad_parts = torch.where(newly_bad, ~finite, self.bad_parts)
+
+    def state_dict(self) -> dict:
+        return {k: getattr(self, k).cpu() for k in
+                ("loss_sums", "count", "correct", "predictions", "first_bad_step", "bad_parts")}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value.to(getattr(self, key).device))
+
+    def reduce(self, dist_ctx) -> None:
+        """Combine the ranks' sums (every question was seen by exactly one rank)."""
+        for tensor in (self.loss_sums, self.count, self.correct):
+            distributed.all_reduce_(tensor, dist_ctx, "sum")
+        distributed.all_reduce_(self.predictions, dist_ctx, "max")
+
+    def mean_losses(self) -> dict:
+        """Per-question mean of each loss part (host floats; one sync)."""
+        means = (self.loss_sums / self.count.clamp(min=1)).tolist()
+        return dict(zip(LOSS_PARTS, means))
+
+
+def check_status(totals: EpochTotals, epoch: int, stop_requested: bool, dist_ctx, split: str = "train") -> tuple:
+    """Read the running sums (one host sync; one all-reduce under DDP).
+
+    Raises NonFiniteLossError if any rank saw a non-finite loss. Returns (stop, mean total loss, accuracy) where
+    ``stop`` is True when any rank was asked to stop (Ctrl-C / SIGTERM).
+    """
+    flags = torch.cat([totals.first_bad_step.double().reshape(1),
+                       torch.full((1,), -float(stop_requested), dtype=torch.float64, device=totals.count.device),
+                       -totals.bad_parts.double()])
+    distributed.all_reduce_(flags, dist_ctx, "min")
+    values = torch.cat([flags, totals.loss_sums[:1], totals.count.reshape(1), totals.correct.reshape(1)]).tolist()
+    bad_step, stop, bad = values[0], values[1] < 0, values[2:2 + len(LOSS_PARTS)]
+    if bad_step < NO_BAD_STEP:
+        parts = [name for name, flag in zip(LOSS_PARTS, bad) if flag < 0]
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {epoch}, {split} step {int(bad_step) + 1}: loss part(s) "
+            f"{', '.join(parts)} became NaN/inf. Stopped before writing any checkpoint of this epoch; the last "
+            "good checkpoint is intact. Lower train.lr, check the features for NaN/inf, or try train.amp=none.")
+    total_sum, count, correct = values[-3:]
+    return stop, total_sum / max(count, 1), correct / max(count, 1)
+
+
+@dataclass
+class EpochOutcome:
+    """How a training epoch ended: ``steps_done`` batches of this rank; ``interrupted`` if asked to stop."""
+    steps_done: int
+    interrupted: bool
+
+
+def train_epoch(ctx: StepContext, loader, totals: EpochTotals, epoch: int, start_step: int, total_steps: int,
+                interrupt, dist_ctx, show_progress: bool) -> EpochOutcome:
+    """Train on ``loader``'s batches (this rank's, from ``start_step`` on), accumulating into ``totals``.
+
+    Stops early, at a step boundary that all ranks agree on, when ``interrupt.requested`` is set.
+    """
+    ctx.model.train()
+    step = start_step
+    bar = tqdm(total=total_steps, initial=start_step, desc=f"epoch {epoch} train", unit="batch",
+               disable=not show_progress, dynamic_ncols=True, leave=False)
+    try:
+        for batch in loader:
+            batch = batch_to_device(batch, ctx.device)
+            losses, logits = train_step(ctx, batch)
+            totals.add(losses, logits, batch, step)
+            step += 1
+            bar.update(1)
+            stop_now = interrupt.requested and not dist_ctx.is_distributed
+            if step % SYNC_EVERY == 0 or stop_now:
+                stop, mean_total, accuracy = check_status(totals, epoch, interrupt.requested, dist_ctx)
+                bar.set_postfix(loss=f"{mean_total:.4f}", acc=f"{100 * accuracy:.1f}%")
+                if stop and step < total_steps:
+                    return EpochOutcome(steps_done=step, interrupted=True)
+        check_status(totals, epoch, False, dist_ctx)
+    finally:
+        bar.close()
+    return EpochOutcome(steps_done=step, interrupted=False)
+
+
+@dataclass
+class EvalResult:
+    """Accuracy, per-question mean losses and predictions (N,) (numpy, split order) of one pass over a split."""
+    accuracy: SplitAccuracy
+    losses: dict
+    predictions: np.ndarray
+
+
+@torch.no_grad()
+def evaluate(model, teacher, loader, split: QuestionSplit, train_cfg, distill_cfg, device, amp_dtype, dist_ctx,
+             show_progress: bool = False, desc: str = "eval") -> EvalResult:
+    """Predict every question of ``split`` (shared across ranks) and compute its losses and accuracy."""
+    model.eval()
+    totals = EpochTotals(len(split), device)
+    for step, batch in enumerate(tqdm(loader, desc=desc, unit="batch", disable=not show_progress,
+                                      dynamic_ncols=True, leave=False)):
+        batch = batch_to_device(batch, device)
+        out, losses = forward(model, teacher, batch, train_cfg, distill_cfg, device, amp_dtype)
+        totals.add(losses, out.logits, batch, step)
+    totals.reduce(dist_ctx)
+    answers = torch.from_numpy(split.answers).to(device)
+    types = torch.from_numpy(split.types).to(device)
+    accuracy = accuracy_by_type(totals.predictions, answers, types)
+    losses = totals.mean_losses()
+    if not all(math.isfinite(v) for v in losses.values()):
+        bad = [k for k, v in losses.items() if not math.isfinite(v)]
+        raise NonFiniteLossError(f"non-finite {desc} loss part(s) {', '.join(bad)}: the model produces NaN/inf "
+                                 "on this split (check its features for NaN/inf)")
+    return EvalResult(accuracy=accuracy, losses=losses, predictions=totals.predictions.cpu().numpy())

@@ -1,0 +1,72 @@
+"""Run outputs besides checkpoints: per-epoch metrics (CSV, JSON), the coloured epoch summary line, test results.
+
+Every file is rewritten whole and atomically, so an interrupted run never leaves half a file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from training.log import paint
+from training.metrics import LOSS_PARTS, QUESTION_TYPES, SplitAccuracy, accuracy_table
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def epoch_record(epoch: int, lr: float, seconds: float, train_losses: dict, train_acc: float, val_losses: dict,
+                 val_acc: SplitAccuracy, is_best: bool) -> dict:
+    """One metrics.csv row: losses per part for train and val, accuracies (fractions), lr, time, best flag."""
+    row = {"epoch": epoch, "lr": lr, "time_s": round(seconds, 3)}
+    row.update({f"train_{k}": train_losses[k] for k in LOSS_PARTS})
+    row["train_acc"] = train_acc
+    row.update({f"val_{k}": val_losses[k] for k in LOSS_PARTS})
+    row["val_acc"] = val_acc.overall
+    per_type = val_acc.by_type()
+    row.update({f"val_acc_{t}": per_type[t] for t in QUESTION_TYPES})
+    row["best"] = is_best
+    return row
+
+
+def write_history(history: list[dict], run_dir: Path) -> None:
+    """metrics.json (list of rows) and metrics.csv (one row per epoch)."""
+    write_text_atomic(run_dir / "metrics.json", json.dumps(history, indent=1))
+    if not history:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows(history)
+    write_text_atomic(run_dir / "metrics.csv", buffer.getvalue())
+
+
+def summary_line(row: dict, max_epochs: int, distillation: bool) -> str:
+    """Coloured one-line epoch summary."""
+    parts = [paint(f"epoch {row['epoch']:>3}/{max_epochs}", "cyan", bold=True),
+             f"train loss {row['train_total']:.4f} ce {row['train_ce']:.4f}"]
+    if distillation:
+        parts.append(f"kd_a {row['train_kd_appearance']:.4f} kd_m {row['train_kd_motion']:.4f}")
+    parts.append(f"acc {100 * row['train_acc']:.2f}%")
+    parts.append(paint(f"val ce {row['val_ce']:.4f} acc {100 * row['val_acc']:.2f}%", "green"))
+    parts.append(f"lr {row['lr']:.2e}  {row['time_s']:.0f}s")
+    line = " | ".join(parts)
+    return line + ("  " + paint("* best", "yellow", bold=True) if row["best"] else "")
+
+
+def write_test_results(run_dir: Path, accuracy: SplitAccuracy, best_epoch: int, best_val: float,
+                       checkpoint: Path, split: str = "test") -> str:
+    """test_results.json and test_results.md; returns the markdown table."""
+    table = accuracy_table(accuracy, title=f"{split} accuracy (%)")
+    payload = {"split": split, "checkpoint": str(checkpoint), "best_epoch": best_epoch,
+               "best_val_acc": best_val, **accuracy.to_dict()}
+    write_text_atomic(run_dir / "test_results.json", json.dumps(payload, indent=1))
+    write_text_atomic(run_dir / "test_results.md",
+                      f"# {run_dir.name}: {split} accuracy\n\nBest checkpoint: epoch {best_epoch} "
+                      f"(val accuracy {100 * best_val:.2f}%)\n\n{table}\n")
+    return table
