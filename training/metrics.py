@@ -112,5 +112,6 @@ def comparison_table(rows: list[tuple[str, SplitAccuracy, int]]) -> str:
     for name, acc, params in rows:
         per_type = acc.by_type()
         values = [_pct(per_type[t]) for t in TYPE_NAMES[:len(names)]]
-        lines.append(f"| {name} | " + " | ".join(values) + f" | {_pct(acc.overall)} | {params / 1e6:.2f} M |")
+        size = f"{params / 1e6:.2f} M" if params >= 1e6 else f"{params:,}"
+        lines.append(f"| {name} | " + " | ".join(values) + f" | {_pct(acc.overall)} | {size} |")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from training.metrics import QUESTION_TYPES  # noqa: E402
 
@@ -21,6 +22,9 @@ def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 
 def _save(fig, path: Path) -> Path:
+    for ax in fig.axes:
+        if ax.get_xlabel() == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

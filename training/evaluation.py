@@ -1,0 +1,197 @@
+"""Evaluate saved checkpoints: accuracy tables, per-question predictions, and model comparisons.
+
+The functions here back ``validate.py`` and can be called directly (the demo does):
+
+    from training.evaluation import evaluate_checkpoint, compare_checkpoints
+    result = compare_checkpoints(["results/t/best.pt", "results/s/best.pt", "results/kd/best.pt"],
+                                 ["Teacher", "Student", "Student-KD"])
+    print(result["markdown"]["table"])
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from easydict import EasyDict
+
+from model import build_model
+from training.checkpoint import CheckpointError, check_against_data, load_checkpoint
+from training.data import build_loader, inverse_vocab, load_data
+from training.distributed import DistContext, resolve_device
+from training.engine import evaluate
+from training.metrics import TYPE_NAMES, UNANSWERABLE, SplitAccuracy, accuracy_table, comparison_table
+from training.samplers import VideoGroupedBatchSampler
+from utils.config import apply_overrides, load_config, to_dict
+
+
+@dataclass
+class CheckpointResult:
+    """One checkpoint evaluated on one split. ``predictions`` (N,) answer ids in the split's question order."""
+    name: str
+    path: Path
+    split: str
+    accuracy: SplitAccuracy
+    losses: dict
+    predictions: np.ndarray
+    parameters: int
+    checkpoint: dict
+
+    def summary(self) -> dict:
+        ckpt = self.checkpoint
+        return {"name": self.name, "checkpoint": str(self.path), "split": self.split, "parameters": self.parameters,
+                "mode": ckpt.get("mode"), "graph_layers": ckpt["model_config"].get("graph_layers"),
+                "epoch": ckpt.get("epoch"), "accuracy": self.accuracy.to_dict(), "losses": self.losses}
+
+
+def resolve_config(cfg_path: str | Path | None, overrides: list[str], ckpt: dict):
+    """The config to read data with: ``cfg_path`` (+ overrides), or else the checkpoint's own config."""
+    if cfg_path is not None:
+        return load_config(cfg_path, overrides)
+    if "config" not in ckpt:
+        raise CheckpointError("the checkpoint holds no config: pass --cfg FILE")
+    return EasyDict(apply_overrides(to_dict(ckpt["config"]), overrides))
+
+
+def run_history(path: Path, ckpt: dict) -> list[dict]:
+    """The per-epoch metrics of the run a checkpoint belongs to: its folder's metrics.json (the whole run), else the
+    history stored in the checkpoint (up to the epoch it was saved)."""
+    metrics = path.parent / "metrics.json"
+    if metrics.is_file():
+        try:
+            return json.loads(metrics.read_text())
+        except json.JSONDecodeError:
+            pass
+    return list(ckpt.get("history", []))
+
+
+def model_from_checkpoint(ckpt: dict, device: torch.device) -> torch.nn.Module:
+    """The checkpoint's model (its own model config and vocabulary sizes), in eval mode on ``device``."""
+    model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+class SplitEvaluator:
+    """Loads one split's data once and evaluates any number of checkpoints on it."""
+
+    def __init__(self, cfg, split: str = "test"):
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be val or test, got '{split}'")
+        self.cfg = cfg
+        self.split = split
+        self.device = resolve_device(cfg.device)
+        self.dist = DistContext(rank=0, local_rank=0, world_size=1, device=self.device)
+        self.bundle = load_data(cfg, splits=(split,), device=self.device, progress=False)
+        self.questions = self.bundle.splits[split]
+        sampler = VideoGroupedBatchSampler(self.questions.video_key, cfg.train.batch_size, shuffle=False)
+        self.loader = build_loader(self.bundle.dataset(split), sampler, cfg.dataset.num_workers, self.device)
+
+    def evaluate(self, path: str | Path, name: str | None = None, source: str = "--ckpt") -> CheckpointResult:
+        path = Path(path)
+        ckpt = load_checkpoint(path, source)
+        check_against_data(ckpt, self.bundle.signature, path, source)
+        model = model_from_checkpoint(ckpt, self.device)
+        result = evaluate(model, None, self.loader, self.questions, self.cfg.train, None, self.device, None,
+                          self.dist, desc=self.split)
+        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        return CheckpointResult(name=name or path.parent.name, path=path, split=self.split, accuracy=result.accuracy,
+                                losses=result.losses, predictions=result.predictions, parameters=parameters,
+                                checkpoint=ckpt)
+
+    def question_texts(self) -> list[str]:
+        tokens = inverse_vocab(self.bundle.vocab["question_token_to_idx"])
+        q = self.questions
+        return [" ".join(tokens[t] for t in row[:length]) for row, length in zip(q.questions, q.lengths)]
+
+    def answer_tokens(self) -> list[str]:
+        return inverse_vocab(self.bundle.vocab["answer_token_to_idx"])
+
+    def close(self) -> None:
+        self.bundle.close()
+
+
+def prediction_records(evaluator: SplitEvaluator, result: CheckpointResult) -> list[dict]:
+    """One dict per question: ids, question text, answer, prediction, type, correct."""
+    q = evaluator.questions
+    texts, answers = evaluator.question_texts(), evaluator.answer_tokens()
+    records = []
+    for i, text in enumerate(texts):
+        answer, predicted = int(q.answers[i]), int(result.predictions[i])
+        records.append({"question_id": int(q.question_ids[i]), "video_id": int(q.video_ids[i]), "question": text,
+                        "answer": answers[answer], "prediction": answers[predicted], "type": TYPE_NAMES[q.types[i]],
+                        "correct": bool(predicted == answer and answer != UNANSWERABLE)})
+    return records
+
+
+def evaluate_checkpoint(ckpt_path: str | Path, cfg_path: str | Path | None = None, overrides: list[str] = (),
+                        split: str = "test", with_predictions: bool = False) -> dict:
+    """Accuracy of one checkpoint on ``split``: {"checkpoint", "split", "parameters", "accuracy", "table",
+    "predictions" (list of per-question dicts, if asked)}."""
+    ckpt = load_checkpoint(ckpt_path, "--ckpt")
+    evaluator = SplitEvaluator(resolve_config(cfg_path, list(overrides), ckpt), split)
+    try:
+        result = evaluator.evaluate(ckpt_path)
+        out = result.summary()
+        out["table"] = accuracy_table(result.accuracy, title=f"{split} accuracy (%)")
+        if with_predictions:
+            out["predictions"] = prediction_records(evaluator, result)
+        return out
+    finally:
+        evaluator.close()
+
+
+def _disagreements(evaluator: SplitEvaluator, results: list[CheckpointResult], max_examples: int) -> list[dict]:
+    """Questions on which the models' predictions differ; those the last model alone gets right first."""
+    q = evaluator.questions
+    predictions = np.stack([r.predictions for r in results])            # (M, N)
+    correct = (predictions == q.answers[None]) & (q.answers[None] != UNANSWERABLE)
+    differ = np.flatnonzero((predictions != predictions[:1]).any(axis=0))
+    last_alone = correct[-1, differ] & ~correct[:-1, differ].any(axis=0)
+    order = differ[np.argsort(~last_alone, kind="stable")]
+    texts, answers = evaluator.question_texts(), evaluator.answer_tokens()
+    rows = []
+    for i in order[:max_examples]:
+        rows.append({"question_id": int(q.question_ids[i]), "video_id": int(q.video_ids[i]), "question": texts[i],
+                     "answer": answers[q.answers[i]], "type": TYPE_NAMES[q.types[i]],
+                     "predictions": {r.name: answers[predictions[m, i]] for m, r in enumerate(results)},
+                     "correct": {r.name: bool(correct[m, i]) for m, r in enumerate(results)}})
+    return rows
+
+
+def disagreement_table(rows: list[dict], names: list[str]) -> str:
+    """Markdown table of disagreement rows (the paper's Figure 7 as text)."""
+    lines = ["| Video | Question | Answer | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for row in rows:
+        cells = [f"{row['predictions'][n]} {'✓' if row['correct'][n] else '✗'}" for n in names]
+        lines.append(f"| {row['video_id']} | {row['question']} | {row['answer']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None, cfg_path: str | Path | None = None,
+                        overrides: list[str] = (), split: str = "test", max_examples: int = 20) -> dict:
+    """Evaluate several checkpoints on one split of the same data and compare them.
+
+    Returns {"split", "models": [summary per model], "num_questions", "num_disagreements", "disagreements":
+    [rows], "markdown": {"table", "disagreements"}}. ``table`` is the paper's Table 3/4 layout.
+    """
+    names = list(names) if names else [Path(p).parent.name for p in paths]
+    if len(names) != len(paths):
+        raise ValueError(f"--names gives {len(names)} names for {len(paths)} checkpoints")
+    first = load_checkpoint(paths[0], "--compare")
+    evaluator = SplitEvaluator(resolve_config(cfg_path, list(overrides), first), split)
+    try:
+        results = [evaluator.evaluate(p, n, "--compare") for p, n in zip(paths, names)]
+        predictions = np.stack([r.predictions for r in results])
+        rows = _disagreements(evaluator, results, max_examples)
+        table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results])
+        return {"split": split, "models": [r.summary() for r in results],
+                "histories": {r.name: run_history(r.path, r.checkpoint) for r in results},
+                "num_questions": len(evaluator.questions),
+                "num_disagreements": int((predictions != predictions[:1]).any(axis=0).sum()),
+                "disagreements": rows,
+                "markdown": {"table": table, "disagreements": disagreement_table(rows, names)}}
+    finally:
+        evaluator.close()
