@@ -56,8 +56,6 @@ class VideoQAModel(nn.Module):
                  mfb_dim: int, dropout: dict):
         super().__init__()
         self.vision_dim = vision_dim
-        self.word_dim = word_dim
-        self.num_question_tokens = num_question_tokens
         self.question_encoder = QuestionEncoder(num_question_tokens, word_dim, module_dim, dropout["word"],
                                                 dropout["question"])
         self.appearance_encoder = AppearanceEncoder(vision_dim, module_dim, dropout["appearance_input"],
@@ -90,7 +88,7 @@ class VideoQAModel(nn.Module):
         appearance = self.appearance_encoder(appearance.to(dtype))              # (N, C, d)
         motion = self.motion_encoder(motion.to(dtype))                          # (N, C, d)
         if video_index is not None:
-            index = video_index.to(device, non_blocking=True)
+            index = video_index.to(device, non_blocking=True).long()
             appearance, motion = appearance.index_select(0, index), motion.index_select(0, index)
         words, contextual, sentence = self.question_encoder(question, lengths)
         units = self.units(appearance, motion, contextual, words, length_mask(lengths, question.shape[1]))

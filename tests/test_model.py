@@ -17,6 +17,16 @@ from model.losses import compute_losses
 from utils.config import load_config
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Single-threaded torch: these tests are small, and on a shared 2-core machine two OpenMP threads that wait
+    for each other make them several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def n_params(module):
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
