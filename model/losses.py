@@ -1,7 +1,7 @@
 """Training losses (ARCHITECTURE.md section 5): cross-entropy, HSIC, similarity, distillation.
 
-Every loss is computed in float32 (model outputs may be bf16/fp16 under autocast) and is vectorised over the
-batch and the graph layers.
+Every loss is computed in float32 with autocast disabled (model outputs may be bf16/fp16 under autocast, and the
+Gram matrices of HSIC would lose digits in bf16) and is vectorised over the batch and the graph layers.
 """
 from __future__ import annotations
 
@@ -64,7 +64,17 @@ def compute_losses(out, answers: torch.Tensor, train_cfg, distill_cfg=None, teac
     ``lambda_appearance`` / ``lambda_motion`` at temperatures ``temperature_appearance`` / ``temperature_motion``.
 
     Keys: total, ce, similarity, hsic, kd_appearance, kd_motion (kd terms are zero without a teacher).
+    Safe to call inside an autocast region: it turns autocast off for itself.
     """
+    if teacher_out is not None and distill_cfg is None:
+        raise ValueError("compute_losses: teacher_out was given without distill_cfg (the config's distill "
+                         "section: temperatures and lambdas)")
+    with torch.autocast(out.logits.device.type, enabled=False):
+        return _compute_losses(out, answers, train_cfg, distill_cfg, teacher_out)
+
+
+def _compute_losses(out, answers, train_cfg, distill_cfg, teacher_out) -> dict:
+    """:func:`compute_losses` without the autocast guard."""
     ce = F.cross_entropy(out.logits.float(), answers)
     sim = similarity(_stack_layers(out.joint_appearance), _stack_layers(out.joint_motion))
     hsic_value = (hsic(_stack_layers(out.indep_appearance), _stack_layers(out.joint_appearance))
@@ -73,9 +83,6 @@ def compute_losses(out, answers: torch.Tensor, train_cfg, distill_cfg=None, teac
     zero = ce.new_zeros(())
     kd_appearance = kd_motion = zero
     if teacher_out is not None:
-        if distill_cfg is None:
-            raise ValueError("compute_losses: teacher_out was given without distill_cfg (the config's distill "
-                             "section: temperatures and lambdas)")
         kd_appearance = distillation(teacher_out.fused, out.appearance, distill_cfg["temperature_appearance"])
         kd_motion = distillation(teacher_out.fused, out.motion, distill_cfg["temperature_motion"])
         total = (total + distill_cfg["lambda_appearance"] * kd_appearance

@@ -137,3 +137,13 @@ def test_low_precision_outputs_give_float32_losses():
                         for x in fake_output(g=2)))
     losses = compute_losses(out, torch.tensor([0, 1, 2]), TRAIN, DISTILL, teacher_out=out)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+
+
+def test_autocast_does_not_lower_the_loss_precision():
+    out = fake_output(g=2, d=64, seed=7)
+    answers = torch.tensor([0, 1, 2])
+    reference = compute_losses(out, answers, TRAIN, DISTILL, teacher_out=out)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = compute_losses(out, answers, TRAIN, DISTILL, teacher_out=out)
+    for key, value in reference.items():
+        torch.testing.assert_close(losses[key], value, rtol=1e-6, atol=1e-7, msg=key)
