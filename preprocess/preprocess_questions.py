@@ -9,15 +9,10 @@ are listed by index and id and skipped; the rest are processed.
 """
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import argparse
 import json
 import os
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +20,9 @@ from pathlib import Path
 import numpy as np
 from termcolor import colored
 from tqdm import tqdm
+
+if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_questions.py): repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from preprocess.glove import GloveTable, load_glove
 from preprocess.question_file import QuestionFileError, load_vocab
@@ -239,10 +237,12 @@ def main(argv=None) -> None:
     parser.add_argument("--dataset_dir", required=True, type=Path,
                         help="folder holding train_qa.json, val_qa.json, test_qa.json")
     parser.add_argument("--mode", default="all", choices=MODES + ("all",),
-                        help="split to process; 'all' = train, then val, then test (val/test need train's vocab); default: %(default)s")
+                        help="split to process; 'all' = train, then val, then test (val/test need train's "
+                             "vocabulary); default: %(default)s")
     parser.add_argument("--glove_pt", type=Path, default=DEFAULT_GLOVE,
                         help="GloVe pickle for the training split's embedding matrix (ours from txt2pickle.py or "
-                             "preprocess.glove, or HCRN's {token: vector} pickle); default: data/glove/glove.840.300d.pkl in the repository")
+                             "preprocess.glove, or HCRN's {token: vector} pickle); default: "
+                             "data/glove/glove.840.300d.pkl in the repository")
     parser.add_argument("--answer_top", type=int, default=None,
                         help="size of the answer set (most frequent training answers); default 1000 for msvd-qa, "
                              "4000 for msrvtt-qa")

@@ -43,7 +43,8 @@ class ObjectArrayFromBytes:
     """Pickles as _frombuffer(raw bytes, forged object dtype): an object array of arbitrary pointers."""
 
     def __reduce__(self):
-        return np._core.numeric._frombuffer, (bytearray(b"\x41" * 8), ForgedDtype(), (1,), "C")
+        numeric = getattr(np, "_core", np.core).numeric  # numpy 2.x / 1.x
+        return numeric._frombuffer, (bytearray(b"\x41" * 8), ForgedDtype(), (1,), "C")
 
 
 class FieldPastItemEnd:
