@@ -54,6 +54,13 @@ class FieldPastItemEnd:
         return np.dtype, ("V8", False, True), (3, "|", None, ("a",), {"a": (np.dtype("f8"), 4096)}, 8, 1, 0)
 
 
+class FloatWithFields:
+    """Pickles as a float64 dtype given a structured state (fields on a non-void type)."""
+
+    def __reduce__(self):
+        return np.dtype, ("f8", False, True), (3, "|", None, ("a",), {"a": (np.dtype("f8"), 0)}, 8, 1, 0)
+
+
 class DirectNdarray:
     """Pickles as numpy.ndarray((1,), 'O', buffer): raw bytes viewed as object pointers."""
 
@@ -99,7 +106,7 @@ def test_refusal_happens_before_the_payload_could_run(tmp_path):
     assert marker.exists()
 
 
-@pytest.mark.parametrize("payload", [ObjectArrayFromBytes(), FieldPastItemEnd(), DirectNdarray()])
+@pytest.mark.parametrize("payload", [ObjectArrayFromBytes(), FieldPastItemEnd(), FloatWithFields(), DirectNdarray()])
 def test_crafted_numpy_states_are_refused(tmp_path, payload):
     path = tmp_path / "crafted.pkl"
     dump_pickle({"x": payload}, path, protocol=5)

@@ -162,6 +162,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         if isinstance(inst, np.dtype):
             state = self.stack.pop()
             canonical = _canonical_dtype(inst, state)
+            if canonical.num != inst.num:  # e.g. a float dtype given a structured state
+                raise UnsafePickleError(f"numpy dtype state {state!r} does not fit a {inst} dtype")
             inst.__setstate__(canonical.__reduce__()[2])
             if not (inst == canonical and inst.flags == canonical.flags and inst.itemsize == canonical.itemsize):
                 raise UnsafePickleError(f"numpy dtype state {state!r} does not describe a valid {inst.kind} dtype")
