@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from model.gat import GraphAttention
+from model.gat import GraphAttention, stacked_graph_attention
 
 ATTENTION_EPS = 1e-5
 
@@ -53,7 +53,8 @@ class GraphLayer(nn.Module):
     """One graph layer: four GAT blocks with their own weights (appearance/motion x independent/joint).
 
     forward(G_a, S_a, G_m, S_m) with G (B, C, d), S (B, C, 1) ->
-    (indep_a, joint_a, indep_m, joint_m), each (B, C, d). Both blocks of a stream read the same input.
+    (indep_a, joint_a, indep_m, joint_m), each (B, C, d). Both blocks of a stream read the same input. The four
+    blocks run as one batched computation (:func:`stacked_graph_attention`), equal to calling each block.
     """
 
     def __init__(self, module_dim: int, num_heads: int, dropout: float):
@@ -62,12 +63,16 @@ class GraphLayer(nn.Module):
         self.appearance_joint = GraphAttention(module_dim, num_heads, dropout)
         self.motion_independent = GraphAttention(module_dim, num_heads, dropout)
         self.motion_joint = GraphAttention(module_dim, num_heads, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def blocks(self) -> tuple:
+        """The four blocks in output order: appearance indep, appearance joint, motion indep, motion joint."""
+        return (self.appearance_independent, self.appearance_joint, self.motion_independent, self.motion_joint)
 
     def forward(self, appearance, appearance_scores, motion, motion_scores):
-        return (self.appearance_independent(appearance, appearance_scores),
-                self.appearance_joint(appearance, appearance_scores),
-                self.motion_independent(motion, motion_scores),
-                self.motion_joint(motion, motion_scores))
+        inputs = torch.stack([appearance, appearance, motion, motion])                      # (4, B, C, d)
+        scores = torch.stack([appearance_scores, appearance_scores, motion_scores, motion_scores])
+        return stacked_graph_attention(self.blocks(), inputs, scores, self.dropout).unbind(0)
 
 
 class IndependentJointFusion(nn.Module):

@@ -8,8 +8,11 @@ The k heads are vectorised: their projections are stored stacked, ``head_weight 
 ``head_bias (k, d/k)``, and applied as one matmul; the attention vectors as ``attn_weight (k, 2d/k)``
 (first half scores ``x_i``, second half ``x_j``) and ``attn_bias (k,)``. The parameter count is exactly that of
 k separate ``Linear(d, d/k)`` and ``Linear(2d/k, 1)``: ``k * ((d*d/k + d/k) + (2d/k + 1))``, and
-:meth:`reset_parameters` initialises each head as those Linear layers would be (xavier-uniform with the
-per-head fans, zero biases).
+:meth:`GraphAttention.reset_parameters` initialises each head as those Linear layers would be (xavier-uniform
+with the per-head fans, zero biases).
+
+:func:`graph_attention` also takes leading "block" dimensions, so that a graph layer runs its four blocks (each
+with its own weights) as one batched computation: on a GPU the model is bound by kernel launches, not FLOPs.
 """
 from __future__ import annotations
 
@@ -20,8 +23,31 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def graph_attention(x: torch.Tensor, scores: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor,
+                    attn_weight: torch.Tensor, attn_bias: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
+    """Multi-head GAT over fully connected clips, for one block or a stack of blocks.
+
+    With ``*`` any leading block dimensions (none for one block), shapes are: x ``(*, B, C, d)``,
+    scores ``(*, B, C, 1)``, head_weight ``(*, k, d/k, d)``, head_bias ``(*, k, d/k)``,
+    attn_weight ``(*, k, 2d/k)``, attn_bias ``(*, k)``; returns ``(*, B, C, d)``. ``dropout`` is applied to the
+    input, the attention and the output, with independent masks everywhere.
+    """
+    *lead, b, c, d = x.shape
+    k, hd = head_weight.shape[-3], head_weight.shape[-2]
+    weight = head_weight.reshape(*lead, d, d).transpose(-1, -2)                  # (*, d_in, d_out)
+    h = dropout(x).reshape(*lead, b * c, d) @ weight + head_bias.reshape(*lead, 1, d)
+    h = h.reshape(*lead, b, c, k, hd).transpose(-3, -2)                          # (*, B, k, C, d/k)
+    attn = attn_weight.reshape(*lead, k, 2, hd).transpose(-1, -2)[..., None, :, :, :]  # (*, 1, k, d/k, 2)
+    node_scores = h @ attn                                                       # (*, B, k, C, 2)
+    logits = (node_scores[..., :, None, 0] + node_scores[..., None, :, 1]
+              + attn_bias[..., None, :, None, None])                             # (*, B, k, C, C)
+    attention = dropout(torch.softmax(F.leaky_relu(logits, 0.01), dim=-1))
+    out = F.elu(attention @ (h * scores[..., None, :, :]))                       # (*, B, k, C, d/k)
+    return dropout(out.transpose(-3, -2).reshape(*lead, b, c, d))
+
+
 class GraphAttention(nn.Module):
-    """One multi-head GAT block.
+    """One multi-head GAT block with its own weights.
 
     forward(x (B, C, d), scores (B, C, 1)) -> (B, C, d). ``scores`` scales every node's projected feature
     (broadcast over the head width) before aggregation.
@@ -51,13 +77,16 @@ class GraphAttention(nn.Module):
         nn.init.zeros_(self.attn_bias)
 
     def forward(self, x: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        b, c, d = x.shape
-        k, hd = self.num_heads, self.head_dim
-        h = F.linear(self.dropout(x), self.head_weight.reshape(d, d), self.head_bias.reshape(d))
-        h = h.reshape(b, c, k, hd).transpose(1, 2)                          # (B, k, C, d/k)
-        score_i = (h * self.attn_weight[:, None, :hd]).sum(-1)             # (B, k, C)
-        score_j = (h * self.attn_weight[:, None, hd:]).sum(-1)             # (B, k, C)
-        logits = score_i[..., :, None] + score_j[..., None, :] + self.attn_bias[:, None, None]  # (B, k, C, C)
-        attention = self.dropout(torch.softmax(F.leaky_relu(logits, 0.01), dim=-1))
-        out = F.elu(attention @ (h * scores[:, None]))                     # (B, k, C, d/k)
-        return self.dropout(out.transpose(1, 2).reshape(b, c, d))
+        return graph_attention(x, scores, self.head_weight, self.head_bias, self.attn_weight, self.attn_bias,
+                               self.dropout)
+
+
+def stacked_graph_attention(blocks, x: torch.Tensor, scores: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
+    """Run several GAT blocks at once: block n reads ``x[n] (B, C, d)`` and ``scores[n] (B, C, 1)``.
+
+    blocks: a sequence of n :class:`GraphAttention` with equal sizes; x ``(n, B, C, d)``, scores
+    ``(n, B, C, 1)`` -> ``(n, B, C, d)``. Same result as calling each block on its slice.
+    """
+    stacked = [torch.stack([getattr(block, name) for block in blocks])
+               for name in ("head_weight", "head_bias", "attn_weight", "attn_bias")]
+    return graph_attention(x, scores, *stacked, dropout)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from model import ModelOutput, build_model
-from model.dualvgr import ClipScores, DualVGRUnit, IndependentJointFusion, QuestionAttention
+from model.dualvgr import ClipScores, DualVGRUnit, GraphLayer, IndependentJointFusion, QuestionAttention
 from model.encoders import AppearanceEncoder, LengthMaskedBiLSTM, reverse_within_length
 from model.fusion import MFB, AnswerClassifier, ClipReadout
 from model.gat import GraphAttention
@@ -264,6 +264,36 @@ def test_gat_block_random_against_loops():
         block.attn_bias.normal_()
     x, scores = torch.randn(2, 4, 12), torch.rand(2, 4, 1)
     torch.testing.assert_close(block(x, scores), loop_gat(block, x, scores), rtol=1e-5, atol=1e-6)
+
+
+def test_graph_layer_batches_its_four_blocks_exactly():
+    torch.manual_seed(0)
+    layer = GraphLayer(12, 3, 0.15).eval()
+    with torch.no_grad():
+        for block in layer.blocks():
+            block.head_bias.normal_()
+            block.attn_bias.normal_()
+    ga, gm, sa, sm = torch.randn(2, 4, 12), torch.randn(2, 4, 12), torch.rand(2, 4, 1), torch.rand(2, 4, 1)
+    out = layer(ga, sa, gm, sm)
+    expected = (loop_gat(layer.appearance_independent, ga, sa), loop_gat(layer.appearance_joint, ga, sa),
+                loop_gat(layer.motion_independent, gm, sm), loop_gat(layer.motion_joint, gm, sm))
+    for got, want in zip(out, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_graph_layer_blocks_draw_independent_dropout_masks():
+    torch.manual_seed(0)
+    layer = GraphLayer(12, 3, 0.5).train()
+    with torch.no_grad():
+        for block in layer.blocks()[1:]:
+            for mine, first in zip(block.parameters(), layer.appearance_independent.parameters()):
+                mine.copy_(first)
+    x, s = torch.randn(2, 4, 12), torch.rand(2, 4, 1)
+    indep_a, joint_a, indep_m, joint_m = layer(x, s, x, s)
+    assert not torch.equal(indep_a, joint_a) and not torch.equal(indep_a, indep_m)
+    layer.eval()
+    indep_a, joint_a, indep_m, joint_m = layer(x, s, x, s)
+    assert torch.equal(indep_a, joint_a) and torch.equal(indep_a, indep_m)
 
 
 def test_independent_joint_fusion():
