@@ -74,7 +74,7 @@ def config_from_args(args):
 def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` and train; raises the trainer's errors (see training.trainer.run_training)."""
     from training.trainer import run_training
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
     return run_training(config_from_args(args), resume=args.resume)
 
 

@@ -53,7 +53,10 @@ def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, evaluate, print and write what was asked; returns the results dict."""
     from training.evaluation import compare_checkpoints, evaluate_checkpoint
     from training.log import setup_logging
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)
+    if args.compare:  # KEY=VALUE overrides written after --compare's paths
+        args.overrides += [a for a in args.compare if "=" in a and not Path(a).exists()]
+        args.compare = [a for a in args.compare if a not in args.overrides]
     log = setup_logging()
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.ckpt:

@@ -170,7 +170,7 @@ def write_config(path: Path, data: TinyDataset, save_dir: Path, exp_name: str = 
     return path
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def single_thread():
     """One intra-op thread: on a busy 2-core machine more threads only spin against each other."""
     previous = torch.get_num_threads()

@@ -73,11 +73,13 @@ def seed_everything(seed: int) -> None:
 
 
 def configure_determinism(enabled: bool) -> None:
+    """``train.deterministic``: deterministic algorithms (warning on ops that have none) and cuDNN settings."""
     if enabled:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    if enabled != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
 def run_dir_for(cfg) -> Path:
