@@ -80,6 +80,15 @@ def resolve_weights(model_name: str, weights: str | Path | None, random_init: bo
         "uninformative random-init features (demo/tests only).")
 
 
+def input_normalisation(model_name: str, motion_input: str = "kinetics_mean") -> str:
+    """How the extractor's input pixels are normalised, in words (recorded in the feature file)."""
+    if BACKBONES[model_name]["kind"] == "appearance":
+        return "RGB/255, ImageNet mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225)"
+    if motion_input == "kinetics_mean":
+        return "RGB 0-255 minus the Kinetics mean (114.7748, 107.7354, 99.4750), no std (the checkpoint's training)"
+    return "raw RGB 0-255 (as HCRN/DualVGR fed the checkpoint)"
+
+
 def file_sha256(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -117,8 +126,6 @@ def _load_resnet_weights(trunk: nn.Module, path: Path) -> None:
 class AppearanceExtractor(nn.Module):
     """frames uint8 (N, H, W, 3) RGB -> ResNet-101 pooled features float (N, 2048)."""
 
-    normalisation = "rgb/255, imagenet mean (0.485, 0.456, 0.406) std (0.229, 0.224, 0.225)"
-
     def __init__(self, trunk: nn.Module, channels_last: bool):
         super().__init__()
         self.trunk = trunk
@@ -143,8 +150,6 @@ class MotionExtractor(nn.Module):
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
         mean = KINETICS_MEAN if motion_input == "kinetics_mean" else (0.0, 0.0, 0.0)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
-        self.normalisation = ("rgb 0-255 minus kinetics mean (114.7748, 107.7354, 99.4750)"
-                              if motion_input == "kinetics_mean" else "raw rgb 0-255 (HCRN/DualVGR)")
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         x = clips.permute(0, 4, 1, 2, 3).float()
@@ -169,8 +174,11 @@ def build_extractor(model_name: str, weights: Path | None, seed: int, motion_inp
             (_load_resnet_weights if model_name == "resnet101" else load_kinetics_weights)(trunk, weights)
         except CheckpointError as e:
             raise WeightsError(str(e)) from None
-        except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:  # not a torch file / needs code to load
-            raise WeightsError(f"{weights}: cannot be read as a weights file ({e})") from None
+        except pickle.UnpicklingError:
+            raise WeightsError(f"{weights}: refused: loading it would run code named in the file (only tensors and "
+                               "plain containers are accepted; save a plain state dict)") from None
+        except (RuntimeError, OSError, EOFError) as e:
+            raise WeightsError(f"{weights}: cannot be read as a weights file ({str(e).splitlines()[0]})") from None
     if channels_last:
         trunk = trunk.to(memory_format=torch.channels_last if model_name == "resnet101" else torch.channels_last_3d)
     extractor = (AppearanceExtractor(trunk, channels_last) if model_name == "resnet101"

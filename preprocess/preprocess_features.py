@@ -33,7 +33,7 @@ from termcolor import colored
 from tqdm import tqdm
 
 from preprocess.backbones import (BACKBONES, MOTION_INPUTS, WeightsError, build_extractor, file_sha256,
-                                  recalibrate_batchnorm, resolve_weights)
+                                  input_normalisation, recalibrate_batchnorm, resolve_weights)
 from preprocess.datasets import DatasetLayoutError, VideoEntry, canonical_dataset_name, list_videos
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
@@ -226,6 +226,7 @@ def extraction_settings(args: argparse.Namespace, dataset: str, weights: Path | 
         "image_height": args.image_height,
         "image_width": args.image_width,
         "resize": RESIZE,
+        "normalisation": input_normalisation(args.model, args.motion_input),
         "clip_sampling": CLIP_SAMPLING,
         "bn_recalibrated": weights is None and not args.no_bn_recalibration,
         "bn_calibration_videos": 0 if weights is not None or args.no_bn_recalibration else args.calibration_videos,

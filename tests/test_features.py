@@ -1,0 +1,290 @@
+"""Feature extraction end to end on tiny real videos in the MSVD-QA and MSRVTT-QA layouts, broken videos included.
+
+Checks the HCRN/DualVGR HDF5 layout, the valid mask and failure report, features against an independent computation,
+resuming after a hard kill, refusal of changed settings, and shards + merge equal to one run.
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from preprocess.backbones import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, build_extractor, recalibrate_batchnorm
+from preprocess.datasets import list_videos
+from preprocess.merge_features import MergeError, merge
+from preprocess.preprocess_features import main as extract_main
+from preprocess.resnext3d import resnext101_3d
+from preprocess.video import decode_clips, encode_video
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = ["--image_height", "32", "--image_width", "32", "--num_frames", "4"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: these tiny networks gain nothing from two, and stall badly when other jobs load the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def textured_frames(n: int, seed: int) -> np.ndarray:
+    """uint8 (n, 64, 64, 3): a coloured background with a white square that moves one step per frame."""
+    rng = np.random.default_rng(seed)
+    frames = np.broadcast_to(rng.integers(0, 256, 3, dtype=np.uint8), (n, 64, 64, 3)).copy()
+    for i in range(n):
+        x = (3 * i) % 48
+        frames[i, 20:36, x:x + 16] = 255
+    return frames
+
+
+def truncate_after_packets(path: Path, packets: int) -> None:
+    """Cut a video file right after its first ``packets`` video packets (the header still claims every frame)."""
+    with av.open(str(path)) as container:
+        ends = [p.pos + p.size for p in container.demux(container.streams.video[0]) if p.size]
+    path.write_bytes(path.read_bytes()[:ends[packets - 1]])
+
+
+def write_qa(root: Path, split_ids: dict) -> None:
+    for split, ids in split_ids.items():
+        questions = [{"answer": "x", "id": i, "question": "what is it?", "video_id": v} for i, v in enumerate(ids)]
+        (root / f"{split}_qa.json").write_text(json.dumps(questions))
+
+
+# MSVD-QA: video_id -> (youtube name, what its file is). vid9 is mapped but no question uses it: not extracted.
+MSVD_VIDEOS = {1: ("aaa_1_5", "ok 40"), 2: ("bbb_2_3", "ok 3"), 3: ("ccc_3_9", "truncated"), 4: ("ddd_4_1", "garbage"),
+               5: ("eee_5_2", "empty"), 6: ("fff_6_7", "missing"), 7: ("ggg_7_7", "ok 25"), 9: ("iii_9_9", "ok 10")}
+MSVD_VALID = [1, 1, 1, 0, 0, 0, 1, 0]  # ids 1..8; vid8 is asked about but absent from youtube_mapping.txt
+MSVD_REASONS = {4: "not a video", 5: "empty file", 6: "missing file", 8: "missing file"}
+
+
+@pytest.fixture(scope="module")
+def msvd_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("msvd")
+    (root / "YouTubeClips").mkdir()
+    for video_id, (name, kind) in MSVD_VIDEOS.items():
+        path = root / "YouTubeClips" / f"{name}.avi"
+        if kind.startswith("ok"):
+            encode_video(path, textured_frames(int(kind.split()[1]), video_id))
+        elif kind == "truncated":
+            encode_video(path, textured_frames(50, video_id))
+            truncate_after_packets(path, 20)
+        elif kind == "garbage":
+            path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+        elif kind == "empty":
+            path.write_bytes(b"")
+    (root / "youtube_mapping.txt").write_text("".join(f"{name} vid{v}\n" for v, (name, _) in MSVD_VIDEOS.items()))
+    write_qa(root, {"train": [1, 2, 3, 4, 1], "val": [5, 6, 8], "test": [7]})
+    return root
+
+
+@pytest.fixture(scope="module")
+def msrvtt_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("msrvtt")
+    (root / "TrainValVideo").mkdir()
+    (root / "TestVideo").mkdir()
+    for folder, video_id, n in [("TrainValVideo", 0, 30), ("TrainValVideo", 1, 12), ("TrainValVideo", 6513, 20),
+                                ("TestVideo", 7010, 18)]:
+        encode_video(root / folder / f"video{video_id}.mp4", textured_frames(n, video_id))
+    write_qa(root, {"train": [0, 1], "val": [6513], "test": [7010, 7011]})  # video7011.mp4 does not exist
+    return root
+
+
+def msvd_args(msvd_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["--dataset", "msvd", "--dataset_dir", str(msvd_dir), "--model", "resnet101", "--num_clips", "3",
+            "--out", str(out), "--random_init", "--calibration_videos", "3", "--num_workers", "0", *TINY, *extra]
+
+
+def read_file(path: Path) -> tuple[dict, dict]:
+    """(datasets as arrays, attributes) of an HDF5 file."""
+    with h5py.File(path, "r") as f:
+        return {name: f[name][:] for name in f}, dict(f.attrs)
+
+
+def assert_same_file(a: Path, b: Path) -> None:
+    data_a, attrs_a = read_file(a)
+    data_b, attrs_b = read_file(b)
+    assert list(data_a) == list(data_b) and attrs_a.keys() == attrs_b.keys()
+    for name in data_a:
+        np.testing.assert_array_equal(data_a[name], data_b[name], err_msg=name)
+    for key in attrs_a:
+        assert attrs_a[key] == attrs_b[key], key
+
+
+def test_dataset_listing(msvd_dir, msrvtt_dir):
+    msvd = list_videos("msvd-qa", msvd_dir)
+    assert [e.video_id for e in msvd] == list(range(1, 9))
+    assert msvd[0].path == msvd_dir / "YouTubeClips" / "aaa_1_5.avi"
+    msrvtt = list_videos("msrvtt", msrvtt_dir)
+    assert [e.video_id for e in msrvtt] == [0, 1, 6513, 7010, 7011]
+    assert msrvtt[2].path == msrvtt_dir / "TrainValVideo" / "video6513.mp4"
+    assert msrvtt[3].path == msrvtt_dir / "TestVideo" / "video7010.mp4"
+    assert msrvtt[4].path == msrvtt_dir / "TestVideo" / "video7011.mp4" and not msrvtt[4].path.exists()
+
+
+def test_msvd_appearance_features_match_an_independent_computation(msvd_dir, tmp_path):
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet101()
+    torch.save(reference.state_dict(), tmp_path / "resnet101.pth")
+    out = tmp_path / "app.h5"
+    args = msvd_args(msvd_dir, out, "--num_workers", "1")
+    args[args.index("--random_init")] = "--weights"
+    args.insert(args.index("--weights") + 1, str(tmp_path / "resnet101.pth"))
+    assert extract_main(args) == 0
+
+    data, attrs = read_file(out)
+    assert data["resnet_features"].shape == (8, 3, 4, 2048) and data["resnet_features"].dtype == np.float32
+    assert data["ids"].tolist() == list(range(1, 9))
+    assert data["valid"].tolist() == MSVD_VALID and data["done"].all()
+    assert attrs["model"] == "resnet101" and attrs["weights"] == "resnet101.pth" and not attrs["random_init"]
+    assert len(attrs["weights_sha256"]) == 64 and not attrs["bn_recalibrated"] and attrs["complete"]
+    assert (attrs["num_clips"], attrs["num_frames"], attrs["image_height"], attrs["image_width"]) == (3, 4, 32, 32)
+    assert attrs["num_failed"] == 4 and "ImageNet" in attrs["normalisation"]
+    assert not data["resnet_features"][np.array(MSVD_VALID) == 0].any()  # failed rows are zeros, flagged invalid
+
+    lines = (tmp_path / "app.h5.failed.tsv").read_text().splitlines()
+    assert lines[0] == "video_id\tpath\treason"
+    report = {int(line.split("\t")[0]): line.split("\t") for line in lines[1:]}
+    assert sorted(report) == sorted(MSVD_REASONS)
+    for video_id, reason in MSVD_REASONS.items():
+        assert report[video_id][2].startswith(reason)
+    assert report[4][1] == str(msvd_dir / "YouTubeClips" / "ddd_4_1.avi")
+
+    reference.fc = torch.nn.Identity()
+    reference.eval()
+    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    for row, video_id in [(0, 1), (1, 2), (2, 3)]:  # a normal, a 3-frame and a truncated video
+        clips = decode_clips(msvd_dir / "YouTubeClips" / f"{MSVD_VIDEOS[video_id][0]}.avi", 3, 4, 32, 32).clips()
+        pixels = (clips.reshape(12, 32, 32, 3).astype(np.float32) / 255 - mean) / std
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(pixels).permute(0, 3, 1, 2)).reshape(3, 4, 2048).numpy()
+        # float32 round-off of a 101-layer net at feature scale up to ~500: compare relative to that scale
+        np.testing.assert_allclose(data["resnet_features"][row], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_msrvtt_motion_features_match_an_independent_computation(msrvtt_dir, tmp_path):
+    out = tmp_path / "motion.h5"
+    assert extract_main(["--dataset", "msrvtt", "--dataset_dir", str(msrvtt_dir), "--model", "resnext101",
+                         "--num_clips", "2", "--out", str(out), "--random_init", "--no_bn_recalibration",
+                         "--seed", "3", "--num_workers", "0", *TINY]) == 0
+    data, attrs = read_file(out)
+    assert data["resnext_features"].shape == (5, 2, 2048)
+    assert data["ids"].tolist() == [0, 1, 6513, 7010, 7011] and data["valid"].tolist() == [1, 1, 1, 1, 0]
+    assert attrs["motion_input"] == "kinetics_mean" and attrs["weights"] == "random_init" and attrs["random_init"]
+    assert not attrs["bn_recalibrated"]
+
+    torch.manual_seed(3)
+    reference = resnext101_3d().eval()
+    clips = decode_clips(msrvtt_dir / "TestVideo" / "video7010.mp4", 2, 4, 32, 32).clips()  # (2, 4, 32, 32, 3)
+    pixels = clips.astype(np.float32) - np.array(KINETICS_MEAN, np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(pixels).permute(0, 4, 1, 2, 3)).numpy()
+    np.testing.assert_allclose(data["resnext_features"][3], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_bn_recalibration_makes_random_features_well_scaled():
+    frames = torch.from_numpy(textured_frames(24, 0)[:, ::2, ::2].copy())  # (24, 32, 32, 3)
+    extractor = build_extractor("resnet101", None, seed=0)
+    with torch.no_grad():
+        before = extractor(frames).abs().mean().item()
+        assert recalibrate_batchnorm(extractor, frames.split(8)) == 24
+        after = extractor(frames).abs().mean().item()
+    assert before > 20 and 0.1 < after < 5, (before, after)
+    assert not extractor.training
+
+
+@pytest.fixture(scope="module")
+def straight_run(msvd_dir, tmp_path_factory) -> Path:
+    """One uninterrupted random-init run (BatchNorm recalibrated), decoding in a worker process."""
+    out = tmp_path_factory.mktemp("straight") / "app.h5"
+    assert extract_main(msvd_args(msvd_dir, out, "--num_workers", "1")) == 0
+    return out
+
+
+KILL_AFTER_3_VIDEOS = """
+import os, sys
+import torch
+import preprocess.preprocess_features as extraction
+torch.set_num_threads(1)  # as in this process: bit-identical features need the same thread count
+extraction.FLUSH_INTERVAL_S = 0.0
+commit, committed = extraction._RowWriter.commit, []
+def commit_then_die(self):
+    committed.extend(self.pending)
+    commit(self)
+    if len(committed) >= 3:
+        os._exit(9)  # a hard kill: no cleanup, no file close
+extraction._RowWriter.commit = commit_then_die
+extraction.main(sys.argv[1:])
+"""
+
+
+def test_resume_after_a_hard_kill_equals_a_straight_run(msvd_dir, straight_run, tmp_path, capsys):
+    out = tmp_path / "app.h5"
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_3_VIDEOS, *msvd_args(msvd_dir, out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == 9, killed.stderr
+    with h5py.File(out, "r") as f:
+        assert f["done"][:].tolist() == [1, 1, 1, 0, 0, 0, 0, 0] and not f.attrs["complete"]
+    capsys.readouterr()
+    assert extract_main(msvd_args(msvd_dir, out)) == 0
+    assert "3 of 8 videos already done" in capsys.readouterr().err
+    assert_same_file(out, straight_run)
+    assert (tmp_path / "app.h5.failed.tsv").read_text() == Path(f"{straight_run}.failed.tsv").read_text()
+
+
+def test_changed_settings_are_refused_unless_overwrite(msvd_dir, straight_run, tmp_path, capsys):
+    out = tmp_path / "app.h5"
+    out.write_bytes(straight_run.read_bytes())
+    assert extract_main(msvd_args(msvd_dir, out, "--num_clips", "2")) == 2
+    message = capsys.readouterr().err
+    assert "num_clips: file has 3, this run 2" in message and "--overwrite" in message
+    assert read_file(out)[0]["resnet_features"].shape[1] == 3  # untouched
+    assert extract_main(msvd_args(msvd_dir, out, "--num_clips", "2", "--overwrite", "--limit", "1")) == 0
+    data, attrs = read_file(out)
+    assert data["resnet_features"].shape == (8, 2, 4, 2048) and data["done"].tolist() == [1] + [0] * 7
+    assert not attrs["complete"]
+
+
+def test_shards_merge_into_the_straight_run(msvd_dir, straight_run, tmp_path):
+    out = tmp_path / "app.h5"
+    for shard in ("0", "1"):
+        assert extract_main(msvd_args(msvd_dir, out, "--shard", shard, "--num_shards", "2")) == 0
+    shard0, shard1 = tmp_path / "app.shard0of2.h5", tmp_path / "app.shard1of2.h5"
+    assert read_file(shard0)[0]["ids"].tolist() == [1, 3, 5, 7] and read_file(shard1)[0]["ids"].tolist() == [2, 4, 6, 8]
+    merged = subprocess.run([sys.executable, "preprocess/merge_features.py", "--inputs", str(tmp_path / "app.shard*of2.h5")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)  # script mode, a glob
+    assert merged.returncode == 0, merged.stderr
+    assert_same_file(out, straight_run)
+    assert (tmp_path / "app.h5.failed.tsv").read_text() == Path(f"{straight_run}.failed.tsv").read_text()
+
+    with pytest.raises(MergeError, match=r"missing shard\(s\) \[1\] of 2: expected .*app\.shard1of2\.h5"):
+        merge([shard0], tmp_path / "merged.h5")
+    partial = tmp_path / "partial" / "app.h5"
+    assert extract_main(msvd_args(msvd_dir, partial, "--shard", "1", "--num_shards", "2", "--limit", "1")) == 0
+    with pytest.raises(MergeError, match=r"shard 1 of 2 is incomplete \(1 of 4 videos done\)"):
+        merge([shard0, tmp_path / "partial" / "app.shard1of2.h5"], tmp_path / "merged.h5")
+
+
+def test_missing_weights_say_what_to_get_and_where(msvd_dir, tmp_path, capsys):
+    args = msvd_args(msvd_dir, tmp_path / "app.h5")
+    args[args.index("--random_init")] = "--weights"
+    args.insert(args.index("--weights") + 1, str(tmp_path / "nowhere.pth"))
+    assert extract_main(args) == 2
+    message = capsys.readouterr().err
+    assert "resnet101-63fe2227.pth" in message and os.path.join("data", "weights") in message
+    assert "--random_init" in message and not (tmp_path / "app.h5").exists()
+
+
+def test_extraction_script_runs_without_the_package_on_the_path():
+    result = subprocess.run([sys.executable, "preprocess/preprocess_features.py", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert result.returncode == 0 and "--shard" in result.stdout, result.stderr
