@@ -184,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resnext101 input: kinetics_mean = 0-255 minus (114.7748, 107.7354, 99.4750), the "
                              "checkpoint's training input; raw = 0-255 pixels, as HCRN/DualVGR fed it")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--fp16", action="store_true", help="float16 autocast (CUDA only)")
+    parser.add_argument("--fp16", action="store_true",
+                        help="float16 autocast (CUDA only; without it CUDA runs float32 with PyTorch's default TF32 "
+                             "convolutions on Ampere and newer)")
     parser.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
                         help="channels-last memory format (auto: on for CUDA)")
     parser.add_argument("--batch_size", type=int, default=None,

@@ -24,7 +24,7 @@ from preprocess.resnext3d import resnext101_3d
 from preprocess.video import decode_clips, encode_video
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ["--image_height", "32", "--image_width", "32", "--num_frames", "4"]
+TINY = ["--image_height", "32", "--image_width", "32", "--num_frames", "4", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module", autouse=True)
