@@ -67,7 +67,8 @@ def read_qa_video_ids(dataset_dir: Path) -> dict[str, set[int]]:
             try:
                 ids.add(int(entry["video_id"]))
             except (KeyError, TypeError, ValueError):
-                raise DatasetLayoutError(f"{path}: entry {position} has no integer 'video_id': {entry!r:.200}") from None
+                raise DatasetLayoutError(
+                    f"{path}: entry {position} has no integer 'video_id': {entry!r:.200}") from None
         referenced[split] = ids
     return referenced
 
@@ -82,7 +83,8 @@ def read_msvd_mapping(path: Path) -> dict[int, str]:
                 continue
             match = re.fullmatch(r"vid(\d+)", fields[-1]) if len(fields) == 2 else None
             if match is None:
-                raise DatasetLayoutError(f"{path}:{line_number}: expected '<youtube name> vid<N>', got {line.strip()!r}")
+                raise DatasetLayoutError(
+                    f"{path}:{line_number}: expected '<youtube name> vid<N>', got {line.strip()!r}")
             mapping[int(match.group(1))] = fields[0]
     return mapping
 

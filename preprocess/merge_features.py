@@ -21,8 +21,8 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from preprocess.preprocess_features import (SHARD_ATTRS, attr_value, create_feature_file, failure_report_path,
-                                            finalize_feature_file, log, shard_path)
+from preprocess.preprocess_features import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
+                                            failure_report_path, finalize_feature_file, log, shard_path)
 
 SHARD_NAME = re.compile(r"^(?P<stem>.*)\.shard(?P<index>\d+)of(?P<count>\d+)(?P<suffix>\.[^.]*)$")
 ROWS_PER_COPY = 64
@@ -123,7 +123,7 @@ def _copy_rows(path: Path, merged: h5py.File, feature_key: str, index: int, num_
     """Copy shard ``index``'s rows into rows index, index + num_shards, ... of ``merged`` (in blocks)."""
     with h5py.File(path, "r") as shard:
         n = len(shard["ids"])
-        for name in ("valid", "failure_reason"):
+        for name in ROW_DATASETS:
             merged[name][index::num_shards] = shard[name][:]
         for start in range(0, n, ROWS_PER_COPY):
             stop = min(start + ROWS_PER_COPY, n)

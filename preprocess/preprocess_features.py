@@ -6,6 +6,7 @@
 Output (HCRN/DualVGR layout, DATA_FORMATS.md): appearance ``resnet_features`` float32 (N, C, F, 2048) or motion
 ``resnext_features`` float32 (N, C, 2048); ``ids`` int64 (N,) video ids in increasing order; plus ``valid`` uint8 (N,)
 (0: the video did not decode, its row is zeros), ``done`` uint8 (N,) (rows finished, for resuming),
+``num_decoded_frames`` int32 (N,) (frames the video decoded to; clips were sampled over these),
 ``failure_reason`` (N,) bytes, and the extraction settings as attributes. Failed videos are also listed in
 ``<out>.failed.tsv`` (video_id, path, reason).
 
@@ -41,11 +42,12 @@ from utils.config import REPO_ROOT
 FEATURE_DIM = 2048
 DEFAULT_NUM_CLIPS = {"msvd-qa": 8, "msrvtt-qa": 16}  # DualVGR: 8 clips for MSVD-QA, 16 for MSRVTT-QA
 DEFAULT_BATCH_SIZE = {"resnet101": 128, "resnext101": 16}  # frames / clips per CNN batch
-CALIBRATION_BATCH = {"resnet101": 64, "resnext101": 8}  # fixed, so recalibrated statistics do not depend on --batch_size
+CALIBRATION_BATCH = {"resnet101": 64, "resnext101": 8}  # fixed: recalibrated statistics must not depend on --batch_size
 CLIP_SAMPLING = ("centres = int(linspace(0, n_frames, C+2)[1:C+1]); clip = frames centre-F//2 .. centre+(F-1)//2, "
                  "indices clamped to [0, n_frames-1]")
 RESIZE = "bicubic (FFmpeg swscale), to image_height x image_width"
 FAILURE_REASON_BYTES = 200
+ROW_DATASETS = ("valid", "num_decoded_frames", "failure_reason")  # per-video bookkeeping besides the features
 SHARD_ATTRS = ("shard_index", "num_shards", "dataset_num_videos")
 FLUSH_INTERVAL_S = 5.0  # finished rows are committed (data flushed, then marked done) at least this often
 
@@ -101,6 +103,7 @@ def create_feature_file(path: Path, ids: np.ndarray, settings: dict) -> None:
         f.create_dataset("ids", data=np.asarray(ids, dtype=np.int64))
         f.create_dataset("valid", data=np.zeros(n, dtype=np.uint8))
         f.create_dataset("done", data=np.zeros(n, dtype=np.uint8))
+        f.create_dataset("num_decoded_frames", data=np.zeros(n, dtype=np.int32))
         f.create_dataset("failure_reason", data=np.zeros(n, dtype=f"S{FAILURE_REASON_BYTES}"))
         for key, value in settings.items():
             f.attrs[key] = value
@@ -167,8 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output HDF5 (default data/<dataset>/<dataset>_{appearance,motion}_feat.h5 in the repo)")
     parser.add_argument("--num_clips", type=int, default=None, help="clips per video (default 8 MSVD-QA, 16 MSRVTT-QA)")
     parser.add_argument("--num_frames", type=int, default=16, help="frames per clip")
-    parser.add_argument("--image_height", type=int, default=None, help="frame height (default 224 resnet101, 112 resnext101)")
-    parser.add_argument("--image_width", type=int, default=None, help="frame width (default 224 resnet101, 112 resnext101)")
+    parser.add_argument("--image_height", type=int, default=None,
+                        help="frame height (default 224 resnet101, 112 resnext101)")
+    parser.add_argument("--image_width", type=int, default=None,
+                        help="frame width (default 224 resnet101, 112 resnext101)")
     parser.add_argument("--weights", default=None,
                         help="resnet101: torchvision ImageNet state dict (.pth); resnext101: resnext-101-kinetics.pth. "
                              "Default: data/weights/<that file> in the repo")
@@ -315,7 +320,8 @@ class _RowWriter:
         self.pending: list[int] = []
         self.last_commit = time.monotonic()
 
-    def write(self, row: int, features: np.ndarray | None, reason: str = "") -> None:
+    def write(self, row: int, features: np.ndarray | None, num_decoded_frames: int, reason: str = "") -> None:
+        self.f["num_decoded_frames"][row] = num_decoded_frames
         if features is None:
             self.features[row] = np.zeros(self.features.shape[1:], dtype=np.float32)
             self.f["valid"][row] = 0
@@ -361,7 +367,7 @@ def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor:
             if features is None:
                 failed += 1
                 log(f"video {entries[row].video_id} ({entries[row].path}): {reason}", "yellow")
-            writer.write(row, features, reason)
+            writer.write(row, features, item["n_frames"], reason)
             bar.update(1)
             bar.set_postfix(failed=failed, refresh=False)
     finally:

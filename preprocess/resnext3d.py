@@ -102,7 +102,8 @@ def kinetics_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: expected a dict with a 'state_dict' (or a state dict), got {type(checkpoint).__name__}")
+        raise CheckpointError(
+            f"{path}: expected a dict with a 'state_dict' (or a state dict), got {type(checkpoint).__name__}")
     trunk = {}
     for name, tensor in state.items():
         name = name.removeprefix("module.")

@@ -144,6 +144,7 @@ def test_msvd_appearance_features_match_an_independent_computation(msvd_dir, tmp
     assert data["resnet_features"].shape == (8, 3, 4, 2048) and data["resnet_features"].dtype == np.float32
     assert data["ids"].tolist() == list(range(1, 9))
     assert data["valid"].tolist() == MSVD_VALID and data["done"].all()
+    assert data["num_decoded_frames"].tolist() == [40, 3, 20, 0, 0, 0, 25, 0]  # vid3: 50 frames cut after 20
     assert attrs["model"] == "resnet101" and attrs["weights"] == "resnet101.pth" and not attrs["random_init"]
     assert len(attrs["weights_sha256"]) == 64 and not attrs["bn_recalibrated"] and attrs["complete"]
     assert (attrs["num_clips"], attrs["num_frames"], attrs["image_height"], attrs["image_width"]) == (3, 4, 32, 32)
@@ -167,7 +168,8 @@ def test_msvd_appearance_features_match_an_independent_computation(msvd_dir, tmp
         with torch.no_grad():
             expected = reference(torch.from_numpy(pixels).permute(0, 3, 1, 2)).reshape(3, 4, 2048).numpy()
         # float32 round-off of a 101-layer net at feature scale up to ~500: compare relative to that scale
-        np.testing.assert_allclose(data["resnet_features"][row], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+        np.testing.assert_allclose(data["resnet_features"][row], expected, rtol=1e-4,
+                                   atol=1e-5 * np.abs(expected).max())
 
 
 def test_msrvtt_motion_features_match_an_independent_computation(msrvtt_dir, tmp_path):
@@ -259,8 +261,8 @@ def test_shards_merge_into_the_straight_run(msvd_dir, straight_run, tmp_path):
         assert extract_main(msvd_args(msvd_dir, out, "--shard", shard, "--num_shards", "2")) == 0
     shard0, shard1 = tmp_path / "app.shard0of2.h5", tmp_path / "app.shard1of2.h5"
     assert read_file(shard0)[0]["ids"].tolist() == [1, 3, 5, 7] and read_file(shard1)[0]["ids"].tolist() == [2, 4, 6, 8]
-    merged = subprocess.run([sys.executable, "preprocess/merge_features.py", "--inputs", str(tmp_path / "app.shard*of2.h5")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)  # script mode, a glob
+    merged = subprocess.run([sys.executable, "preprocess/merge_features.py", "--inputs",  # script mode, a glob
+                             str(tmp_path / "app.shard*of2.h5")], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert merged.returncode == 0, merged.stderr
     assert_same_file(out, straight_run)
     assert (tmp_path / "app.h5.failed.tsv").read_text() == Path(f"{straight_run}.failed.tsv").read_text()

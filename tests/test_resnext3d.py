@@ -1,4 +1,4 @@
-"""The 3D ResNeXt-101 matches the published Kinetics checkpoint tensor for tensor, and such a checkpoint loads safely."""
+"""The 3D ResNeXt-101 matches the published Kinetics checkpoint tensor for tensor; such a checkpoint loads safely."""
 import hashlib
 import pickle
 
@@ -13,6 +13,15 @@ from preprocess.resnext3d import CheckpointError, load_kinetics_weights, resnext
 REFERENCE_ROWS_SHA256 = "7a795163f6920943ca3256733ca69a1d3b2ecf8860d7175ef65d8bc47ebcd469"
 TRUNK_PARAMETERS = 47_521_216  # learnable, without the classifier
 KINETICS_CLASSES = 400
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: two stall badly when other jobs load this 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

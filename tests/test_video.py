@@ -29,7 +29,8 @@ def read_indices(frames: np.ndarray) -> np.ndarray:
 
 
 def test_clip_centres_and_padding_hand_computed():
-    # n=40, C=8: linspace(0, 40, 10) = 0, 4.44, 8.89, 13.3, 17.8, 22.2, 26.7, 31.1, 35.6, 40 -> centres 4 8 13 17 22 26 31 35
+    # n=40, C=8: linspace(0, 40, 10) = 0, 4.44, 8.89, 13.3, 17.8, 22.2, 26.7, 31.1, 35.6, 40
+    #   -> centres 4 8 13 17 22 26 31 35
     indices = clip_frame_indices(40, 8, 16)
     assert indices.shape == (8, 16)
     assert indices[:, 8].tolist() == [4, 8, 13, 17, 22, 26, 31, 35]  # frame F//2 of each clip is its centre
