@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -90,21 +91,28 @@ def main(argv: list[str] | None = None) -> int:
     from utils.safe_pickle import UnsafePickleError
 
     argv = sys.argv[1:] if argv is None else argv
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun every rank hits the same error: say it once
+
+    def report(message: str, colour: str) -> None:
+        if main_process:
+            print(colored(message, colour), file=sys.stderr)
+
     try:
         run(argv)
     except (ConfigError, DataError, CheckpointError, UnsafePickleError) as e:
-        print(colored(f"error: {e}", "red"), file=sys.stderr)
+        report(f"error: {e}", "red")
         return 2
     except NonFiniteLossError as e:
-        print(colored(f"error: {e}", "red"), file=sys.stderr)
+        report(f"error: {e}", "red")
         return 1
     except TrainingInterrupted as e:
-        command = ["python", "train.py"] + [a for a in argv if a != "--resume"] + ["--resume"]
-        print(colored(f"{e}; last.pt is saved. Resume with:\n  {shlex.join(command)}", "yellow"), file=sys.stderr)
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        launcher = ["torchrun", "--nproc_per_node", str(world_size)] if world_size > 1 else ["python"]
+        command = launcher + ["train.py"] + [a for a in argv if a != "--resume"] + ["--resume"]
+        report(f"{e}; last.pt is saved. Resume with:\n  {shlex.join(command)}", "yellow")
         return 130
     except KeyboardInterrupt:
-        print(colored("aborted: last.pt holds the end of the last completed epoch (resume with --resume)", "yellow"),
-              file=sys.stderr)
+        report("aborted: last.pt holds the end of the last completed epoch (resume with --resume)", "yellow")
         return 130
     return 0
 

@@ -88,6 +88,14 @@ def inverse_vocab(mapping: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- features
+def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy to ``device`` without a host sync: a copy from pageable host memory to a GPU would synchronise the
+    stream, so CPU tensors are staged in pinned memory first (PyTorch's caching host allocator)."""
+    if device.type == "cuda" and tensor.device.type == "cpu" and not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 @dataclass
 class VideoTable:
     """The videos usable for training: valid and present in both feature files.
@@ -237,7 +245,7 @@ class InMemoryFeatures:
         return cls(appearance, motion)
 
     def read(self, keys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.from_numpy(np.ascontiguousarray(keys)).to(self.appearance.device)
+        index = to_device_async(torch.from_numpy(np.ascontiguousarray(keys)), self.appearance.device)
         return self.appearance[index].float(), self.motion[index].float()
 
     def close(self) -> None:
@@ -351,7 +359,7 @@ class BatchDataset:
 
 
 def batch_to_device(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: to_device_async(v, device) for k, v in batch.items()}
 
 
 def _worker_init(_worker_id: int) -> None:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from model.losses import compute_losses
 from training import distributed
 from training.data import QuestionSplit, batch_to_device
+from training.log import get_logger
 from training.metrics import LOSS_PARTS, SplitAccuracy, accuracy_by_type, correct_mask
 
 SYNC_EVERY = 25       # steps between host reads of the running sums
@@ -25,6 +26,33 @@ NO_BAD_STEP = 2 ** 62  # "no non-finite loss yet"
 
 class NonFiniteLossError(RuntimeError):
     """A loss part became NaN or infinite; the message names the epoch, the step and the part(s)."""
+
+
+class CompiledWithFallback(torch.nn.Module):
+    """``torch.compile(module)`` that falls back to eager execution for good if compilation fails.
+
+    Some torch versions fail to compile parts of the model under autocast (e.g. torch 2.11: a gather backward
+    under bf16 autocast raises "Unexpected floating ScalarType in at::autocast::prioritize"); the run then goes on
+    uncompiled with a warning instead of crashing. Parameters and state are ``module``'s own.
+    """
+
+    def __init__(self, module: torch.nn.Module):
+        from torch._dynamo.exc import BackendCompilerFailed
+        super().__init__()
+        self.module = module
+        self.__dict__["_compiled"] = torch.compile(module)  # not registered: no duplicate parameters / state
+        self.__dict__["_compile_error"] = BackendCompilerFailed
+
+    def forward(self, *args, **kwargs):
+        if self._compiled is not None:
+            try:
+                return self._compiled(*args, **kwargs)
+            except self._compile_error as e:
+                reason = next((line for line in reversed(str(e).splitlines()) if "Error" in line), str(e)[:200])
+                get_logger().warning(f"train.compile: torch.compile failed ({reason.strip()}); continuing without "
+                                     "compilation")
+                self.__dict__["_compiled"] = None
+        return self.module(*args, **kwargs)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from training import distributed
 from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
                                  load_checkpoint, restore_rng_state, save_checkpoint)
 from training.data import DataError, build_loader, load_data, resolve_path
-from training.engine import EpochTotals, StepContext, evaluate, train_epoch
+from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, train_epoch
 from training.log import get_logger, paint, setup_logging
 from training.metrics import accuracy_by_type
 from training.plots import plot_run
@@ -189,16 +189,19 @@ class _Run:
         self.show_progress = dist_ctx.is_main and sys.stderr.isatty()
         self.mode = resolve_mode(cfg)
         self.amp_dtype = amp_dtype_for(cfg, self.device)
+        if self.device.type == "cuda":
+            torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 work (Ampere and newer)
         configure_determinism(cfg.train.deterministic)
         self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
         resume_ckpt = load_checkpoint(self.last_path, "--resume") if resume else None
         if not resume and self.last_path.exists():
             self.log.warning(f"{self.run_dir} holds an earlier run: starting afresh and overwriting it "
                              "(--resume continues it instead)")
-        seed_everything(cfg.seed)
 
         self.bundle = load_data(cfg, device=self.device, progress=self.show_progress)
         self.signature = self.bundle.signature
+        seed_everything(cfg.seed)  # the same initial weights for a given seed, with or without a teacher
+        self.model = build_student(cfg, self.bundle).to(self.device)
         self.teacher = None
         self.teacher_path = None
         if self.mode == "kd":
@@ -206,7 +209,6 @@ class _Run:
             cfg.distill.teacher_ckpt = str(self.teacher_path)
             self.teacher = load_teacher(self.teacher_path, "config key 'distill.teacher_ckpt' / --teacher_ckpt",
                                         cfg, self.signature, self.device)
-        self.model = build_student(cfg, self.bundle).to(self.device)
         torch.manual_seed(cfg.seed + dist_ctx.rank)  # dropout streams differ per rank, the model init does not
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
@@ -222,7 +224,7 @@ class _Run:
         if dist_ctx.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
 
-        forward_model = torch.compile(self.model) if cfg.train.compile else self.model
+        forward_model = CompiledWithFallback(self.model) if cfg.train.compile else self.model
         self.eval_model = forward_model
         if dist_ctx.is_distributed:
             forward_model = torch.nn.parallel.DistributedDataParallel(
