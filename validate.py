@@ -54,9 +54,11 @@ def run(argv: list[str] | None = None) -> dict:
     from training.evaluation import compare_checkpoints, evaluate_checkpoint
     from training.log import setup_logging
     args = build_parser().parse_intermixed_args(argv)
-    if args.compare:  # KEY=VALUE overrides written after --compare's paths
-        args.overrides += [a for a in args.compare if "=" in a and not Path(a).exists()]
-        args.compare = [a for a in args.compare if a not in args.overrides]
+    for option in ("compare", "names"):  # KEY=VALUE overrides written right after these lists belong to overrides
+        values = getattr(args, option) or []
+        stray = [a for a in values if "=" in a and not Path(a).exists()]
+        args.overrides += stray
+        setattr(args, option, [a for a in values if a not in stray] or None)
     log = setup_logging()
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.ckpt:

@@ -246,7 +246,7 @@ class _Run:
         self.best_metric, self.best_epoch = ckpt["best_metric"], ckpt["best_epoch"]
         self.resume_step = ckpt.get("step_in_epoch", 0)
         self.resume_partial = ckpt.get("partial_epoch") or None
-        if self.dist.is_distributed and ckpt.get("world_size", 1) != self.dist.world_size and self.resume_step:
+        if self.resume_step and ckpt.get("world_size", 1) != self.dist.world_size:
             raise CheckpointError(f"{self.last_path} was saved mid-epoch by {ckpt.get('world_size', 1)} process(es); "
                                   f"resume it with the same number of processes (now {self.dist.world_size})")
         restore_rng_state(ckpt["rng"])
