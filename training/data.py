@@ -16,7 +16,6 @@ numpy gathers and one sorted HDF5 read per feature file, never a per-sample loop
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ APPEARANCE_DATASET = "resnet_features"
 MOTION_DATASET = "resnext_features"
 SPLITS = ("train", "val", "test")
 SPLIT_KEYS = {"train": "train_question_pt", "val": "val_question_pt", "test": "test_question_pt"}
-REQUIRED_QUESTION_FIELDS = ("questions", "questions_len", "video_ids", "answers")
 FEATURE_LOAD_CHUNK = 64  # videos per HDF5 read when loading features into memory
 
 
@@ -67,15 +65,15 @@ def require_file(path: Path, key: str) -> Path:
 
 # ---------------------------------------------------------------------------------------------- vocabulary
 def load_vocab(path: Path, key: str = "dataset.vocab_json") -> dict:
+    from preprocess.question_file import QuestionFileError, load_vocab as read_vocab
     require_file(path, key)
     try:
-        with open(path) as f:
-            vocab = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path} (config key '{key}'): not valid JSON: {e}") from None
+        vocab = read_vocab(path)
+    except QuestionFileError as e:
+        raise DataError(f"{e} (config key '{key}')") from None
     for field_name in ("question_token_to_idx", "answer_token_to_idx"):
-        if not isinstance(vocab.get(field_name), dict) or not vocab[field_name]:
-            raise DataError(f"{path} (config key '{key}'): missing or empty '{field_name}'")
+        if not vocab[field_name]:
+            raise DataError(f"{path} (config key '{key}'): '{field_name}' is empty")
     return vocab
 
 
@@ -282,32 +280,23 @@ class QuestionSplit:
 
 
 def _load_question_file(path: Path, key: str) -> dict:
-    from utils.safe_pickle import load_pickle
+    """The question file's arrays (checked shapes; read without running code), errors naming ``key``."""
+    from preprocess.question_file import QuestionFileError, load_question_file
     require_file(path, key)
-    data = load_pickle(path)
-    if not isinstance(data, dict):
-        raise DataError(f"{path} (config key '{key}'): expected a dict of arrays, got {type(data).__name__}")
-    missing = [name for name in REQUIRED_QUESTION_FIELDS if name not in data]
-    if missing:
-        raise DataError(f"{path} (config key '{key}'): missing field(s) {', '.join(missing)}")
-    return data
+    try:
+        return load_question_file(path)
+    except QuestionFileError as e:
+        raise DataError(f"{e} (config key '{key}')") from None
 
 
 def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable) -> QuestionSplit:
     """Read a question file, check it against the vocabulary, and drop questions without usable features."""
     data = _load_question_file(path, key)
-    questions = np.asarray(data["questions"], dtype=np.int64)
-    lengths = np.asarray(data["questions_len"], dtype=np.int64).reshape(-1)
-    answers = np.asarray(data["answers"], dtype=np.int64).reshape(-1)
-    video_ids = np.asarray(data["video_ids"], dtype=np.int64).reshape(-1)
-    n = len(answers)
-    question_ids = (np.asarray(data["question_id"], dtype=np.int64).reshape(-1)
-                    if data.get("question_id") is not None else np.arange(n, dtype=np.int64))
+    questions = data["questions"].astype(np.int64)
+    lengths, answers, video_ids, question_ids = (data[k] for k in ("questions_len", "answers", "video_ids",
+                                                                   "question_id"))
     where = f"{path} (config key '{key}')"
-    if questions.ndim != 2 or not (len(questions) == len(lengths) == n == len(video_ids) == len(question_ids)):
-        raise DataError(f"{where}: field lengths disagree: questions {questions.shape}, questions_len "
-                        f"{lengths.shape}, answers {answers.shape}, video_ids {video_ids.shape}")
-    if n == 0:
+    if len(answers) == 0:
         raise DataError(f"{where}: holds no questions")
     num_tokens, num_answers = len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
     if questions.min() < 0 or questions.max() >= num_tokens:
@@ -316,18 +305,13 @@ def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable) 
     if answers.min() < 0 or answers.max() >= num_answers:
         raise DataError(f"{where}: answer ids span [{answers.min()}, {answers.max()}] but the vocabulary has "
                         f"{num_answers} answers (is dataset.vocab_json the matching vocabulary?)")
-    if lengths.min() < 1 or lengths.max() > questions.shape[1]:
-        raise DataError(f"{where}: questions_len must lie in [1, {questions.shape[1]}], found "
-                        f"[{lengths.min()}, {lengths.max()}]")
     keys = table.keys_for(video_ids)
     keep = keys >= 0
     invalid = int(np.isin(video_ids[~keep], table.invalid_ids).sum())
-    glove = data.get("glove")
     return QuestionSplit(
         name=name, path=path, questions=questions[keep], lengths=lengths[keep], answers=answers[keep],
         video_ids=video_ids[keep], question_ids=question_ids[keep], video_key=keys[keep],
-        types=question_types(questions[keep], vocab["question_token_to_idx"]),
-        glove=None if glove is None else np.asarray(glove, dtype=np.float32),
+        types=question_types(questions[keep], vocab["question_token_to_idx"]), glove=data["glove"],
         skipped_missing=int((~keep).sum()) - invalid, skipped_invalid=invalid)
 
 
