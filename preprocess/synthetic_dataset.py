@@ -40,7 +40,7 @@ QUESTION_TYPES = ("what", "who", "how", "when", "where")
 
 # Skewed priors, like the answer distribution of MSVD-QA (a few answers dominate).
 COLOR_PRIOR = {"red": 0.30, "blue": 0.24, "green": 0.20, "yellow": 0.15, "white": 0.11}
-SHAPE_PRIOR = {"circle": 0.34, "square": 0.28, "triangle": 0.22, "diamond": 0.16}
+SHAPE_PRIOR = {"circle": 0.30, "square": 0.27, "triangle": 0.23, "diamond": 0.20}
 DIRECTION_PRIOR = {"right": 0.30, "left": 0.30, "up": 0.20, "down": 0.20}
 SPEED_PRIOR = {"fast": 0.55, "slow": 0.45}
 # When the shape moves: all along, only in the first half (then still) or only in the second half (still before).
@@ -60,6 +60,8 @@ MARGIN = 1               # pixels kept free between a shape's box and the frame 
 FAST_FRACTION = 0.9      # a fast shape moving all along crosses this fraction of its free range
 SLOW_FACTOR = 0.4        # slow speed / fast speed
 MIN_GAP = 2              # pixels kept between the boxes of two shapes in every frame (no overlap, ever)
+MAX_PATH_DRAWS = 50      # overlapping paths of two shapes are redrawn this often before their attributes are
+MAX_SCENE_DRAWS = 100    # and the attributes this often before giving up (a few draws suffice in practice)
 
 SCENE_STREAM, QUESTION_STREAM, SPLIT_STREAM = 0, 1, 2   # independent random streams derived from the seed
 
@@ -161,29 +163,39 @@ def _boxes_overlap(first: np.ndarray, second: np.ndarray, radius: float) -> bool
     return not apart.any(axis=1).all()
 
 
+def _sample_attributes(rng: np.random.Generator, count: int, spec: SyntheticSpec) -> list[dict]:
+    """`count` shapes with distinct shapes, colours and directions; speed and when they move drawn freely."""
+    objects = []
+    for _ in range(count):
+        taken = {key: tuple(obj[key] for obj in objects) for key in ("shape", "color", "direction")}
+        obj = {
+            "shape": _draw(rng, SHAPE_PRIOR, taken["shape"]),
+            "color": _draw(rng, COLOR_PRIOR, taken["color"]),
+            "direction": _draw(rng, DIRECTION_PRIOR, taken["direction"]),
+            "speed": _draw(rng, SPEED_PRIOR),
+            "moving": _draw(rng, MOVING_PRIOR),
+        }
+        obj["speed_px_per_frame"] = round(spec.speeds[obj["speed"]], 4)
+        objects.append(obj)
+    return objects
+
+
 def sample_scene(rng: np.random.Generator, spec: SyntheticSpec) -> list[dict]:
     """One or two shapes with distinct colours, shapes and directions, never overlapping.
 
     Returns dicts with shape, color, direction, speed (fast/slow), speed_px_per_frame, moving
-    (whole/beginning/end) and positions ((T, 2) float array of box centres).
+    (whole/beginning/end) and positions ((T, 2) float array of box centres). Paths that overlap are redrawn first
+    (keeping the attributes, so crossing directions stay as likely as parallel ones), then the attributes.
     """
     count = 2 if rng.random() < spec.two_shape_fraction else 1
-    while True:
-        objects = []
-        for _ in range(count):
-            taken = {key: tuple(obj[key] for obj in objects) for key in ("shape", "color", "direction")}
-            obj = {
-                "shape": _draw(rng, SHAPE_PRIOR, taken["shape"]),
-                "color": _draw(rng, COLOR_PRIOR, taken["color"]),
-                "direction": _draw(rng, DIRECTION_PRIOR, taken["direction"]),
-                "speed": _draw(rng, SPEED_PRIOR),
-                "moving": _draw(rng, MOVING_PRIOR),
-            }
-            obj["speed_px_per_frame"] = round(spec.speeds[obj["speed"]], 4)
-            obj["positions"] = _sample_path(rng, obj["direction"], obj["speed_px_per_frame"], obj["moving"], spec)
-            objects.append(obj)
-        if count == 1 or not _boxes_overlap(objects[0]["positions"], objects[1]["positions"], spec.radius):
-            return objects
+    for _ in range(MAX_SCENE_DRAWS):
+        objects = _sample_attributes(rng, count, spec)
+        for _ in range(MAX_PATH_DRAWS):
+            paths = [_sample_path(rng, obj["direction"], obj["speed_px_per_frame"], obj["moving"], spec)
+                     for obj in objects]
+            if count == 1 or not _boxes_overlap(paths[0], paths[1], spec.radius):
+                return [{**obj, "positions": path} for obj, path in zip(objects, paths)]
+    raise RuntimeError(f"no two non-overlapping shapes fit in {MAX_SCENE_DRAWS} draws for {spec}")
 
 
 # ------------------------------------------------------------------------------------------------------- questions
