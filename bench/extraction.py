@@ -6,10 +6,12 @@
 
 Writes a few real videos with PyAV (moving shapes, --video_size, --video_frames each), then for each extractor:
 - decode: PyAV decoding + resizing of the clips' frames, one process (videos/s);
-- cnn: the network alone on batches of uint8 frames/clips already on the device (frames/s or clips/s);
+- cnn: the extractor alone (resize, normalisation, network) on batches of uint8 frames/clips of the videos' size,
+  already on the device (frames/s or clips/s);
 - pipeline: ``preprocess_features.extract`` end to end (decoding workers, CNN, HDF5 writes) into a scratch file;
 and projects the full extraction time of MSVD-QA (1,970 videos, 8 clips) and MSRVTT-QA (10,000 videos, 16 clips)
-from the pipeline's rate. Weights are random (speed does not depend on them).
+from the pipeline's rate. Weights are random (BatchNorm recalibrated on noise so that float16 does not overflow);
+speed does not depend on them.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from preprocess import preprocess_features as extraction
-from preprocess.backbones import BACKBONES, build_extractor
+from preprocess.backbones import BACKBONES, build_extractor, recalibrate_batchnorm
 from preprocess.datasets import VideoEntry
 from preprocess.video import decode_clips, encode_video
 
@@ -54,19 +56,29 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_decode(paths: list[Path], num_clips: int, num_frames: int, size: int) -> float:
+def calibrate_on_noise(extractor, kind: str, num_frames: int, frame_shape: tuple[int, int],
+                      device: torch.device) -> None:
+    """Recalibrate BatchNorm on random pixels: random-init activations otherwise overflow float16."""
+    shape = (16, *frame_shape, 3) if kind == "appearance" else (4, num_frames, *frame_shape, 3)
+    recalibrate_batchnorm(extractor, [torch.randint(0, 256, shape, dtype=torch.uint8, device=device)])
+
+
+def bench_decode(paths: list[Path], num_clips: int, num_frames: int) -> float:
     """Videos per second decoding the clip frames in one process."""
-    decode_clips(paths[0], num_clips, num_frames, size, size)  # warm-up (codec and scaler set-up)
+    decode_clips(paths[0], num_clips, num_frames)  # warm-up (codec set-up)
     start = time.perf_counter()
     for path in paths:
-        decode_clips(path, num_clips, num_frames, size, size)
+        decode_clips(path, num_clips, num_frames)
     return len(paths) / (time.perf_counter() - start)
 
 
-def bench_cnn(extractor, kind: str, batch: int, num_frames: int, size: int, device: torch.device, fp16: bool,
-              repeats: int) -> float:
-    """Frames (appearance) or clips (motion) per second through the network alone."""
-    shape = (batch, size, size, 3) if kind == "appearance" else (batch, num_frames, size, size, 3)
+def bench_cnn(extractor, kind: str, batch: int, num_frames: int, frame_shape: tuple[int, int], device: torch.device,
+              fp16: bool, repeats: int) -> float:
+    """Frames (appearance) or clips (motion) per second through the extractor (resize, normalise, network).
+
+    frame_shape: (height, width) of the decoded frames given to it.
+    """
+    shape = (batch, *frame_shape, 3) if kind == "appearance" else (batch, num_frames, *frame_shape, 3)
     inputs = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
     autocast = torch.autocast("cuda", dtype=torch.float16) if fp16 else nullcontext()
     with torch.inference_mode(), autocast:
@@ -98,7 +110,7 @@ def bench_pipeline(model: str, extractor, entries: list[VideoEntry], args: argpa
                                                BACKBONES[model]["kind"], device, autocast)
         elapsed = time.perf_counter() - start
     if failed:
-        raise RuntimeError(f"{failed} benchmark videos failed to decode")
+        raise RuntimeError(f"{failed} benchmark videos failed (reasons above)")
     return processed / elapsed
 
 
@@ -149,14 +161,16 @@ def main(argv: list[str] | None = None) -> int:
             units_per_video = args.num_clips * (args.num_frames if kind == "appearance" else 1)
             batch = args.batch_size or extraction.DEFAULT_BATCH_SIZE[model]
             channels_last = device.type == "cuda"
-            extractor = build_extractor(model, None, seed=0, channels_last=channels_last).to(device)
-            decode_rate = bench_decode([e.path for e in entries], args.num_clips, args.num_frames, size)
-            cnn_rate = bench_cnn(extractor, kind, batch, args.num_frames, size, device, args.fp16, args.repeats)
+            extractor = build_extractor(model, None, 0, (size, size), channels_last=channels_last).to(device)
+            calibrate_on_noise(extractor, kind, args.num_frames, (height, width), device)
+            decode_rate = bench_decode([e.path for e in entries], args.num_clips, args.num_frames)
+            cnn_rate = bench_cnn(extractor, kind, batch, args.num_frames, (height, width), device, args.fp16,
+                                 args.repeats)
             video_rate = bench_pipeline(model, extractor, entries, args, size, device, scratch)
             print(f"\n{model} ({kind}, {size}x{size}, batch {batch} {unit}):")
             print(f"  decode alone : {decode_rate:8.2f} videos/s  ({decode_rate * args.video_frames:.0f} frames/s "
                   f"decoded, 1 process)")
-            print(f"  cnn alone    : {cnn_rate:8.2f} {unit}/s")
+            print(f"  extractor    : {cnn_rate:8.2f} {unit}/s (resize + network, no decoding)")
             print(f"  pipeline     : {video_rate:8.3f} videos/s = {video_rate * units_per_video:.2f} {unit}/s")
             for dataset, (videos, clips) in DATASETS.items():
                 units = videos * clips * (args.num_frames if kind == "appearance" else 1)

@@ -1,6 +1,8 @@
 """The two feature extractors: ResNet-101 on frames (appearance) and 3D ResNeXt-101 on clips (motion).
 
-Each extractor takes raw uint8 RGB pixels (so only bytes cross to the GPU) and does its own normalisation:
+Each extractor takes raw uint8 RGB pixels at the video's own resolution (so only bytes cross to the GPU), resizes
+them to its input size (bicubic, antialiased like PIL's, which HCRN/DualVGR used through scipy's imresize; rounded
+back to the 0-255 grid) and normalises them:
 - appearance: frames (N, H, W, 3) -> scaled to [0, 1], ImageNet mean/std -> torchvision ResNet-101 to the global
   average pool -> (N, 2048);
 - motion: clips (N, T, H, W, 3) -> 0-255 floats, minus the Kinetics mean (``kinetics_mean``, the checkpoint's own
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -123,43 +126,60 @@ def _load_resnet_weights(trunk: nn.Module, path: Path) -> None:
     trunk.load_state_dict(state, strict=False)
 
 
-class AppearanceExtractor(nn.Module):
-    """frames uint8 (N, H, W, 3) RGB -> ResNet-101 pooled features float (N, 2048)."""
+RESIZE = "bicubic, antialiased (torch interpolate, as PIL), from the decoded frame, rounded to integers 0-255"
 
-    def __init__(self, trunk: nn.Module, channels_last: bool):
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (N, H, W, 3) RGB -> float (N, 3, height, width) on the 0-255 scale, bicubic with antialiasing.
+
+    The result is clamped and rounded to integers, as an 8-bit image resize (PIL, scipy's imresize) gives.
+    """
+    x = frames.permute(0, 3, 1, 2).float()
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 255).round_()
+
+
+class AppearanceExtractor(nn.Module):
+    """frames uint8 (N, H, W, 3) RGB, any H and W -> ResNet-101 pooled features float (N, 2048)."""
+
+    def __init__(self, trunk: nn.Module, size: tuple[int, int], channels_last: bool):
         super().__init__()
-        self.trunk = trunk
+        self.trunk, self.size = trunk, size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255, persistent=False)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 3, 1, 2).float()
-        x = ((x - self.mean) / self.std).contiguous(memory_format=self.memory_format)
-        return self.trunk(x).float()
+        x = (resize_frames(frames, self.size) - self.mean) / self.std
+        return self.trunk(x.contiguous(memory_format=self.memory_format)).float()
 
 
 class MotionExtractor(nn.Module):
-    """clips uint8 (N, T, H, W, 3) RGB -> 3D ResNeXt-101 pooled features float (N, 2048)."""
+    """clips uint8 (N, T, H, W, 3) RGB, any H and W -> 3D ResNeXt-101 pooled features float (N, 2048)."""
 
-    def __init__(self, trunk: nn.Module, motion_input: str, channels_last: bool):
+    def __init__(self, trunk: nn.Module, motion_input: str, size: tuple[int, int], channels_last: bool):
         super().__init__()
         if motion_input not in MOTION_INPUTS:
             raise ValueError(f"motion_input must be one of {MOTION_INPUTS}, got {motion_input!r}")
-        self.trunk = trunk
+        self.trunk, self.size = trunk, size
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
         mean = KINETICS_MEAN if motion_input == "kinetics_mean" else (0.0, 0.0, 0.0)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1, 1), persistent=False)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        x = clips.permute(0, 4, 1, 2, 3).float()
-        x = (x - self.mean).contiguous(memory_format=self.memory_format)
-        return self.trunk(x).float()
+        n, t = clips.shape[:2]
+        x = resize_frames(clips.flatten(0, 1), self.size)  # (N*T, 3, h, w)
+        x = x.unflatten(0, (n, t)).transpose(1, 2) - self.mean  # (N, 3, T, h, w)
+        return self.trunk(x.contiguous(memory_format=self.memory_format)).float()
 
 
-def build_extractor(model_name: str, weights: Path | None, seed: int, motion_input: str = "kinetics_mean",
-                    channels_last: bool = False) -> nn.Module:
-    """The extractor on the CPU in eval mode; ``weights=None`` means random init, seeded by ``seed``."""
+def build_extractor(model_name: str, weights: Path | None, seed: int, size: tuple[int, int] | None = None,
+                    motion_input: str = "kinetics_mean", channels_last: bool = False) -> nn.Module:
+    """The extractor on the CPU in eval mode; ``weights=None`` means random init, seeded by ``seed``.
+
+    size: (height, width) the frames are resized to (default: the model's own, 224 or 112 square).
+    """
     if model_name not in BACKBONES:
         raise ValueError(f"unknown model {model_name!r}: expected one of {sorted(BACKBONES)}")
     with torch.random.fork_rng(devices=[]):
@@ -181,8 +201,9 @@ def build_extractor(model_name: str, weights: Path | None, seed: int, motion_inp
             raise WeightsError(f"{weights}: cannot be read as a weights file ({str(e).splitlines()[0]})") from None
     if channels_last:
         trunk = trunk.to(memory_format=torch.channels_last if model_name == "resnet101" else torch.channels_last_3d)
-    extractor = (AppearanceExtractor(trunk, channels_last) if model_name == "resnet101"
-                 else MotionExtractor(trunk, motion_input, channels_last))
+    size = tuple(size) if size is not None else (BACKBONES[model_name]["default_size"],) * 2
+    extractor = (AppearanceExtractor(trunk, size, channels_last) if model_name == "resnet101"
+                 else MotionExtractor(trunk, motion_input, size, channels_last))
     return extractor.eval()
 
 

@@ -33,7 +33,7 @@ import torch
 from termcolor import colored
 from tqdm import tqdm
 
-from preprocess.backbones import (BACKBONES, MOTION_INPUTS, WeightsError, build_extractor, file_sha256,
+from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, WeightsError, build_extractor, file_sha256,
                                   input_normalisation, recalibrate_batchnorm, resolve_weights)
 from preprocess.datasets import DatasetLayoutError, VideoEntry, canonical_dataset_name, list_videos
 from preprocess.video import ClipDecodingDataset
@@ -45,7 +45,6 @@ DEFAULT_BATCH_SIZE = {"resnet101": 128, "resnext101": 16}  # frames / clips per 
 CALIBRATION_BATCH = {"resnet101": 64, "resnext101": 8}  # fixed: recalibrated statistics must not depend on --batch_size
 CLIP_SAMPLING = ("centres = int(linspace(0, n_frames, C+2)[1:C+1]); clip = frames centre-F//2 .. centre+(F-1)//2, "
                  "indices clamped to [0, n_frames-1]")
-RESIZE = "bicubic (FFmpeg swscale), to image_height x image_width"
 FAILURE_REASON_BYTES = 200
 ROW_DATASETS = ("valid", "num_decoded_frames", "failure_reason")  # per-video bookkeeping besides the features
 SHARD_ATTRS = ("shard_index", "num_shards", "dataset_num_videos")
@@ -190,8 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "checkpoint's training input; raw = 0-255 pixels, as HCRN/DualVGR fed it")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--fp16", action="store_true",
-                        help="float16 autocast (CUDA only; without it CUDA runs float32 with PyTorch's default TF32 "
-                             "convolutions on Ampere and newer)")
+                        help="float16 autocast (CUDA only; otherwise float32 throughout, TF32 disabled)")
     parser.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
                         help="channels-last memory format (auto: on for CUDA)")
     parser.add_argument("--batch_size", type=int, default=None,
@@ -266,7 +264,7 @@ def validate_args(args: argparse.Namespace, dataset: str) -> None:
 
 
 def _loader(paths: list[Path], args: argparse.Namespace, device: torch.device) -> torch.utils.data.DataLoader:
-    dataset = ClipDecodingDataset(paths, args.num_clips, args.num_frames, args.image_height, args.image_width)
+    dataset = ClipDecodingDataset(paths, args.num_clips, args.num_frames)
     workers = min(args.num_workers, len(paths))
     return torch.utils.data.DataLoader(
         dataset, batch_size=None, shuffle=False, num_workers=workers, pin_memory=device.type == "cuda",
@@ -399,6 +397,9 @@ def run(args: argparse.Namespace) -> Path:
     device = resolve_device(args.device)
     if args.fp16 and device.type != "cuda":
         raise ExtractionError("--fp16 needs a CUDA device")
+    if device.type == "cuda" and not args.fp16:  # "fp32" in the file means it: no TF32 tensor-core rounding
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     weights = resolve_weights(args.model, args.weights, args.random_init)
     entries = list_videos(dataset, args.dataset_dir)
     settings = extraction_settings(args, dataset, weights)
@@ -427,7 +428,8 @@ def run(args: argparse.Namespace) -> Path:
             log("WARNING: --random_init: features come from an UNTRAINED network and are useless for real "
                 "experiments (demo/tests only); recorded as weights='random_init' in the file", "red")
         channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
-        extractor = build_extractor(args.model, weights, args.seed, args.motion_input, channels_last).to(device)
+        size = (args.image_height, args.image_width)
+        extractor = build_extractor(args.model, weights, args.seed, size, args.motion_input, channels_last).to(device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if args.fp16 else nullcontext()
         if settings["bn_recalibrated"]:
             calibrate(extractor, entries, args, kind, device, autocast)

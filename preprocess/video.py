@@ -4,7 +4,8 @@ Clip sampling (DATA_FORMATS.md): C clip centres at ``linspace(0, n_frames, C + 2
 consecutive frames ``centre - F//2 ... centre + (F-1)//2``; indices outside ``[0, n_frames)`` are clamped, which repeats
 the first or last frame. ``n_frames`` is the number of frames that actually decode.
 
-Only the frames the clips need are kept (converted to RGB and resized by FFmpeg's swscale as they stream past); the
+Only the frames the clips need are kept, converted to RGB at their native resolution as they stream past (resizing
+is left to the extractor, on its device: FFmpeg's own bicubic scaler costs several times more than decoding); the
 whole video is never held in memory. The frame count the container declares is used to choose them; when decoding
 finds a different count (truncated file, wrong header) and the kept frames do not cover the clips of the true count,
 the video is decoded a second time.
@@ -31,7 +32,7 @@ class VideoDecodeError(Exception):
 class DecodedClips:
     """The distinct frames of a video's clips and how the clips index them.
 
-    frames: uint8 (U, H, W, 3) RGB, U <= C * F distinct frames in increasing frame order.
+    frames: uint8 (U, H, W, 3) RGB at the video's resolution, U <= C * F distinct frames in increasing frame order.
     index: int64 (C, F), clip c's frame f is ``frames[index[c, f]]``.
     frame_numbers: int64 (U,), the video frame number of each entry of ``frames``.
     n_frames: frames the video decoded to.
@@ -96,11 +97,12 @@ def _declared_frame_count(stream) -> int:
     return 0
 
 
-def _decode_pass(path: Path, height: int, width: int, wanted: set[int] | None,
-                 num_clips: int, num_frames: int) -> tuple[dict[int, np.ndarray], int, int]:
+def _decode_pass(path: Path, wanted: set[int] | None, num_clips: int,
+                 num_frames: int) -> tuple[dict[int, np.ndarray], int, int]:
     """Stream through the video once, keeping the frames in ``wanted`` (None: those the declared count implies).
 
-    Returns ({frame number: uint8 (height, width, 3)}, decoded frame count, packets that failed to decode).
+    Returns ({frame number: uint8 (H, W, 3)}, decoded frame count, packets that failed to decode). A frame whose size
+    differs from the first kept one (a mid-stream resolution change) is scaled to that size.
     """
     container = _open(path)
     try:
@@ -108,7 +110,7 @@ def _decode_pass(path: Path, height: int, width: int, wanted: set[int] | None,
         if wanted is None:
             declared = _declared_frame_count(stream)
             wanted = set(clip_frame_indices(declared, num_clips, num_frames).ravel().tolist()) if declared else set()
-        kept, count, corrupt = {}, 0, 0
+        kept, count, corrupt, size = {}, 0, 0, None
         try:
             for packet in container.demux(stream):
                 try:
@@ -118,7 +120,8 @@ def _decode_pass(path: Path, height: int, width: int, wanted: set[int] | None,
                     continue
                 for frame in decoded:
                     if count in wanted:
-                        kept[count] = frame.to_ndarray(format="rgb24", width=width, height=height,
+                        size = size or (frame.width, frame.height)
+                        kept[count] = frame.to_ndarray(format="rgb24", width=size[0], height=size[1],
                                                        interpolation="BICUBIC")
                     count += 1
         except av.error.FFmpegError:
@@ -128,8 +131,8 @@ def _decode_pass(path: Path, height: int, width: int, wanted: set[int] | None,
     return kept, count, corrupt
 
 
-def decode_clips(path: str | Path, num_clips: int, num_frames: int, height: int, width: int) -> DecodedClips:
-    """Decode the frames of a video's ``num_clips`` clips of ``num_frames`` frames, resized to (height, width).
+def decode_clips(path: str | Path, num_clips: int, num_frames: int) -> DecodedClips:
+    """Decode the frames of a video's ``num_clips`` clips of ``num_frames`` frames (RGB, native resolution).
 
     Raises VideoDecodeError (with a reason) when the video has no decodable frame.
     """
@@ -138,13 +141,13 @@ def decode_clips(path: str | Path, num_clips: int, num_frames: int, height: int,
         raise VideoDecodeError("missing file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:
         raise VideoDecodeError("empty file")
-    kept, count, corrupt = _decode_pass(path, height, width, None, num_clips, num_frames)
+    kept, count, corrupt = _decode_pass(path, None, num_clips, num_frames)
     if count == 0:
         raise VideoDecodeError("no decodable frame")
     index = clip_frame_indices(count, num_clips, num_frames)
     frame_numbers = np.unique(index)
     if not set(frame_numbers.tolist()) <= kept.keys():
-        kept, recount, corrupt = _decode_pass(path, height, width, set(frame_numbers.tolist()), num_clips, num_frames)
+        kept, recount, corrupt = _decode_pass(path, set(frame_numbers.tolist()), num_clips, num_frames)
         if recount != count:
             raise VideoDecodeError(f"decoding is not repeatable: {count} frames, then {recount}")
     frames = np.stack([kept[number] for number in frame_numbers.tolist()])
@@ -156,20 +159,19 @@ class ClipDecodingDataset(torch.utils.data.Dataset):
     """Decodes one video per item (meant for DataLoader workers). Never raises for a bad video.
 
     Item: dict with ``position`` (index into ``paths``), ``frames`` uint8 tensor (U, H, W, 3), ``index`` int64 tensor
-    (C, F), ``n_frames`` and ``error`` ("" when decoded; else the reason, with ``frames`` of shape (0, H, W, 3)).
+    (C, F), ``n_frames`` and ``error`` ("" when decoded; else the reason, with ``frames`` of shape (0, 0, 0, 3)).
     """
 
-    def __init__(self, paths: list[Path], num_clips: int, num_frames: int, height: int, width: int):
+    def __init__(self, paths: list[Path], num_clips: int, num_frames: int):
         self.paths = list(paths)
         self.num_clips, self.num_frames = num_clips, num_frames
-        self.height, self.width = height, width
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, position: int) -> dict:
         try:
-            decoded = decode_clips(self.paths[position], self.num_clips, self.num_frames, self.height, self.width)
+            decoded = decode_clips(self.paths[position], self.num_clips, self.num_frames)
         except VideoDecodeError as e:
             return self._failure(position, e.reason)
         except Exception as e:  # an unforeseen decoder failure must cost one video, not the run
@@ -178,6 +180,6 @@ class ClipDecodingDataset(torch.utils.data.Dataset):
                 "index": torch.from_numpy(decoded.index), "n_frames": decoded.n_frames, "error": ""}
 
     def _failure(self, position: int, reason: str) -> dict:
-        return {"position": position, "frames": torch.zeros(0, self.height, self.width, 3, dtype=torch.uint8),
+        return {"position": position, "frames": torch.zeros(0, 0, 0, 3, dtype=torch.uint8),
                 "index": torch.zeros(self.num_clips, self.num_frames, dtype=torch.int64), "n_frames": 0,
                 "error": reason}

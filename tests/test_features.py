@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from PIL import Image, ImageFilter
 
-from preprocess.backbones import IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, build_extractor, recalibrate_batchnorm
+from preprocess.backbones import (IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, build_extractor, recalibrate_batchnorm,
+                                  resize_frames)
 from preprocess.datasets import list_videos
 from preprocess.merge_features import MergeError, merge
 from preprocess.preprocess_features import main as extract_main
@@ -98,6 +100,12 @@ def msrvtt_dir(tmp_path_factory) -> Path:
     return root
 
 
+def shrink_to_32(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 64, 64, 3) -> float (N, 3, 32, 32) 0-255: bicubic with antialiasing, rounded to integers."""
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    return torch.nn.functional.interpolate(x, size=(32, 32), mode="bicubic", antialias=True).clamp(0, 255).round()
+
+
 def msvd_args(msvd_dir: Path, out: Path, *extra: str) -> list[str]:
     return ["--dataset", "msvd", "--dataset_dir", str(msvd_dir), "--model", "resnet101", "--num_clips", "3",
             "--out", str(out), "--random_init", "--calibration_videos", "3", "--num_workers", "0", *TINY, *extra]
@@ -161,12 +169,12 @@ def test_msvd_appearance_features_match_an_independent_computation(msvd_dir, tmp
 
     reference.fc = torch.nn.Identity()
     reference.eval()
-    mean, std = np.array(IMAGENET_MEAN, np.float32), np.array(IMAGENET_STD, np.float32)
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     for row, video_id in [(0, 1), (1, 2), (2, 3)]:  # a normal, a 3-frame and a truncated video
-        clips = decode_clips(msvd_dir / "YouTubeClips" / f"{MSVD_VIDEOS[video_id][0]}.avi", 3, 4, 32, 32).clips()
-        pixels = (clips.reshape(12, 32, 32, 3).astype(np.float32) / 255 - mean) / std
+        clips = decode_clips(msvd_dir / "YouTubeClips" / f"{MSVD_VIDEOS[video_id][0]}.avi", 3, 4).clips()
+        pixels = shrink_to_32(clips.reshape(12, 64, 64, 3))
         with torch.no_grad():
-            expected = reference(torch.from_numpy(pixels).permute(0, 3, 1, 2)).reshape(3, 4, 2048).numpy()
+            expected = reference((pixels / 255 - mean) / std).reshape(3, 4, 2048).numpy()
         # float32 round-off of a 101-layer net at feature scale up to ~500: compare relative to that scale
         np.testing.assert_allclose(data["resnet_features"][row], expected, rtol=1e-4,
                                    atol=1e-5 * np.abs(expected).max())
@@ -185,16 +193,29 @@ def test_msrvtt_motion_features_match_an_independent_computation(msrvtt_dir, tmp
 
     torch.manual_seed(3)
     reference = resnext101_3d().eval()
-    clips = decode_clips(msrvtt_dir / "TestVideo" / "video7010.mp4", 2, 4, 32, 32).clips()  # (2, 4, 32, 32, 3)
-    pixels = clips.astype(np.float32) - np.array(KINETICS_MEAN, np.float32)
+    clips = decode_clips(msrvtt_dir / "TestVideo" / "video7010.mp4", 2, 4).clips()  # (2, 4, 64, 64, 3)
+    pixels = shrink_to_32(clips.reshape(8, 64, 64, 3)) - torch.tensor(KINETICS_MEAN).view(3, 1, 1)
     with torch.no_grad():
-        expected = reference(torch.from_numpy(pixels).permute(0, 4, 1, 2, 3)).numpy()
+        expected = reference(pixels.reshape(2, 4, 3, 32, 32).transpose(1, 2)).numpy()
     np.testing.assert_allclose(data["resnext_features"][3], expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
+def test_resize_matches_pil_bicubic_when_shrinking():
+    """HCRN/DualVGR resized with scipy's imresize, i.e. PIL bicubic; frames are normally shrunk to 224 or 112."""
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8))  # 240x320
+    frame = np.array(Image.fromarray(smooth).filter(ImageFilter.GaussianBlur(2)))
+    for height, width in [(224, 224), (112, 112), (32, 48)]:
+        expected = np.asarray(Image.fromarray(frame).resize((width, height), Image.BICUBIC)).astype(int)
+        ours = resize_frames(torch.from_numpy(frame)[None], (height, width))[0].permute(1, 2, 0).numpy()
+        assert np.abs(ours - expected).max() <= 1, (height, width)
+    assert torch.equal(resize_frames(torch.from_numpy(frame)[None], (240, 320))[0],  # same size: untouched
+                       torch.from_numpy(frame).permute(2, 0, 1).float())
 
 
 def test_bn_recalibration_makes_random_features_well_scaled():
     frames = torch.from_numpy(textured_frames(24, 0)[:, ::2, ::2].copy())  # (24, 32, 32, 3)
-    extractor = build_extractor("resnet101", None, seed=0)
+    extractor = build_extractor("resnet101", None, seed=0, size=(32, 32))
     with torch.no_grad():
         before = extractor(frames).abs().mean().item()
         assert recalibrate_batchnorm(extractor, frames.split(8)) == 24

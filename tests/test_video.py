@@ -5,7 +5,7 @@ import pytest
 
 from preprocess.video import ClipDecodingDataset, VideoDecodeError, clip_frame_indices, decode_clips, encode_video
 
-SIZE = 64  # encoded frame size; decoded at 32x32
+SIZE = 64  # frame size
 BITS = 8
 
 
@@ -49,17 +49,17 @@ def test_clip_centres_and_padding_hand_computed():
 def test_decoded_clips_hold_the_sampled_frames(tmp_path, name):
     path = tmp_path / name
     encode_video(path, index_frames(45))
-    decoded = decode_clips(path, num_clips=4, num_frames=8, height=32, width=32)
+    decoded = decode_clips(path, num_clips=4, num_frames=8)
     expected = clip_frame_indices(45, 4, 8)
     assert decoded.n_frames == 45 and decoded.corrupt_packets == 0
-    assert decoded.frames.shape == (len(np.unique(expected)), 32, 32, 3) and decoded.frames.dtype == np.uint8
+    assert decoded.frames.shape == (len(np.unique(expected)), SIZE, SIZE, 3) and decoded.frames.dtype == np.uint8
     assert decoded.frame_numbers.tolist() == np.unique(expected).tolist()
     np.testing.assert_array_equal(read_indices(decoded.clips()), expected)  # pixels really are those frames
 
 
 def test_short_video_repeats_its_first_and_last_frames(tmp_path):
     encode_video(tmp_path / "short.avi", index_frames(3))
-    decoded = decode_clips(tmp_path / "short.avi", num_clips=2, num_frames=6, height=32, width=32)
+    decoded = decode_clips(tmp_path / "short.avi", num_clips=2, num_frames=6)
     # centres int(linspace(0, 3, 4)[1:3]) = 1, 2; frames centre-3 .. centre+2, clamped to 0..2
     assert read_indices(decoded.clips()).tolist() == [[0, 0, 0, 1, 2, 2], [0, 0, 1, 2, 2, 2]]
     assert decoded.frames.shape[0] == 3
@@ -76,11 +76,11 @@ def test_truncated_video_keeps_its_decodable_frames(tmp_path):
     encode_video(full, index_frames(60))
     truncated = tmp_path / "truncated.avi"
     truncated.write_bytes(full.read_bytes()[:_packet_ends(full)[30]])  # cut after the 31st frame's packet
-    decoded = decode_clips(truncated, num_clips=4, num_frames=8, height=32, width=32)
+    decoded = decode_clips(truncated, num_clips=4, num_frames=8)
     assert decoded.n_frames == 31
     np.testing.assert_array_equal(read_indices(decoded.clips()), clip_frame_indices(31, 4, 8))
     truncated.write_bytes(full.read_bytes()[:_packet_ends(full)[30] - 10])  # cut inside a packet: no crash either
-    assert 25 <= decode_clips(truncated, 4, 8, 32, 32).n_frames <= 31
+    assert 25 <= decode_clips(truncated, 4, 8).n_frames <= 31
 
 
 def test_broken_files_raise_with_a_reason(tmp_path):
@@ -91,7 +91,7 @@ def test_broken_files_raise_with_a_reason(tmp_path):
     reasons = {}
     for name in ["missing.mp4", "empty.mp4", "garbage.mp4", "cut.mp4"]:
         with pytest.raises(VideoDecodeError) as error:
-            decode_clips(tmp_path / name, 2, 4, 32, 32)
+            decode_clips(tmp_path / name, 2, 4)
         reasons[name] = error.value.reason
     assert reasons["missing.mp4"] == "missing file" and reasons["empty.mp4"] == "empty file"
     assert reasons["garbage.mp4"].startswith("not a video") and reasons["cut.mp4"].startswith("not a video")
@@ -99,8 +99,8 @@ def test_broken_files_raise_with_a_reason(tmp_path):
 
 def test_dataset_items_never_raise(tmp_path):
     encode_video(tmp_path / "ok.avi", index_frames(10))
-    dataset = ClipDecodingDataset([tmp_path / "ok.avi", tmp_path / "gone.avi"], 2, 4, 32, 32)
+    dataset = ClipDecodingDataset([tmp_path / "ok.avi", tmp_path / "gone.avi"], 2, 4)
     good, bad = dataset[0], dataset[1]
     assert good["error"] == "" and good["n_frames"] == 10
     np.testing.assert_array_equal(read_indices(good["frames"][good["index"]].numpy()), clip_frame_indices(10, 2, 4))
-    assert bad["error"] == "missing file" and bad["frames"].shape == (0, 32, 32, 3)
+    assert bad["error"] == "missing file" and bad["frames"].shape == (0, 0, 0, 3)
