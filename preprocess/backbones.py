@@ -140,6 +140,15 @@ def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 255).round_()
 
 
+def resize_to_uint8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> uint8 (..., height, width, 3), exactly the pixels the extractors feed their network.
+
+    For mixing videos of different resolutions in one batch (the extractors leave frames of their size unchanged).
+    """
+    resized = resize_frames(frames.flatten(0, -4), size).to(torch.uint8).permute(0, 2, 3, 1)
+    return resized.unflatten(0, frames.shape[:-3])
+
+
 class AppearanceExtractor(nn.Module):
     """frames uint8 (N, H, W, 3) RGB, any H and W -> ResNet-101 pooled features float (N, 2048)."""
 

@@ -34,7 +34,7 @@ from termcolor import colored
 from tqdm import tqdm
 
 from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, WeightsError, build_extractor, file_sha256,
-                                  input_normalisation, recalibrate_batchnorm, resolve_weights)
+                                  input_normalisation, recalibrate_batchnorm, resize_to_uint8, resolve_weights)
 from preprocess.datasets import DatasetLayoutError, VideoEntry, canonical_dataset_name, list_videos
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
@@ -289,8 +289,8 @@ def calibrate(extractor: torch.nn.Module, entries: list[VideoEntry], args: argpa
     inputs = []
     loader = _loader([entries[position].path for position in order], args, device)
     for item in loader:
-        if not item["error"]:
-            inputs.append(_network_inputs(item, kind, device))
+        if not item["error"]:  # resized here so that videos of different resolutions share batches
+            inputs.append(resize_to_uint8(_network_inputs(item, kind, device), (args.image_height, args.image_width)))
         if len(inputs) == args.calibration_videos:
             break
     del loader
