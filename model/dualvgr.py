@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.cpu_ops import Dropout, Linear
 from model.gat import GraphAttention, stacked_graph_attention
 
 ATTENTION_EPS = 1e-5
@@ -26,8 +27,8 @@ class QuestionAttention(nn.Module):
 
     def __init__(self, module_dim: int):
         super().__init__()
-        self.proj = nn.Linear(module_dim, module_dim)
-        self.score = nn.Linear(module_dim, 1)
+        self.proj = Linear(module_dim, module_dim)
+        self.score = Linear(module_dim, 1)
 
     def forward(self, contextual: torch.Tensor, words: torch.Tensor, mask: torch.Tensor):
         logits = self.score(F.normalize(self.proj(contextual), dim=-1))[..., 0]    # (B, L)
@@ -43,7 +44,7 @@ class ClipScores(nn.Module):
 
     def __init__(self, word_dim: int, module_dim: int):
         super().__init__()
-        self.proj = nn.Linear(word_dim, module_dim)
+        self.proj = Linear(word_dim, module_dim)
 
     def forward(self, clips: torch.Tensor, attended_question: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid((clips * self.proj(attended_question)[:, None, :]).sum(-1, keepdim=True))
@@ -63,7 +64,7 @@ class GraphLayer(nn.Module):
         self.appearance_joint = GraphAttention(module_dim, num_heads, dropout)
         self.motion_independent = GraphAttention(module_dim, num_heads, dropout)
         self.motion_joint = GraphAttention(module_dim, num_heads, dropout)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def blocks(self) -> tuple:
         """The four blocks in output order: appearance indep, appearance joint, motion indep, motion joint."""
@@ -81,8 +82,8 @@ class IndependentJointFusion(nn.Module):
 
     def __init__(self, module_dim: int):
         super().__init__()
-        self.proj = nn.Linear(module_dim, module_dim)
-        self.score = nn.Linear(module_dim, 1, bias=False)
+        self.proj = Linear(module_dim, module_dim)
+        self.score = Linear(module_dim, 1, bias=False)
 
     def forward(self, independent: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         stacked = torch.stack([joint, independent], dim=1)                       # (B, 2, C, d)

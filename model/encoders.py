@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model.cpu_ops import Dropout, Linear
+
 
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     """``(B,)`` lengths -> ``(B, max_len)`` bool mask, True at positions ``t < length``."""
@@ -66,10 +68,10 @@ class QuestionEncoder(nn.Module):
                  question_dropout: float):
         super().__init__()
         self.embedding = nn.Embedding(num_tokens, word_dim)
-        self.word_dropout = nn.Dropout(word_dropout)
+        self.word_dropout = Dropout(word_dropout)
         self.contextual = LengthMaskedBiLSTM(word_dim, module_dim // 2)
         self.sentence = LengthMaskedBiLSTM(word_dim, module_dim // 2)
-        self.question_dropout = nn.Dropout(question_dropout)
+        self.question_dropout = Dropout(question_dropout)
 
     def forward(self, question: torch.Tensor, lengths: torch.Tensor):
         words = torch.tanh(self.word_dropout(self.embedding(question)))   # Q_w (B, L, w)
@@ -86,9 +88,9 @@ class AppearanceEncoder(nn.Module):
 
     def __init__(self, vision_dim: int, module_dim: int, input_dropout: float, clip_dropout: float):
         super().__init__()
-        self.input_dropout = nn.Dropout(input_dropout)
+        self.input_dropout = Dropout(input_dropout)
         self.lstm = nn.LSTM(vision_dim, module_dim // 2, batch_first=True, bidirectional=True)
-        self.clip_dropout = nn.Dropout(clip_dropout)
+        self.clip_dropout = Dropout(clip_dropout)
 
     def forward(self, appearance: torch.Tensor) -> torch.Tensor:
         n, c, f, dim = appearance.shape
@@ -103,7 +105,7 @@ class MotionEncoder(nn.Module):
 
     def __init__(self, vision_dim: int, module_dim: int):
         super().__init__()
-        self.proj = nn.Linear(vision_dim, module_dim)
+        self.proj = Linear(vision_dim, module_dim)
 
     def forward(self, motion: torch.Tensor) -> torch.Tensor:
         return self.proj(motion)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from model.cpu_ops import Dropout, Linear, elu
 
 
 class MFB(nn.Module):
@@ -17,14 +18,14 @@ class MFB(nn.Module):
     def __init__(self, module_dim: int, mfb_dim: int, factor: int):
         super().__init__()
         self.mfb_dim, self.factor = mfb_dim, factor
-        self.appearance_proj = nn.Linear(module_dim, mfb_dim * factor)
-        self.motion_proj = nn.Linear(module_dim, mfb_dim * factor)
-        self.out_proj = nn.Linear(mfb_dim, module_dim)
+        self.appearance_proj = Linear(module_dim, mfb_dim * factor)
+        self.motion_proj = Linear(module_dim, mfb_dim * factor)
+        self.out_proj = Linear(mfb_dim, module_dim)
 
     def forward(self, appearance: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
-        joint = F.elu(self.appearance_proj(appearance)) * F.elu(self.motion_proj(motion))   # (B, C, m*f)
+        joint = elu(self.appearance_proj(appearance)) * elu(self.motion_proj(motion))       # (B, C, m*f)
         pooled = joint.reshape(*joint.shape[:-1], self.mfb_dim, self.factor).sum(-1)        # (B, C, m)
-        return F.elu(self.out_proj(pooled))
+        return elu(self.out_proj(pooled))
 
 
 class ClipReadout(nn.Module):
@@ -35,13 +36,13 @@ class ClipReadout(nn.Module):
 
     def __init__(self, module_dim: int, dropout: float):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
-        self.proj = nn.Linear(module_dim, module_dim, bias=False)
-        self.score = nn.Linear(module_dim, 1)
+        self.dropout = Dropout(dropout)
+        self.proj = Linear(module_dim, module_dim, bias=False)
+        self.score = Linear(module_dim, 1)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         clips = self.dropout(clips)
-        attention = torch.softmax(self.score(F.elu(self.proj(clips))), dim=1)   # (B, C, 1)
+        attention = torch.softmax(self.score(elu(self.proj(clips))), dim=1)     # (B, C, 1)
         return (attention * clips).sum(dim=1)
 
 
@@ -54,14 +55,14 @@ class AnswerClassifier(nn.Module):
 
     def __init__(self, module_dim: int, num_answers: int, dropout: float):
         super().__init__()
-        self.question_proj = nn.Linear(module_dim, module_dim)
-        self.input_dropout = nn.Dropout(dropout)
-        self.hidden = nn.Linear(2 * module_dim, module_dim)
+        self.question_proj = Linear(module_dim, module_dim)
+        self.input_dropout = Dropout(dropout)
+        self.hidden = Linear(2 * module_dim, module_dim)
         self.norm = nn.BatchNorm1d(module_dim)
-        self.hidden_dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(module_dim, num_answers)
+        self.hidden_dropout = Dropout(dropout)
+        self.out = Linear(module_dim, num_answers)
 
     def forward(self, video: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
         joint = torch.cat([video, self.question_proj(sentence)], dim=1)
-        hidden = self.norm(F.elu(self.hidden(self.input_dropout(joint))))
+        hidden = self.norm(elu(self.hidden(self.input_dropout(joint))))
         return self.out(self.hidden_dropout(hidden))

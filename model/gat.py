@@ -5,8 +5,9 @@ The graph joins all C clips, self loops included. Per head ``h``:
 ``att = dropout(softmax_j e)``, ``out_h = ELU(att @ (x_h * S))``; heads concatenated, then dropout.
 
 The k heads are vectorised: their projections are stored stacked, ``head_weight (k, d/k, d)`` and
-``head_bias (k, d/k)``, and applied as one matmul; the attention vectors as ``attn_weight (k, 2d/k)``
-(first half scores ``x_i``, second half ``x_j``) and ``attn_bias (k,)``. The parameter count is exactly that of
+``head_bias (k, d/k)``, and applied as one product (:func:`model.cpu_ops.batched_linear`, oneDNN on the CPU);
+the attention vectors as ``attn_weight (k, 2d/k)`` (first half scores ``x_i``, second half ``x_j``) and
+``attn_bias (k,)``. The parameter count is exactly that of
 k separate ``Linear(d, d/k)`` and ``Linear(2d/k, 1)``: ``k * ((d*d/k + d/k) + (2d/k + 1))``, and
 :meth:`GraphAttention.reset_parameters` initialises each head as those Linear layers would be (xavier-uniform
 with the per-head fans, zero biases).
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from model.cpu_ops import Dropout, batched_linear, elu
+
 
 def graph_attention(x: torch.Tensor, scores: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor,
                     attn_weight: torch.Tensor, attn_bias: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
@@ -34,15 +37,16 @@ def graph_attention(x: torch.Tensor, scores: torch.Tensor, head_weight: torch.Te
     """
     *lead, b, c, d = x.shape
     k, hd = head_weight.shape[-3], head_weight.shape[-2]
-    weight = head_weight.reshape(*lead, d, d).transpose(-1, -2)                  # (*, d_in, d_out)
-    h = dropout(x).reshape(*lead, b * c, d) @ weight + head_bias.reshape(*lead, 1, d)
+    blocks = math.prod(lead)
+    h = batched_linear(dropout(x).reshape(blocks, b * c, d), head_weight.reshape(blocks, d, d),
+                       head_bias.reshape(blocks, d))                             # (blocks, B*C, d), heads in order
     h = h.reshape(*lead, b, c, k, hd).transpose(-3, -2)                          # (*, B, k, C, d/k)
     attn = attn_weight.reshape(*lead, k, 2, hd).transpose(-1, -2)[..., None, :, :, :]  # (*, 1, k, d/k, 2)
     node_scores = h @ attn                                                       # (*, B, k, C, 2)
     logits = (node_scores[..., :, None, 0] + node_scores[..., None, :, 1]
               + attn_bias[..., None, :, None, None])                             # (*, B, k, C, C)
     attention = dropout(torch.softmax(F.leaky_relu(logits, 0.01), dim=-1))
-    out = F.elu(attention @ (h * scores[..., None, :, :]))                       # (*, B, k, C, d/k)
+    out = elu(attention @ (h * scores[..., None, :, :]))                       # (*, B, k, C, d/k)
     return dropout(out.transpose(-3, -2).reshape(*lead, b, c, d))
 
 
@@ -63,7 +67,7 @@ class GraphAttention(nn.Module):
         self.head_bias = nn.Parameter(torch.empty(num_heads, self.head_dim))
         self.attn_weight = nn.Parameter(torch.empty(num_heads, 2 * self.head_dim))
         self.attn_bias = nn.Parameter(torch.empty(num_heads))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
