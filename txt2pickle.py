@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from termcolor import colored
-from tqdm import tqdm
+from utils.progress import progress
 
 from preprocess.glove import save_glove
 from utils.config import REPO_ROOT
@@ -54,7 +54,7 @@ class ConversionStats:
 def count_lines(path: Path) -> int:
     """Number of lines in a file (a last line without a newline counts), read in 16 MiB chunks."""
     lines, last = 0, b"\n"
-    with open(path, "rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+    with open(path, "rb") as f, progress(total=path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
                                      desc="counting lines", leave=False) as bar:
         while chunk := f.read(_CHUNK_BYTES):
             lines += chunk.count(b"\n")
@@ -110,7 +110,7 @@ def convert(input_path: Path, output_path: Path, dim: int, strict: bool = False)
     row_of: dict[str, int] = {}  # token -> row, in file order
     stats = ConversionStats(dim=dim)
     first_line, pending_bytes = True, 0
-    with open(input_path, "rb") as f, tqdm(total=input_path.stat().st_size, unit="B", unit_scale=True,
+    with open(input_path, "rb") as f, progress(total=input_path.stat().st_size, unit="B", unit_scale=True,
                                            unit_divisor=1024, desc=f"converting {input_path.name}") as bar:
         for line_number, raw in enumerate(f, start=1):
             pending_bytes += len(raw)

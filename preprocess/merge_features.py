@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import h5py
 import numpy as np
-from tqdm import tqdm
+from utils.progress import progress
 
 from preprocess.preprocess_features import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
                                             failure_report_path, finalize_feature_file, log, shard_path)
@@ -110,7 +110,7 @@ def merge(inputs: list[Path], out: Path | None = None) -> Path:
     create_feature_file(out, ids, _settings(first))
     paths = [""] * total
     with h5py.File(out, "r+") as merged:
-        for index, (path, _) in tqdm(sorted(shards.items()), desc="merging shards", unit="shard"):
+        for index, (path, _) in progress(sorted(shards.items()), desc="merging shards", unit="shard"):
             _copy_rows(path, merged, feature_key, index, num_shards, paths)
         merged["done"][:] = 1
         failed = finalize_feature_file(merged, paths, out)

@@ -38,6 +38,7 @@ from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, WeightsError
 from preprocess.datasets import DatasetLayoutError, VideoEntry, canonical_dataset_name, list_videos
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
+from utils.progress import progress
 
 FEATURE_DIM = 2048
 DEFAULT_NUM_CLIPS = {"msvd-qa": 8, "msrvtt-qa": 16}  # DualVGR: 8 clips for MSVD-QA, 16 for MSRVTT-QA
@@ -348,7 +349,7 @@ def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor:
     writer = _RowWriter(f, BACKBONES[args.model]["feature_key"])
     loader = _loader([entries[row].path for row in rows], args, device)
     failed = 0
-    bar = tqdm(total=len(rows), unit="video", dynamic_ncols=True, desc=f"{args.model} {entries[0].path.parent.name}")
+    bar = progress(total=len(rows), unit="video", dynamic_ncols=True, desc=f"{args.model} {entries[0].path.parent.name}")
     try:
         for item in loader:
             row = rows[item["position"]]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from termcolor import colored
-from tqdm import tqdm
+from utils.progress import progress
 
 if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_questions.py): repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -84,7 +84,7 @@ def read_qa_json(path: Path) -> tuple[list[QAEntry], list[str], int]:
     if not isinstance(raw, list):
         raise QuestionFileError(f"{path}: expected a JSON list of questions, found {type(raw).__name__}")
     entries, problems, no_question_mark = [], [], 0
-    for index, entry in enumerate(tqdm(raw, desc=f"tokenising {path.name}", unit="q", leave=False)):
+    for index, entry in enumerate(progress(raw, desc=f"tokenising {path.name}", unit="q", leave=False)):
         question = entry.get("question") if isinstance(entry, dict) else None
         tokens = tokenize_question(question) if isinstance(question, str) else []
         problem = _entry_problem(entry, tokens)

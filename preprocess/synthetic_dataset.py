@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from termcolor import colored
-from tqdm import tqdm
+from utils.progress import progress
 
 from preprocess.synthetic_render import BACKGROUND, COLORS, SHAPES, encode_video, render_frames
 
@@ -326,7 +326,7 @@ def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), show_progre
     split_of = assign_splits(spec)
     questions = {split: [] for split in SPLITS}
     videos = []
-    for video_id in tqdm(range(1, spec.num_videos + 1), desc="synthetic videos", unit="video",
+    for video_id in progress(range(1, spec.num_videos + 1), desc="synthetic videos", unit="video",
                          disable=not show_progress, leave=False):
         objects = sample_scene(np.random.default_rng([spec.seed, SCENE_STREAM, video_id]), spec)
         frames = render_frames(objects, spec.radius, spec.size, spec.frames)

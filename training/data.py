@@ -29,6 +29,7 @@ from training.checkpoint import DataSignature, vocab_fingerprint
 from training.log import get_logger
 from training.metrics import question_types
 from utils.config import REPO_ROOT
+from utils.progress import progress
 
 APPEARANCE_DATASET = "resnet_features"
 MOTION_DATASET = "resnext_features"
@@ -225,8 +226,7 @@ class InMemoryFeatures:
 
     @classmethod
     def load(cls, appearance_path: Path, motion_path: Path, table: VideoTable, dtype: torch.dtype,
-             device: torch.device, progress: bool = True) -> "InMemoryFeatures":
-        from tqdm import tqdm
+             device: torch.device, show_progress: bool = True) -> "InMemoryFeatures":
         num = len(table.video_ids)
         appearance = torch.empty((num,) + table.appearance_shape[1:], dtype=dtype, device=device)
         motion = torch.empty((num,) + table.motion_shape[1:], dtype=dtype, device=device)
@@ -235,8 +235,8 @@ class InMemoryFeatures:
                                           (motion, table.motion_rows, mot_file[MOTION_DATASET])):
                 by_row = np.argsort(rows)  # read in file order, chunk by chunk (peak memory: one chunk)
                 chunks = range(0, num, FEATURE_LOAD_CHUNK)
-                for start in tqdm(chunks, desc=f"loading {dataset.name.strip('/')}", unit="chunk",
-                                  disable=not progress, leave=False):
+                for start in progress(chunks, desc=f"loading {dataset.name.strip('/')}", unit="chunk",
+                                      disable=not show_progress, leave=False):
                     keys = by_row[start:start + FEATURE_LOAD_CHUNK]
                     block = torch.from_numpy(dataset[rows[keys]]).to(dtype)
                     target[torch.from_numpy(keys).to(device)] = block.to(device)
@@ -411,7 +411,8 @@ def _feature_placement(cfg, table: VideoTable, device: torch.device) -> tuple[to
     return dtype, torch.device("cpu")
 
 
-def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"), progress: bool = True) -> DataBundle:
+def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
+              show_progress: bool = True) -> DataBundle:
     """Read the vocabulary, the question files of ``splits`` and the feature index (features: lazily or in RAM)."""
     log = get_logger()
     vocab = load_vocab(dataset_path(cfg, "vocab_json"))
@@ -434,7 +435,7 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"), pr
         dtype, placement = _feature_placement(cfg, table, device)
         log.info(f"loading features of {len(table.video_ids)} videos into {placement.type} memory as "
                  f"{cfg.dataset.feature_dtype} ({features_bytes(table, dtype) / 2**20:.0f} MiB)")
-        features = InMemoryFeatures.load(appearance_path, motion_path, table, dtype, placement, progress)
+        features = InMemoryFeatures.load(appearance_path, motion_path, table, dtype, placement, show_progress)
     else:
         features = H5Features(appearance_path, motion_path, table)
     signature = DataSignature(

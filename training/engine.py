@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from utils.progress import progress
 
 from model.losses import compute_losses
 from training import distributed
@@ -190,7 +190,7 @@ def train_epoch(ctx: StepContext, loader, totals: EpochTotals, epoch: int, start
     """
     ctx.model.train()
     step = start_step
-    bar = tqdm(total=total_steps, initial=start_step, desc=f"epoch {epoch} train", unit="batch",
+    bar = progress(total=total_steps, initial=start_step, desc=f"epoch {epoch} train", unit="batch",
                disable=not show_progress, dynamic_ncols=True, leave=False)
     try:
         for batch in loader:
@@ -225,7 +225,7 @@ def evaluate(model, teacher, loader, split: QuestionSplit, train_cfg, distill_cf
     """Predict every question of ``split`` (shared across ranks) and compute its losses and accuracy."""
     model.eval()
     totals = EpochTotals(len(split), device)
-    for step, batch in enumerate(tqdm(loader, desc=desc, unit="batch", disable=not show_progress,
+    for step, batch in enumerate(progress(loader, desc=desc, unit="batch", disable=not show_progress,
                                       dynamic_ncols=True, leave=False)):
         batch = batch_to_device(batch, device)
         out, losses = forward(model, teacher, batch, train_cfg, distill_cfg, device, amp_dtype)

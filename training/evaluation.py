@@ -84,7 +84,7 @@ class SplitEvaluator:
         self.split = split
         self.device = resolve_device(cfg.device)
         self.dist = DistContext(rank=0, local_rank=0, world_size=1, device=self.device)
-        self.bundle = load_data(cfg, splits=(split,), device=self.device, progress=False)
+        self.bundle = load_data(cfg, splits=(split,), device=self.device, show_progress=False)
         self.questions = self.bundle.splits[split]
         sampler = VideoGroupedBatchSampler(self.questions.video_key, cfg.train.batch_size, shuffle=False)
         self.loader = build_loader(self.bundle.dataset(split), sampler, cfg.dataset.num_workers, self.device)

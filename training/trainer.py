@@ -198,7 +198,7 @@ class _Run:
             self.log.warning(f"{self.run_dir} holds an earlier run: starting afresh and overwriting it "
                              "(--resume continues it instead)")
 
-        self.bundle = load_data(cfg, device=self.device, progress=self.show_progress)
+        self.bundle = load_data(cfg, device=self.device, show_progress=self.show_progress)
         self.signature = self.bundle.signature
         seed_everything(cfg.seed)  # the same initial weights for a given seed, with or without a teacher
         self.model = build_student(cfg, self.bundle).to(self.device)
