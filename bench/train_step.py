@@ -1,0 +1,204 @@
+"""Training-step speed of the configured model on random inputs shaped like the data.
+
+    python bench/train_step.py --cfg configs/msvd_qa_teacher.yml --batch_size 32 --steps 10
+    python bench/train_step.py --cfg configs/msvd_qa_teacher.yml --batch_size 32 --questions_per_video 16
+    python bench/train_step.py --cfg configs/msvd_qa_student.yml --mode kd --batch_size 256 --device cuda --amp bf16
+    OMP_WAIT_POLICY=PASSIVE python bench/train_step.py --cfg configs/msvd_qa_teacher.yml --threads 2 --batch_size 32
+
+One step is what ``train.py`` runs per batch (``training.engine.train_step``): forward, the configured losses
+(CE + alpha * similarity + beta * HSIC, plus the distillation terms from a frozen teacher in kd mode), backward,
+gradient clipping at ``train.grad_clip`` and an Adam step (on CUDA with TF32 matmuls, as the trainer sets them).
+A batch holds B questions about B/K videos (K = --questions_per_video): the video encoders run once per video, as
+with the training loader's grouped batches. The batch is already on the device (the loader's speed is
+bench/data_loading.py's job).
+
+Prints the median ms/step over --steps timed steps (after --warmup untimed ones), questions/s, peak memory, the
+projected epoch time at the MSVD-QA and MSRVTT-QA training-split sizes, and as its LAST line ``questions/s: X``.
+On a shared CPU, compare figures at equal load (the load average is printed before and after) and consider
+OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads that wait for a descheduled partner make steps several times slower.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch
+from termcolor import colored
+
+from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note, describe_machine, epoch_projection,
+                          load_average, peak_memory, random_batch, reset_peak_memory, resolve_device)
+from model import build_model
+from training.engine import CompiledWithFallback, StepContext, train_step
+from utils.config import ConfigError, add_config_arguments, load_config
+
+MODES = ("teacher", "student", "kd")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+ADAM_IMPLEMENTATIONS = ("default", "fused", "foreach", "forloop")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Time training steps (forward, losses, backward, grad clip, Adam) of the configured model on "
+                    "random inputs; the last line printed is 'questions/s: X'.")
+    add_config_arguments(parser)
+    parser.add_argument("--batch_size", type=int, help="questions per step B (default: train.batch_size)")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="timed steps; the median is reported (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="untimed steps first: allocator, kernel choice (default: %(default)s)")
+    parser.add_argument("--questions_per_video", type=int, default=1,
+                        help="K: the batch holds B/K videos with K questions each; 1: every question its own video "
+                             "(default: %(default)s)")
+    parser.add_argument("--num_clips", type=int,
+                        help="clips per video C (default: 16 for dataset.name msrvtt-qa, else 8)")
+    parser.add_argument("--num_frames", type=int, default=16, help="frames per clip F (default: %(default)s)")
+    parser.add_argument("--question_len", type=int, default=20,
+                        help="question tokens L of the longest question (default: %(default)s)")
+    parser.add_argument("--vocab_size", type=int, default=4000, help="question vocabulary V (default: %(default)s)")
+    parser.add_argument("--num_answers", type=int, default=1002, help="answer classes A (default: %(default)s)")
+    parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's device)")
+    parser.add_argument("--mode", choices=MODES,
+                        help="teacher/student: the config's model with CE + similarity + HSIC; kd: also the "
+                             "distillation terms from a frozen teacher (default: train.mode)")
+    parser.add_argument("--teacher_graph_layers", type=int, default=4,
+                        help="graph layers g of the frozen teacher in kd mode; the rest of its shape is the config's "
+                             "(default: %(default)s)")
+    parser.add_argument("--amp", choices=tuple(AMP_DTYPES), help="autocast dtype, CUDA only (default: train.amp)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the trained model, falling back to eager if compilation fails (as "
+                             "train.compile)")
+    parser.add_argument("--adam", choices=ADAM_IMPLEMENTATIONS, default="default",
+                        help="Adam implementation: default = torch.optim.Adam(params, lr) as training/trainer.py "
+                             "builds it (torch picks: foreach on CUDA, a per-parameter for-loop on the CPU); "
+                             "fused / foreach / forloop force one (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads; 0 leaves torch's default (default: %(default)s)")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, profile 2 more steps with torch.profiler and print the top operators")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the weights and the random batch (default: %(default)s)")
+    return parser
+
+
+def build_optimizer(params, lr: float, implementation: str) -> torch.optim.Optimizer:
+    options = {"default": {}, "fused": {"fused": True}, "foreach": {"foreach": True},
+               "forloop": {"foreach": False}}[implementation]
+    return torch.optim.Adam(params, lr=lr, **options)
+
+
+def build_models(cfg, mode: str, shape: BatchShape, teacher_graph_layers: int, device: torch.device):
+    """(trained model in train mode, frozen teacher in eval mode or None)."""
+    model = build_model(cfg.model, shape.vocab_size, shape.num_answers).to(device).train()
+    teacher = None
+    if mode == "kd":
+        teacher_cfg = copy.deepcopy(cfg.model)
+        teacher_cfg.graph_layers = teacher_graph_layers
+        teacher = build_model(teacher_cfg, shape.vocab_size, shape.num_answers).to(device).eval()
+        teacher.requires_grad_(False)
+    return model, teacher
+
+
+def describe_step(cfg, mode: str, teacher, adam: str) -> str:
+    losses = "CE + similarity + HSIC" + (" + distillation (frozen teacher)" if teacher is not None else "")
+    clip = f"grad clip {cfg.train.grad_clip:g}" if cfg.train.grad_clip > 0 else "no grad clip"
+    return f"{mode}, g={cfg.model.graph_layers}, {losses}, {clip}, Adam ({adam})"
+
+
+def run(argv=None) -> float:
+    """Parse ``argv``, time the steps, print the report; returns questions/s."""
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.cfg, args.overrides)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = resolve_device(args.device or cfg.device)
+    mode = args.mode or cfg.train.mode
+    amp = args.amp or cfg.train.amp
+    if amp not in AMP_DTYPES:
+        raise SystemExit(f"error: train.amp must be one of {', '.join(AMP_DTYPES)}, got '{amp}'")
+    if amp != "none" and device.type != "cuda":
+        print(colored(f"note: --amp {amp} is CUDA-only in training (as train.amp); running float32 on {device}",
+                      "yellow"))
+        amp = "none"
+    if args.steps < 1 or args.warmup < 0:
+        raise SystemExit("error: --steps must be >= 1 and --warmup >= 0")
+    num_clips = args.num_clips or (16 if cfg.dataset.name == "msrvtt-qa" else 8)
+    try:
+        shape = BatchShape(args.batch_size or cfg.train.batch_size, args.questions_per_video, num_clips,
+                           args.num_frames, cfg.model.vision_dim, args.question_len, args.vocab_size,
+                           args.num_answers)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+    model, teacher = build_models(cfg, mode, shape, args.teacher_graph_layers, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(params, cfg.train.lr, args.adam)
+    amp_dtype = AMP_DTYPES[amp]
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # as training/trainer.py: TF32 for float32 matmuls on CUDA
+    ctx = StepContext(model=CompiledWithFallback(model) if args.compile else model, teacher=teacher,
+                      optimizer=optimizer,
+                      scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+                      train_cfg=cfg.train, distill_cfg=cfg.distill if mode == "kd" else None, device=device,
+                      amp_dtype=amp_dtype, grad_clip=cfg.train.grad_clip)
+    batch = random_batch(shape, device, seed=args.seed)
+
+    print(colored(f"train step | {describe_step(cfg, mode, teacher, args.adam)} | {args.cfg}", "cyan"))
+    print(f"machine    | {device}: {describe_machine(device)}")
+    teacher_note = f" (+ frozen teacher g={args.teacher_graph_layers})" if teacher is not None else ""
+    print(f"batch      | B={shape.batch_size} questions = {shape.num_videos} videos x K={shape.questions_per_video} "
+          f"| C={shape.num_clips} F={shape.num_frames} D={shape.vision_dim} L={shape.question_len} "
+          f"V={shape.vocab_size} A={shape.num_answers} | amp {amp}{' | compiled' if args.compile else ''} | "
+          f"{sum(p.numel() for p in params):,} trainable parameters{teacher_note}")
+    load_before = load_average()
+    note = busy_machine_note(device)
+    if note:
+        print(colored(note, "yellow"))
+
+    for _ in range(args.warmup):
+        train_step(ctx, batch)
+    reset_peak_memory(device)
+    timer = StepTimer(device)
+    for _ in range(args.steps):
+        with timer.step():
+            train_step(ctx, batch)
+    summary = TimeSummary.of(timer.seconds())
+    rate = shape.batch_size / summary.median
+
+    print(f"load avg   | before {load_before} | after {load_average()}")
+    print(colored(f"ms/step    | {summary.milliseconds()}", "green"))
+    print(f"peak memory| {peak_memory(device)}")
+    print(f"epoch      | {epoch_projection(rate)}")
+    if args.profile:
+        print_profile(ctx, batch, device)
+    print(f"questions/s: {rate:.2f}")
+    return rate
+
+
+def print_profile(ctx: StepContext, batch: dict, device: torch.device, steps: int = 2, rows: int = 25) -> None:
+    """Profile ``steps`` training steps and print the operators with the most self time."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            train_step(ctx, batch)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(f"profile    | {steps} steps, top {rows} operators by self time")
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=rows))
+
+
+def main(argv=None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
