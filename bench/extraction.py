@@ -34,6 +34,7 @@ from preprocess import preprocess_features as extraction
 from preprocess.backbones import BACKBONES, build_extractor, recalibrate_batchnorm
 from preprocess.datasets import VideoEntry
 from preprocess.video import decode_clips, encode_video
+from utils.device import resolve_device
 
 DATASETS = {"MSVD-QA": (1970, 8), "MSRVTT-QA": (10000, 16)}  # videos, clips per video
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_workers", type=int, default=1, help="decoding workers in the pipeline run")
     parser.add_argument("--repeats", type=int, default=2, help="timed batches for the CNN-alone figure")
     args = parser.parse_args(argv)
-    device = extraction.resolve_device(args.device)
+    device = resolve_device(args.device)
     if args.fp16 and device.type != "cuda":
         parser.error("--fp16 needs a CUDA device")
     width, height = (int(v) for v in args.video_size.lower().split("x"))

@@ -38,6 +38,7 @@ from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, WeightsError
 from preprocess.datasets import DatasetLayoutError, VideoEntry, canonical_dataset_name, list_videos
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
+from utils.device import resolve_device
 from utils.progress import progress
 
 FEATURE_DIM = 2048
@@ -205,15 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true",
                         help="start over even if the output exists with other settings or is already complete")
     return parser
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ExtractionError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def extraction_settings(args: argparse.Namespace, dataset: str, weights: Path | None) -> dict:
@@ -395,7 +387,10 @@ def run(args: argparse.Namespace) -> Path:
     dataset = canonical_dataset_name(args.dataset)
     validate_args(args, dataset)
     kind = BACKBONES[args.model]["kind"]
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise ExtractionError(f"--device: {e}") from None
     if args.fp16 and device.type != "cuda":
         raise ExtractionError("--fp16 needs a CUDA device")
     if device.type == "cuda" and not args.fp16:  # "fp32" in the file means it: no TF32 tensor-core rounding

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from utils.config import ConfigError
+from utils.device import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -29,26 +32,15 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> cuda if available else cpu; ``cuda`` -> ``cuda:<local_rank>``; ``cpu`` / ``cuda:N`` kept."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{name}' was asked for (config key 'device' / --device) but CUDA is not "
-                               "available here; use device=cpu or device=auto")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(device_name: str) -> DistContext:
     """Initialise the process group when launched by torchrun and pick this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_name, local_rank)
+    try:
+        device = resolve_device(device_name, local_rank)
+    except ValueError as e:
+        raise ConfigError(f"config key 'device' (--device): {e}") from None
     if world_size > 1 and device.type == "cuda" and device.index != local_rank:
         device = torch.device("cuda", local_rank)  # one GPU per process under torchrun
     if device.type == "cuda":
