@@ -21,11 +21,11 @@ from model import build_model
 from training.checkpoint import CheckpointError, check_against_data, load_checkpoint
 from training.data import build_loader, inverse_vocab, load_data
 from training.distributed import DistContext
-from utils.device import resolve_device
 from training.engine import evaluate
 from training.metrics import TYPE_NAMES, UNANSWERABLE, SplitAccuracy, accuracy_table, comparison_table
 from training.samplers import VideoGroupedBatchSampler
 from utils.config import apply_overrides, load_config, to_dict
+from utils.device import resolve_device
 
 
 @dataclass
