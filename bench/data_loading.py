@@ -124,7 +124,6 @@ class LoaderResult:
     questions_per_second: float
     bytes_per_second: float
     first_batch_seconds: float
-    batches: int
 
 
 def loader_config(cfg_path: str, overrides: list, folder: Path, batch_size: int, in_memory: bool, dtype: str,
@@ -177,7 +176,7 @@ def time_loader(cfg, device: torch.device, batches: int, warmup: int) -> LoaderR
         gc.collect()
     return LoaderResult("memory" if cfg.dataset.features_in_memory else "hdf5", cfg.dataset.feature_dtype,
                         cfg.dataset.num_workers, cfg.dataset.questions_per_video, questions / seconds,
-                        feature_bytes / seconds, first, batches)
+                        feature_bytes / seconds, first)
 
 
 def model_rate(args, k: int) -> float:
@@ -234,7 +233,9 @@ def print_verdict(results: list[LoaderResult], rates: dict, dataset_cfg, batch_s
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Questions/s of the training loader (HDF5 with 0-4 workers, in-memory float32/float16, ordinary "
-                    "and video-grouped batches) against the model's training rate, on MSVD-QA-sized random data.")
+                    "and video-grouped batches) against the model's training rate, on MSVD-QA-sized random data. "
+                    "--cfg defaults to configs/msvd_qa_teacher.yml; its dataset section gives the settings of the "
+                    "verdict line.")
     add_config_arguments(parser, cfg_required=False)
     parser.set_defaults(cfg=str(REPO_ROOT / "configs" / "msvd_qa_teacher.yml"))
     parser.add_argument("--dir", type=Path,
@@ -262,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_steps", type=int, default=3,
                         help="timed steps of bench/train_step.py per model rate (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads, here and in bench/train_step.py (0: torch's default)")
+                        help="torch CPU threads, here and in bench/train_step.py; 0 leaves torch's default (default: %(default)s)")
     return parser
 
 
