@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_steps", type=int, default=3,
                         help="timed steps of bench/train_step.py per model rate (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch CPU threads, here and in bench/train_step.py; 0 leaves torch's default (default: %(default)s)")
+                        help="torch CPU threads, here and in bench/train_step.py; 0 leaves torch's default "
+                             "(default: %(default)s)")
     return parser
 
 
