@@ -15,20 +15,20 @@ from dataclasses import dataclass
 
 import torch
 
+from utils.device import resolve_device
+
 # Training-split sizes the projections use (HCRN/DualVGR question files).
 EPOCH_SIZES = {"MSVD-QA": 30_933, "MSRVTT-QA": 158_581}
 OMP_ENV = "OMP_WAIT_POLICY"
 
 
 # ---------------------------------------------------------------------------------------------- machine
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu; anything else as torch.device (error if CUDA is missing)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    return device
+def device_from_flag(name: str) -> torch.device:
+    """:func:`utils.device.resolve_device` for a --device flag; a bad device exits with the message."""
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        raise SystemExit(f"error: --device: {e}") from None
 
 
 def cpu_model() -> str:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from termcolor import colored
 
-from bench.common import describe_machine, format_bytes, load_average, resolve_device, synchronize
+from bench.common import describe_machine, device_from_flag, format_bytes, load_average, synchronize
 from training.data import APPEARANCE_DATASET, MOTION_DATASET, batch_to_device, build_loader, load_data
 from training.samplers import VideoGroupedBatchSampler
 from utils.config import ConfigError, add_config_arguments, load_config
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
     except ConfigError as e:
         raise SystemExit(f"error: {e}") from None
     args.batch_size = args.batch_size or base.train.batch_size
-    device = resolve_device(args.device)
+    device = device_from_flag(args.device)
     args.device = device
     shape = DataShape(args.num_videos, args.num_questions, args.num_clips, args.num_frames, base.model.vision_dim,
                       vocab_size=4000, num_answers=1002)

@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import torch
 from termcolor import colored
 
-from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note, describe_machine, epoch_projection,
-                          load_average, peak_memory, random_batch, reset_peak_memory, resolve_device)
+from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note, describe_machine, device_from_flag,
+                          epoch_projection, load_average, peak_memory, random_batch, reset_peak_memory)
 from model import build_model
 from training.engine import CompiledWithFallback, StepContext, train_step
 from utils.config import ConfigError, add_config_arguments, load_config
@@ -119,7 +119,7 @@ def run(argv=None) -> float:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = resolve_device(args.device or cfg.device)
+    device = device_from_flag(args.device or cfg.device)
     mode = args.mode or cfg.train.mode
     amp = args.amp or cfg.train.amp
     if amp not in AMP_DTYPES:
