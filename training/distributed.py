@@ -68,3 +68,14 @@ def all_reduce_(tensor: torch.Tensor, ctx: DistContext, op: str = "sum") -> torc
         ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
         dist.all_reduce(tensor, op=ops[op])
     return tensor
+
+
+def broadcast_buffers_(module: torch.nn.Module, ctx: DistContext) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank, in place. No-op on one process.
+
+    DDP synchronises buffers at the start of each training forward, then every rank updates its BatchNorm statistics
+    with its own batch: without this, ranks would evaluate (and rank 0 would save) different statistics.
+    """
+    if ctx.is_distributed:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)

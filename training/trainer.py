@@ -281,6 +281,7 @@ class _Run:
         }
 
     def _evaluate(self, split: str, teacher=None):
+        distributed.broadcast_buffers_(self.eval_model, self.dist)
         return evaluate(self.eval_model, teacher, self.loaders[split], self.bundle.splits[split], self.cfg.train,
                         self.cfg.distill if teacher is not None else None, self.device, self.amp_dtype, self.dist,
                         show_progress=self.show_progress, desc=f"{split}")
