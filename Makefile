@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
+# Idle OpenMP threads sleep instead of spinning: on a busy CPU, spinning threads starve their partners and steps
+# run several times slower (bench/README.md). Override by setting OMP_WAIT_POLICY yourself.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test clean-demo
 

@@ -19,10 +19,10 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import h5py
 import numpy as np
-from utils.progress import progress
 
 from preprocess.preprocess_features import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
                                             failure_report_path, finalize_feature_file, log, shard_path)
+from utils.progress import progress
 
 SHARD_NAME = re.compile(r"^(?P<stem>.*)\.shard(?P<index>\d+)of(?P<count>\d+)(?P<suffix>\.[^.]*)$")
 ROWS_PER_COPY = 64

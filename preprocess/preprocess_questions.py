@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from termcolor import colored
-from utils.progress import progress
 
 if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_questions.py): repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,6 +27,7 @@ from preprocess.glove import GloveTable, load_glove
 from preprocess.question_file import QuestionFileError, load_vocab
 from preprocess.text import encode_tokens, tokenize_question
 from utils.config import REPO_ROOT
+from utils.progress import progress
 from utils.safe_pickle import UnsafePickleError, dump_pickle
 
 DATASET_NAMES = {"msvd-qa": "msvd-qa", "msvd": "msvd-qa", "msrvtt-qa": "msrvtt-qa", "msrvtt": "msrvtt-qa"}

@@ -17,21 +17,22 @@ Written under --out (the layout of DATA_FORMATS.md, so the MSVD-QA preprocessing
 """
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    import sys, pathlib; sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # noqa: E401,E702
-
 import argparse
 import json
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import numpy as np
 from termcolor import colored
-from utils.progress import progress
 
 from preprocess.synthetic_render import BACKGROUND, COLORS, SHAPES, encode_video, render_frames
+from utils.progress import progress
 
 GENERATOR = "kdvqa synthetic video QA"
 FORMAT_VERSION = 1

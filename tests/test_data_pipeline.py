@@ -69,9 +69,9 @@ def test_float16_in_memory_features_halve_memory(tiny):
     bundle = load_data(load_config(cfg_path))
     table = bundle.features.table
     full = InMemoryFeatures.load(data.appearance_path, data.motion_path, table, torch.float32, torch.device("cpu"),
-                                 progress=False)
+                                 show_progress=False)
     half = InMemoryFeatures.load(data.appearance_path, data.motion_path, table, torch.float16, torch.device("cpu"),
-                                 progress=False)
+                                 show_progress=False)
     assert half.appearance.nbytes * 2 == full.appearance.nbytes and half.motion.dtype == torch.float16
     keys = np.array([0, 5, 2])
     a32, m32 = full.read(keys)
