@@ -9,12 +9,7 @@ from model import build_model, cpu_ops
 from utils.config import load_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def graph_names(tensor) -> set:

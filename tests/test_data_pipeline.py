@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from train_fixtures import QUESTION_TOKENS, single_thread, write_config, write_tiny_dataset  # noqa: F401
+from train_fixtures import QUESTION_TOKENS, write_config, write_tiny_dataset
 from training.data import BatchDataset, DataError, InMemoryFeatures, build_loader, load_data
 from training.metrics import TYPE_NAMES
 from training.samplers import VideoGroupedBatchSampler

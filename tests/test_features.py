@@ -29,13 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = ["--image_height", "32", "--image_width", "32", "--num_frames", "4", "--device", "cpu"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: these tiny networks gain nothing from two, and stall badly when other jobs load the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def textured_frames(n: int, seed: int, height: int = 64, width: int = 64) -> np.ndarray:

@@ -17,14 +17,7 @@ from model.losses import compute_losses
 from utils.config import load_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Single-threaded torch: these tests are small, and on a shared 2-core machine two OpenMP threads that wait
-    for each other make them several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def n_params(module):

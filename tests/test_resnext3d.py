@@ -15,13 +15,7 @@ TRUNK_PARAMETERS = 47_521_216  # learnable, without the classifier
 KINETICS_CLASSES = 400
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: two stall badly when other jobs load this 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

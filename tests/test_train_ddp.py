@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import validate
-from train_fixtures import single_thread, write_config, write_tiny_dataset  # noqa: F401
+from train_fixtures import write_config, write_tiny_dataset
 from utils.config import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -7,7 +7,7 @@ import torch
 from easydict import EasyDict
 
 from model import build_model
-from train_fixtures import TINY_MODEL, single_thread, write_config, write_tiny_dataset  # noqa: F401
+from train_fixtures import TINY_MODEL, write_config, write_tiny_dataset
 from training.data import load_data
 from training.engine import StepContext, train_step
 from utils.config import load_config

@@ -9,7 +9,7 @@ import torch
 
 import train
 import validate
-from train_fixtures import single_thread, write_config, write_tiny_dataset  # noqa: F401
+from train_fixtures import write_config, write_tiny_dataset
 from training.checkpoint import vocab_fingerprint
 from utils.config import load_config
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import train
-from train_fixtures import single_thread, write_config, write_tiny_dataset  # noqa: F401
+from train_fixtures import write_config, write_tiny_dataset
 from training import engine
 from training.checkpoint import CheckpointError
 from training.engine import NonFiniteLossError

@@ -7,7 +7,7 @@ import torch
 
 import train
 import validate
-from train_fixtures import ANSWERS, QUESTION_TOKENS, single_thread, write_config, write_tiny_dataset  # noqa: F401
+from train_fixtures import ANSWERS, QUESTION_TOKENS, write_config, write_tiny_dataset
 from training.checkpoint import CheckpointError
 from training.evaluation import compare_checkpoints, model_from_checkpoint
 

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pytest
-import torch
 import yaml
 
 CLIPS, FRAMES, VISION_DIM, WORD_DIM = 4, 4, 16, 8
@@ -168,12 +166,3 @@ def write_config(path: Path, data: TinyDataset, save_dir: Path, exp_name: str = 
             cfg[section] = values
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
-
-
-@pytest.fixture(scope="module")
-def single_thread():
-    """One intra-op thread: on a busy 2-core machine more threads only spin against each other."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
