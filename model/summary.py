@@ -10,7 +10,6 @@ with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from termcolor import colored
 
 from model.network import VideoQAModel, build_model
+from preprocess.question_file import QuestionFileError, load_vocab
 from utils.config import ConfigError, REPO_ROOT, add_config_arguments, load_config
 
 
@@ -51,15 +51,11 @@ def parameter_table(model: VideoQAModel) -> list[tuple[str, int]]:
 def vocabulary_sizes(path: Path) -> tuple[int, int]:
     """(V, A) from a vocabulary JSON with ``question_token_to_idx`` and ``answer_token_to_idx``."""
     try:
-        with open(path) as f:
-            vocab = json.load(f)
+        vocab = load_vocab(path)
     except FileNotFoundError:
         raise SystemExit(f"vocabulary file not found: {path} (or give --question-tokens V --answers A)") from None
-    except json.JSONDecodeError as e:
-        raise SystemExit(f"{path}: not valid JSON: {e}") from None
-    for key in ("question_token_to_idx", "answer_token_to_idx"):
-        if not isinstance(vocab, dict) or not isinstance(vocab.get(key), dict):
-            raise SystemExit(f"{path}: missing the mapping '{key}'")
+    except QuestionFileError as e:
+        raise SystemExit(str(e)) from None
     return len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
 
 
