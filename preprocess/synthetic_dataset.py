@@ -32,12 +32,12 @@ import numpy as np
 from termcolor import colored
 
 from preprocess.synthetic_render import BACKGROUND, COLORS, SHAPES, encode_video, render_frames
+from preprocess.text import QUESTION_TYPES, question_type
 from utils.progress import progress
 
 GENERATOR = "kdvqa synthetic video QA"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-QUESTION_TYPES = ("what", "who", "how", "when", "where")
 
 # Skewed priors, like the answer distribution of MSVD-QA (a few answers dominate).
 COLOR_PRIOR = {"red": 0.30, "blue": 0.24, "green": 0.20, "yellow": 0.15, "white": 0.11}
@@ -118,9 +118,9 @@ def video_name(video_id: int) -> str:
     return f"synth_{video_id:05d}"
 
 
-def question_type(question: str) -> str:
-    first = question.split(" ", 1)[0].lower()
-    return first if first in QUESTION_TYPES else "other"
+def type_of(question: str) -> str:
+    """The question type of a generated question (its first word)."""
+    return question_type(question.split(" ", 1)[0].lower())
 
 
 # ---------------------------------------------------------------------------------------------------------- scenes
@@ -258,13 +258,13 @@ def dataset_statistics(questions: dict[str, list[dict]]) -> dict:
     majority = Counter(q["answer"] for q in train).most_common(1)[0][0]
     type_answers = {}
     for q in train:
-        type_answers.setdefault(question_type(q["question"]), Counter())[q["answer"]] += 1
+        type_answers.setdefault(type_of(q["question"]), Counter())[q["answer"]] += 1
     type_majority = {kind: counts.most_common(1)[0][0] for kind, counts in type_answers.items()}
-    per_type_hits = sum(q["answer"] == type_majority.get(question_type(q["question"])) for q in test)
+    per_type_hits = sum(q["answer"] == type_majority.get(type_of(q["question"])) for q in test)
     return {
         "questions_per_split": {split: len(questions[split]) for split in SPLITS},
         "videos_per_split": {split: len({q["video_id"] for q in questions[split]}) for split in SPLITS},
-        "type_counts": dict(Counter(question_type(q["question"]) for q in everything).most_common()),
+        "type_counts": dict(Counter(type_of(q["question"]) for q in everything).most_common()),
         "answer_counts": dict(Counter(q["answer"] for q in everything).most_common()),
         "majority_answer": majority,
         "majority_baseline_test": sum(q["answer"] == majority for q in test) / len(test),

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-QUESTION_TYPES = ("what", "who", "how", "when", "where")
+from preprocess.text import QUESTION_TYPES
+
 TYPE_NAMES = QUESTION_TYPES + ("other",)
 OTHER_TYPE = len(QUESTION_TYPES)
 UNANSWERABLE = 1  # <UNK1>
