@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_q
 from preprocess.glove import GloveTable, load_glove
 from preprocess.question_file import QuestionFileError, load_vocab
 from preprocess.text import encode_tokens, tokenize_question
+from utils.atomic import atomic_write
 from utils.config import REPO_ROOT
 from utils.progress import progress
 from utils.safe_pickle import UnsafePickleError, dump_pickle
@@ -153,10 +153,8 @@ def glove_matrix(vocab: dict, glove: GloveTable) -> tuple[np.ndarray, int]:
 
 def _write_json(obj, path: Path) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _report_problems(path: Path, problems: list[str], total: int) -> None:

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from utils.atomic import atomic_write
 
 CHECKPOINT_VERSION = 1
 
@@ -92,18 +93,8 @@ def restore_rng_state(state: dict) -> None:
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
     """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:

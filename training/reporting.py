@@ -7,17 +7,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
 from training.log import paint
 from training.metrics import LOSS_PARTS, QUESTION_TYPES, SplitAccuracy, accuracy_table
+from utils.atomic import atomic_write
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def epoch_record(epoch: int, lr: float, seconds: float, train_losses: dict, train_acc: float, val_losses: dict,

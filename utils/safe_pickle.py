@@ -14,12 +14,13 @@ unpickler (the C one cannot intercept BUILD): about 4x slower on millions of sma
 from __future__ import annotations
 
 import collections
-import os
 import pickle
 import struct
 from pathlib import Path
 
 import numpy as np
+
+from utils.atomic import atomic_write
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _np_multiarray
@@ -222,15 +223,5 @@ def dump_pickle(obj, path, protocol: int = 4) -> None:
     Python 3 HCRN/DualVGR environment; protocol 5 (Python 3.8+) writes and reads large numpy arrays without an
     extra in-memory copy.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp_path, "wb") as f:
-            pickle.dump(obj, f, protocol=protocol)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        pickle.dump(obj, f, protocol=protocol)
