@@ -147,3 +147,33 @@ def test_autocast_does_not_lower_the_loss_precision():
         losses = compute_losses(out, answers, TRAIN, DISTILL, teacher_out=out)
     for key, value in reference.items():
         torch.testing.assert_close(losses[key], value, rtol=1e-6, atol=1e-7, msg=key)
+
+
+def official_hard_loss(out, answers, alpha, beta):
+    """The official release's teacher loss, written as its training loop does: per graph layer (u * g of them) add
+    HSIC(independent, joint) of appearance and of motion (summed over samples) and the similarity of the joint
+    outputs, then ``CE + alpha * sum_sim / layers + beta * sum_hsic / layers``."""
+    ce = torch.nn.functional.cross_entropy(out.logits.double(), answers).item()
+    layers = len(out.indep_appearance)
+    sum_hsic = sum_sim = 0.0
+    for i in range(layers):
+        for indep, joint in ((out.indep_appearance[i], out.joint_appearance[i]),
+                             (out.indep_motion[i], out.joint_motion[i])):
+            for x1, x2 in zip(indep.double().numpy(), joint.double().numpy()):
+                c = x1.shape[0]
+                r = np.eye(c) - np.ones((c, c)) / c
+                sum_hsic += np.trace((r @ x1 @ x1.T) @ (r @ x2 @ x2.T))
+        sum_sim += numpy_similarity([out.joint_appearance[i].double().numpy()],
+                                    [out.joint_motion[i].double().numpy()])
+    return ce + alpha * sum_sim / layers + beta * sum_hsic / layers
+
+
+@pytest.mark.parametrize("g", [1, 4])
+def test_total_matches_the_official_release_weighting(g):
+    """alpha weights the similarity loss and beta HSIC, each divided by the number of graph layers. Distinct
+    weights so that swapping them, or dropping the division, changes the result."""
+    out = fake_output(g=g, seed=5)
+    answers = torch.tensor([0, 5, 2])
+    train_cfg = EasyDict(alpha=7.0, beta=0.3)
+    total = compute_losses(out, answers, train_cfg)["total"].item()
+    np.testing.assert_allclose(total, official_hard_loss(out, answers, 7.0, 0.3), rtol=1e-5)
