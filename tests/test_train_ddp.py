@@ -9,7 +9,8 @@ import torch
 
 import validate
 from train_fixtures import write_config, write_tiny_dataset
-from utils.config import REPO_ROOT
+from training.trainer import per_process_batch_size, run_training
+from utils.config import ConfigError, REPO_ROOT, load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -40,3 +41,19 @@ def test_two_process_gloo_run_writes_results_once(tmp_path):
     assert single["accuracy"]["count"] == 20
     results = json.loads((run_dir / "test_results.json").read_text())
     assert results["count"] == 20 and sum(results["counts"].values()) == 20
+
+    # train.batch_size is the global batch: 2 processes take as many optimiser steps as 1 process does
+    run_training(load_config(cfg, ["exp_name=single"]))
+    single_ckpt = torch.load(tmp_path / "results/single/last.pt", weights_only=True)
+    assert optimizer_steps(ckpt) == optimizer_steps(single_ckpt) == 2 * 7  # 2 epochs of ceil(50 / 8) batches
+
+
+def optimizer_steps(ckpt: dict) -> int:
+    return int(ckpt["optimizer"]["state"][0]["step"])
+
+
+def test_global_batch_must_divide_among_processes():
+    cfg = load_config(None, ["train.batch_size=10"])
+    assert per_process_batch_size(cfg, 2) == 5
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        per_process_batch_size(cfg, 4)

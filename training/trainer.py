@@ -152,6 +152,15 @@ def build_student(cfg, bundle) -> torch.nn.Module:
     return model
 
 
+def per_process_batch_size(cfg, world_size: int) -> int:
+    """``train.batch_size`` is the global batch: each of ``world_size`` processes takes an equal share."""
+    batch_size = cfg.train.batch_size
+    if batch_size < 1 or batch_size % world_size:
+        raise ConfigError(f"config key 'train.batch_size' ({batch_size}) is the global batch and must be a positive "
+                          f"multiple of the number of processes ({world_size})")
+    return batch_size // world_size
+
+
 def _check_resume(ckpt: dict, cfg, mode: str, signature, path: Path) -> None:
     problems = []
     if ckpt.get("mode") != mode:
@@ -257,13 +266,14 @@ class _Run:
     def _build_loaders(self) -> None:
         cfg, d = self.cfg, self.dist
         splits = self.bundle.splits
+        batch_size = per_process_batch_size(cfg, d.world_size)
         self.train_sampler = VideoGroupedBatchSampler(
-            splits["train"].video_key, cfg.train.batch_size, cfg.dataset.questions_per_video, shuffle=True,
+            splits["train"].video_key, batch_size, cfg.dataset.questions_per_video, shuffle=True,
             seed=cfg.seed, rank=d.rank, world_size=d.world_size)
         self.loaders = {"train": build_loader(self.bundle.dataset("train"), self.train_sampler,
                                               cfg.dataset.num_workers, self.device, cfg.seed)}
         for split in ("val", "test"):
-            sampler = VideoGroupedBatchSampler(splits[split].video_key, cfg.train.batch_size, shuffle=False,
+            sampler = VideoGroupedBatchSampler(splits[split].video_key, batch_size, shuffle=False,
                                                rank=d.rank, world_size=d.world_size)
             self.loaders[split] = build_loader(self.bundle.dataset(split), sampler, cfg.dataset.num_workers,
                                                self.device, cfg.seed)
