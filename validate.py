@@ -29,7 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="checkpoints to compare on the same data (the paper's Table 3/4 and Figure 7)")
     parser.add_argument("--names", nargs="+", metavar="NAME",
                         help="one display name per --compare checkpoint (default: their run folder names)")
-    parser.add_argument("--split", choices=("val", "test"), default="test", help="split to evaluate (default test)")
+    parser.add_argument("--split", choices=("val", "test"), default="test",
+                        help="split to evaluate (default test). Every question is scored; one whose video has no "
+                             "features is answered from all-zero features (eval.missing_features=exclude leaves "
+                             "them out, and the output says so). --compare adds a 'test-selected (optimistic)' "
+                             "column when the runs were trained with eval.test_every_epoch")
     parser.add_argument("--write_preds", metavar="FILE",
                         help="--ckpt only: write a JSON list with, per question, its text, answer, prediction, "
                              "type and whether it is correct")
@@ -65,7 +69,8 @@ def run(argv: list[str] | None = None) -> dict:
         if args.out or args.plot or args.names:
             raise SystemExit("--out, --plot and --names go with --compare")
         result = evaluate_checkpoint(args.ckpt, args.cfg, overrides, args.split, with_predictions=bool(args.write_preds))
-        log.info(f"{args.ckpt} ({result['mode']}, {result['parameters']:,} trainable parameters):\n{result['table']}")
+        log.info(f"{args.ckpt} ({result['mode']}, {result['parameters']:,} trainable parameters):\n{result['table']}\n"
+                 f"Scoring: {result['scoring']['note']}")
         if args.write_preds:
             _write(args.write_preds, json.dumps(result["predictions"], indent=1, ensure_ascii=False))
             log.info(f"predictions: {args.write_preds}")
@@ -75,6 +80,7 @@ def run(argv: list[str] | None = None) -> dict:
             raise SystemExit("--write_preds goes with --ckpt")
         result = compare_checkpoints(args.compare, args.names, args.cfg, overrides, args.split, args.max_examples)
         markdown = (f"## {args.split} accuracy (%) per question type\n\n{result['markdown']['table']}\n\n"
+                    f"{result['markdown']['notes']}\n\n"
                     f"## Questions where the models disagree ({result['num_disagreements']} of "
                     f"{result['num_questions']}; first {len(result['disagreements'])})\n\n"
                     f"{result['markdown']['disagreements']}\n")

@@ -13,6 +13,12 @@ numpy gathers and one sorted HDF5 read per feature file, never a per-sample loop
     answer          (B,)         int64
     video_index     (B,)         int64     row of ``appearance``/``motion`` for each question
     question_index  (B,)         int64     position of each question in its split
+
+Val/test questions whose video has no usable features (missing from the feature files, or ``valid = 0``) are
+scored like every other question, answered from all-zero features as HCRN/DualVGR's loaders do: the feature stores
+reserve the video key ``M`` (the number of usable videos) for an all-zero video. ``eval.missing_features=exclude``
+leaves them out of the accuracy denominator instead; :meth:`QuestionSplit.scoring_note` says which was done.
+Training questions without features are skipped.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import torch
 from training.checkpoint import DataSignature, vocab_fingerprint
 from training.log import get_logger
 from training.metrics import question_types
-from utils.config import REPO_ROOT
+from utils.config import ConfigError, REPO_ROOT
 from utils.progress import progress
 
 APPEARANCE_DATASET = "resnet_features"
@@ -36,6 +42,7 @@ MOTION_DATASET = "resnext_features"
 SPLITS = ("train", "val", "test")
 SPLIT_KEYS = {"train": "train_question_pt", "val": "val_question_pt", "test": "test_question_pt"}
 FEATURE_LOAD_CHUNK = 64  # videos per HDF5 read when loading features into memory
+MISSING_FEATURE_POLICIES = ("zeros", "exclude")  # config key eval.missing_features (val/test splits)
 
 
 class DataError(ValueError):
@@ -100,7 +107,8 @@ class VideoTable:
     """The videos usable for training: valid and present in both feature files.
 
     ``video_ids`` (M,) sorted ascending; ``appearance_rows`` / ``motion_rows`` (M,) their HDF5 rows. A video's
-    position in ``video_ids`` is its *video key* (the row of the in-memory feature tensors).
+    position in ``video_ids`` is its *video key* (the row of the in-memory feature tensors). Key M
+    (:attr:`zero_key`) is the all-zero video that val/test questions without features are answered from.
     """
     video_ids: np.ndarray
     appearance_rows: np.ndarray
@@ -110,6 +118,11 @@ class VideoTable:
     motion_shape: tuple
     appearance_dtype: np.dtype
     motion_dtype: np.dtype
+
+    @property
+    def zero_key(self) -> int:
+        """The reserved key of the all-zero video (one past the usable videos)."""
+        return len(self.video_ids)
 
     def keys_for(self, video_ids: np.ndarray) -> np.ndarray:
         """(N,) video key of each id, -1 where the id has no usable features."""
@@ -179,6 +192,15 @@ def _sorted_read(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _read_or_zero(dataset: h5py.Dataset, rows: np.ndarray, is_zero: np.ndarray) -> np.ndarray:
+    """(U, ...) float32: ``dataset[rows[u]]`` where ``is_zero[u]`` is False, all zeros where it is True (the file
+    is not touched for those). ``rows`` (U,) unique HDF5 rows (any value where ``is_zero``)."""
+    out = np.zeros((len(rows),) + dataset.shape[1:], dtype=np.float32)
+    if not is_zero.all():
+        out[~is_zero] = _sorted_read(dataset, rows[~is_zero])
+    return out
+
+
 class H5Features:
     """Reads the features of a batch's videos from the HDF5 files.
 
@@ -204,11 +226,14 @@ class H5Features:
         return self._handles
 
     def read(self, keys: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """keys (U,) unique video keys -> appearance (U, C, F, D), motion (U, C, D), float32 CPU tensors."""
+        """keys (U,) unique video keys -> appearance (U, C, F, D), motion (U, C, D), float32 CPU tensors.
+        The key ``table.zero_key`` gives all-zero features."""
         app_file, mot_file = self._open()
-        appearance = _sorted_read(app_file[APPEARANCE_DATASET], self.table.appearance_rows[keys])
-        motion = _sorted_read(mot_file[MOTION_DATASET], self.table.motion_rows[keys])
-        return torch.from_numpy(appearance).float(), torch.from_numpy(motion).float()
+        is_zero = keys == self.table.zero_key
+        file_keys = np.where(is_zero, 0, keys)
+        appearance = _read_or_zero(app_file[APPEARANCE_DATASET], self.table.appearance_rows[file_keys], is_zero)
+        motion = _read_or_zero(mot_file[MOTION_DATASET], self.table.motion_rows[file_keys], is_zero)
+        return torch.from_numpy(appearance), torch.from_numpy(motion)
 
     def close(self) -> None:
         if self._handles is not None and self._pid == os.getpid():
@@ -218,18 +243,20 @@ class H5Features:
 
 
 class InMemoryFeatures:
-    """All usable videos' features held as tensors (``dtype``, on ``device``), rows indexed by video key."""
+    """All usable videos' features held as tensors (``dtype``, on ``device``), rows indexed by video key; the
+    last row (key M, ``table.zero_key``) is the all-zero video."""
 
     def __init__(self, appearance: torch.Tensor, motion: torch.Tensor):
-        self.appearance = appearance  # (M, C, F, D)
-        self.motion = motion          # (M, C, D)
+        self.appearance = appearance  # (M + 1, C, F, D)
+        self.motion = motion          # (M + 1, C, D)
 
     @classmethod
     def load(cls, appearance_path: Path, motion_path: Path, table: VideoTable, dtype: torch.dtype,
              device: torch.device, show_progress: bool = True) -> "InMemoryFeatures":
         num = len(table.video_ids)
-        appearance = torch.empty((num,) + table.appearance_shape[1:], dtype=dtype, device=device)
-        motion = torch.empty((num,) + table.motion_shape[1:], dtype=dtype, device=device)
+        appearance = torch.empty((num + 1,) + table.appearance_shape[1:], dtype=dtype, device=device)
+        motion = torch.empty((num + 1,) + table.motion_shape[1:], dtype=dtype, device=device)
+        appearance[num], motion[num] = 0, 0  # the all-zero video
         with h5py.File(appearance_path, "r") as app_file, h5py.File(motion_path, "r") as mot_file:
             for target, rows, dataset in ((appearance, table.appearance_rows, app_file[APPEARANCE_DATASET]),
                                           (motion, table.motion_rows, mot_file[MOTION_DATASET])):
@@ -258,9 +285,12 @@ def features_bytes(table: VideoTable, dtype: torch.dtype) -> int:
 # ---------------------------------------------------------------------------------------------- questions
 @dataclass
 class QuestionSplit:
-    """One split's questions that have usable video features. Arrays are (N, ...) numpy.
+    """One split's scored questions. Arrays are (N, ...) numpy.
 
-    ``video_key`` indexes the VideoTable; ``types`` the question type (metrics.TYPE_NAMES order).
+    ``video_key`` indexes the VideoTable (``zero_key`` for the ``zero_feature_questions`` answered from all-zero
+    features); ``types`` the question type (metrics.TYPE_NAMES order). ``skipped_*`` count the questions left out
+    (video missing from the feature files / marked valid = 0); ``missing_features`` is the policy applied:
+    skip (training), zeros or exclude (MISSING_FEATURE_POLICIES).
     """
     name: str
     path: Path
@@ -274,9 +304,32 @@ class QuestionSplit:
     glove: np.ndarray | None
     skipped_missing: int = 0
     skipped_invalid: int = 0
+    zero_feature_questions: int = 0
+    missing_features: str = "skip"
 
     def __len__(self) -> int:
         return len(self.answers)
+
+    @property
+    def excluded(self) -> int:
+        return self.skipped_missing + self.skipped_invalid
+
+    def scoring(self) -> dict:
+        """How the split was scored: policy, questions in the file, scored, answered from zeros, excluded."""
+        return {"missing_features": self.missing_features, "questions_in_file": len(self) + self.excluded,
+                "questions_scored": len(self), "zero_feature_questions": self.zero_feature_questions,
+                "excluded_questions": self.excluded, "note": self.scoring_note()}
+
+    def scoring_note(self) -> str:
+        """One line saying whether every question of the file is scored, and how those without features were."""
+        total = len(self) + self.excluded
+        if self.excluded:
+            return (f"EXCLUDES {self.excluded} of {total} questions whose video has no features "
+                    f"(eval.missing_features=exclude; the paper scores every question)")
+        if self.zero_feature_questions:
+            return (f"every question scored ({total}); {self.zero_feature_questions} answered from all-zero "
+                    "features (video missing from the feature files or valid = 0)")
+        return f"every question scored ({total}); all have video features"
 
 
 def _load_question_file(path: Path, key: str) -> dict:
@@ -289,8 +342,10 @@ def _load_question_file(path: Path, key: str) -> dict:
         raise DataError(f"{e} (config key '{key}')") from None
 
 
-def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable) -> QuestionSplit:
-    """Read a question file, check it against the vocabulary, and drop questions without usable features."""
+def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable,
+               missing_features: str = "skip") -> QuestionSplit:
+    """Read a question file and check it against the vocabulary. Questions without usable video features are
+    dropped (``missing_features`` skip or exclude) or given the all-zero video (zeros)."""
     data = _load_question_file(path, key)
     questions = data["questions"].astype(np.int64)
     lengths, answers, video_ids, question_ids = (data[k] for k in ("questions_len", "answers", "video_ids",
@@ -306,13 +361,17 @@ def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable) 
         raise DataError(f"{where}: answer ids span [{answers.min()}, {answers.max()}] but the vocabulary has "
                         f"{num_answers} answers (is dataset.vocab_json the matching vocabulary?)")
     keys = table.keys_for(video_ids)
-    keep = keys >= 0
-    invalid = int(np.isin(video_ids[~keep], table.invalid_ids).sum())
+    without = keys < 0
+    zero_features = missing_features == "zeros"
+    keep = np.ones_like(without) if zero_features else ~without
+    keys = np.where(without, table.zero_key, keys)
+    invalid = 0 if zero_features else int(np.isin(video_ids[without], table.invalid_ids).sum())
     return QuestionSplit(
         name=name, path=path, questions=questions[keep], lengths=lengths[keep], answers=answers[keep],
         video_ids=video_ids[keep], question_ids=question_ids[keep], video_key=keys[keep],
         types=question_types(questions[keep], vocab["question_token_to_idx"]), glove=data["glove"],
-        skipped_missing=int((~keep).sum()) - invalid, skipped_invalid=invalid)
+        skipped_missing=0 if zero_features else int(without.sum()) - invalid, skipped_invalid=invalid,
+        zero_feature_questions=int(without.sum()) if zero_features else 0, missing_features=missing_features)
 
 
 # ---------------------------------------------------------------------------------------------- batches
@@ -411,10 +470,31 @@ def _feature_placement(cfg, table: VideoTable, device: torch.device) -> tuple[to
     return dtype, torch.device("cpu")
 
 
+def missing_feature_policy(cfg) -> str:
+    """``eval.missing_features`` (zeros when the config predates the key)."""
+    policy = cfg.get("eval", {}).get("missing_features", "zeros")
+    if policy not in MISSING_FEATURE_POLICIES:
+        raise ConfigError(f"config key 'eval.missing_features' must be one of {', '.join(MISSING_FEATURE_POLICIES)}, "
+                          f"got '{policy}'")
+    return policy
+
+
+def _log_split_coverage(part: QuestionSplit) -> None:
+    """Warn about the questions of a split whose video has no usable features, and say what was done."""
+    log = get_logger()
+    if part.missing_features == "skip" and part.excluded:
+        log.warning(f"{part.name}: skipped {part.excluded} of {len(part) + part.excluded} questions whose video "
+                    f"has no features ({part.skipped_invalid} invalid (valid=0), {part.skipped_missing} missing "
+                    "from the HDF5 files)")
+    elif part.excluded or part.zero_feature_questions:
+        log.warning(f"{part.name}: {part.scoring_note()}")
+
+
 def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
               show_progress: bool = True) -> DataBundle:
     """Read the vocabulary, the question files of ``splits`` and the feature index (features: lazily or in RAM)."""
     log = get_logger()
+    eval_policy = missing_feature_policy(cfg)
     vocab = load_vocab(dataset_path(cfg, "vocab_json"))
     appearance_path = dataset_path(cfg, "appearance_feat")
     motion_path = dataset_path(cfg, "motion_feat")
@@ -422,13 +502,10 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
     loaded = {}
     for split in splits:
         key = SPLIT_KEYS[split]
-        loaded[split] = load_split(split, dataset_path(cfg, key), f"dataset.{key}", vocab, table)
+        policy = "skip" if split == "train" else eval_policy
+        loaded[split] = load_split(split, dataset_path(cfg, key), f"dataset.{key}", vocab, table, policy)
         part = loaded[split]
-        if part.skipped_missing or part.skipped_invalid:
-            log.warning(f"{split}: skipped {part.skipped_missing + part.skipped_invalid} of "
-                        f"{len(part) + part.skipped_missing + part.skipped_invalid} questions whose video has no "
-                        f"features ({part.skipped_invalid} invalid (valid=0), {part.skipped_missing} missing from "
-                        f"the HDF5 files)")
+        _log_split_coverage(part)
         if len(part) == 0:
             raise DataError(f"{part.path} (config key 'dataset.{key}'): no question has usable video features")
     if cfg.dataset.features_in_memory:

@@ -23,6 +23,7 @@ from training.data import build_loader, inverse_vocab, load_data
 from training.distributed import DistContext
 from training.engine import evaluate
 from training.metrics import TYPE_NAMES, UNANSWERABLE, SplitAccuracy, accuracy_table, comparison_table
+from training.reporting import TEST_SELECTED_LABEL, accuracy_title, best_test_epoch
 from training.samplers import VideoGroupedBatchSampler
 from utils.config import apply_overrides, load_config, to_dict
 from utils.device import resolve_device
@@ -30,7 +31,8 @@ from utils.device import resolve_device
 
 @dataclass
 class CheckpointResult:
-    """One checkpoint evaluated on one split. ``predictions`` (N,) answer ids in the split's question order."""
+    """One checkpoint evaluated on one split. ``predictions`` (N,) answer ids in the split's question order;
+    ``scoring``: how the split's questions were scored (QuestionSplit.scoring())."""
     name: str
     path: Path
     split: str
@@ -39,21 +41,36 @@ class CheckpointResult:
     predictions: np.ndarray
     parameters: int
     checkpoint: dict
+    scoring: dict
 
     def summary(self) -> dict:
         ckpt = self.checkpoint
         return {"name": self.name, "checkpoint": str(self.path), "split": self.split, "parameters": self.parameters,
                 "mode": ckpt.get("mode"), "graph_layers": ckpt["model_config"].get("graph_layers"),
-                "epoch": ckpt.get("epoch"), "accuracy": self.accuracy.to_dict(), "losses": self.losses}
+                "epoch": ckpt.get("epoch"), "accuracy": self.accuracy.to_dict(), "losses": self.losses,
+                "scoring": self.scoring}
+
+
+def with_missing_defaults(cfg: dict, defaults: dict) -> dict:
+    """``cfg`` plus every key of ``defaults`` it lacks (recursively); its own keys and values are kept."""
+    merged = dict(cfg)
+    for key, value in defaults.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged[key], dict):
+            merged[key] = with_missing_defaults(merged[key], value)
+    return merged
 
 
 def resolve_config(cfg_path: str | Path | None, overrides: list[str], ckpt: dict):
-    """The config to read data with: ``cfg_path`` (+ overrides), or else the checkpoint's own config."""
+    """The config to read data with: ``cfg_path`` (+ overrides), or else the checkpoint's own config (keys added
+    to configs/base.yml since it was saved take their defaults)."""
     if cfg_path is not None:
         return load_config(cfg_path, overrides)
     if "config" not in ckpt:
         raise CheckpointError("the checkpoint holds no config: pass --cfg FILE")
-    return EasyDict(apply_overrides(to_dict(ckpt["config"]), overrides))
+    own = with_missing_defaults(to_dict(ckpt["config"]), to_dict(load_config()))
+    return EasyDict(apply_overrides(own, overrides))
 
 
 def run_history(path: Path, ckpt: dict) -> list[dict]:
@@ -100,7 +117,7 @@ class SplitEvaluator:
         parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return CheckpointResult(name=name or path.parent.name, path=path, split=self.split, accuracy=result.accuracy,
                                 losses=result.losses, predictions=result.predictions, parameters=parameters,
-                                checkpoint=ckpt)
+                                checkpoint=ckpt, scoring=self.questions.scoring())
 
     def question_texts(self) -> list[str]:
         tokens = inverse_vocab(self.bundle.vocab["question_token_to_idx"])
@@ -136,7 +153,7 @@ def evaluate_checkpoint(ckpt_path: str | Path, cfg_path: str | Path | None = Non
     try:
         result = evaluator.evaluate(ckpt_path)
         out = result.summary()
-        out["table"] = accuracy_table(result.accuracy, title=f"{split} accuracy (%)")
+        out["table"] = accuracy_table(result.accuracy, title=accuracy_title(split, result.scoring))
         if with_predictions:
             out["predictions"] = prediction_records(evaluator, result)
         return out
@@ -171,12 +188,34 @@ def disagreement_table(rows: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+TEST_SELECTED_COLUMN = "test-selected (optimistic)"
+
+
+def add_test_selected_column(table: str, selected: list[dict | None]) -> str:
+    """The comparison table with a last column holding each run's best per-epoch test accuracy (``selected``, one
+    best_test_epoch() per model row, None where its run has no per-epoch test accuracy)."""
+    values = ["-" if s is None else f"{100 * s['accuracy']:.2f} (epoch {s['epoch']})" for s in selected]
+    cells = [f" {TEST_SELECTED_COLUMN} |", "---|"] + [f" {value} |" for value in values]
+    return "\n".join(line + cell for line, cell in zip(table.split("\n"), cells))
+
+
+def comparison_notes(split: str, scoring: dict, with_test_selected: bool) -> str:
+    """The lines under the comparison table: how the split was scored, and what the two accuracy columns are."""
+    notes = [f"Scoring: {scoring['note']}."]
+    if with_test_selected:
+        notes.append(f"All: each checkpoint on the {split} split (best.pt: val-selected). {TEST_SELECTED_COLUMN}: "
+                     f"the best per-epoch test accuracy of its run, {TEST_SELECTED_LABEL}.")
+    return "\n".join(notes)
+
+
 def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None, cfg_path: str | Path | None = None,
                         overrides: list[str] = (), split: str = "test", max_examples: int = 20) -> dict:
     """Evaluate several checkpoints on one split of the same data and compare them.
 
     Returns {"split", "models": [summary per model], "num_questions", "num_disagreements", "disagreements":
-    [rows], "markdown": {"table", "disagreements"}}. ``table`` is the paper's Table 3/4 layout.
+    [rows], "scoring", "markdown": {"table", "notes", "disagreements"}}. ``table`` is the paper's Table 3/4
+    layout, with a "test-selected (optimistic)" column when split is test and the runs' metrics.json hold
+    per-epoch test accuracies (eval.test_every_epoch); each model's summary then has "test_selected".
     """
     names = list(names) if names else [Path(p).parent.name for p in paths]
     if len(names) != len(paths):
@@ -188,11 +227,18 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
         predictions = np.stack([r.predictions for r in results])
         rows = _disagreements(evaluator, results, max_examples)
         table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results])
-        return {"split": split, "models": [r.summary() for r in results],
-                "histories": {r.name: run_history(r.path, r.checkpoint) for r in results},
+        histories = {r.name: run_history(r.path, r.checkpoint) for r in results}
+        selected = [best_test_epoch(histories[r.name]) if split == "test" else None for r in results]
+        models = [dict(r.summary(), test_selected=s) for r, s in zip(results, selected)]
+        with_test_selected = any(s is not None for s in selected)
+        if with_test_selected:
+            table = add_test_selected_column(table, selected)
+        scoring = evaluator.questions.scoring()
+        return {"split": split, "models": models, "histories": histories,
                 "num_questions": len(evaluator.questions),
                 "num_disagreements": int((predictions != predictions[:1]).any(axis=0).sum()),
-                "disagreements": rows,
-                "markdown": {"table": table, "disagreements": disagreement_table(rows, names)}}
+                "disagreements": rows, "scoring": scoring,
+                "markdown": {"table": table, "notes": comparison_notes(split, scoring, with_test_selected),
+                             "disagreements": disagreement_table(rows, names)}}
     finally:
         evaluator.close()

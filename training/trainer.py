@@ -25,7 +25,8 @@ from training.engine import CompiledWithFallback, EpochTotals, StepContext, eval
 from training.log import get_logger, paint, setup_logging
 from training.metrics import accuracy_by_type
 from training.plots import plot_run
-from training.reporting import epoch_record, summary_line, write_history, write_test_results
+from training.reporting import (best_test_epoch, epoch_record, summary_line, write_history,
+                                write_test_results)
 from training.samplers import VideoGroupedBatchSampler
 from utils.config import ConfigError, REPO_ROOT, save_config, to_dict
 
@@ -303,6 +304,14 @@ class _Run:
                             f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test "
                             f"questions | {self.dist.world_size} process(es) on {self.device} | results in "
                             f"{self.run_dir}", "cyan", bold=True))
+        for split in ("val", "test"):
+            self.log.info(f"{split} scoring: {splits[split].scoring_note()}")
+
+    def _epoch_test_accuracy(self) -> float | None:
+        """``eval.test_every_epoch``: the current model's test accuracy (for the test-selected figure), else None."""
+        if not self.cfg.eval.test_every_epoch:
+            return None
+        return self._evaluate("test").accuracy.overall
 
     def train(self, writer) -> None:
         cfg = self.cfg
@@ -336,6 +345,7 @@ class _Run:
                     self.best_metric, self.best_epoch = val.accuracy.overall, epoch
                 row = epoch_record(epoch, lr, time.time() - started, train_losses, train_acc, val.losses,
                                    val.accuracy, is_best)
+                row["test_acc"] = self._epoch_test_accuracy()
                 self.history.append(row)
                 self.completed_epochs = epoch
                 if self.dist.is_main:
@@ -365,18 +375,23 @@ class _Run:
         best = load_checkpoint(self.best_path, "the run's best.pt")
         self.model.load_state_dict(best["model"])
         result = self._evaluate("test")
+        test_selected = best_test_epoch(self.history)
         if self.dist.is_main:
             table = write_test_results(self.run_dir, result.accuracy, best["best_epoch"], best["best_metric"],
-                                       self.best_path)
+                                       self.best_path, self.bundle.splits["test"].scoring(), test_selected)
             for name, value in result.accuracy.by_type().items():
                 if value is not None:
                     writer.add_scalar(f"test/acc_{name}", value, best["best_epoch"])
             writer.add_scalar("test/acc", result.accuracy.overall, best["best_epoch"])
             self.log.info(paint(f"test accuracy of the best checkpoint (epoch {best['best_epoch']}, val "
                                 f"{100 * best['best_metric']:.2f}%):", "green", bold=True) + "\n" + table)
+            if test_selected:
+                self.log.info(f"{test_selected['label']}: {100 * test_selected['accuracy']:.2f}% at epoch "
+                              f"{test_selected['epoch']}")
             self.log.info(f"results: {self.run_dir}")
         return {"run_dir": str(self.run_dir), "mode": self.mode, "best_epoch": best["best_epoch"],
-                "best_val_acc": best["best_metric"], "test": result.accuracy.to_dict(), "history": self.history}
+                "best_val_acc": best["best_metric"], "test": result.accuracy.to_dict(),
+                "test_selected": test_selected, "history": self.history}
 
 
 def run_training(cfg, resume: bool = False) -> dict:
