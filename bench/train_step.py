@@ -9,7 +9,9 @@ One step is what ``train.py`` runs per batch (``training.engine.train_step``): f
 (CE + alpha * similarity + beta * HSIC, plus the distillation terms from a frozen teacher in kd mode), backward,
 gradient clipping at ``train.grad_clip`` and an Adam step (on CUDA with TF32 matmuls, as the trainer sets them).
 A batch holds B questions about B/K videos (K = --questions_per_video): the video encoders run once per video, as
-with the training loader's grouped batches. The batch is already on the device (the loader's speed is
+with the training loader's grouped batches (dataset.questions_per_video = K), so questions on one video share the
+encoders' dropout masks; --per_question_dropout gives each question its own copy of its video and its own masks,
+as training does by default (dataset.questions_per_video = 0). The batch is already on the device (the loader's speed is
 bench/data_loading.py's job).
 
 Prints the median ms/step over --steps timed steps (after --warmup untimed ones), questions/s, peak memory, the
@@ -54,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--questions_per_video", type=int, default=1,
                         help="K: the batch holds B/K videos with K questions each; 1: every question its own video "
                              "(default: %(default)s)")
+    parser.add_argument("--per_question_dropout", action="store_true",
+                        help="expand the batch to one video row per question before the encoders (own dropout "
+                             "masks per question, as training with dataset.questions_per_video=0); default: encode "
+                             "each of the B/K videos once, sharing masks (dataset.questions_per_video=K)")
     parser.add_argument("--num_clips", type=int,
                         help="clips per video C (default: 16 for dataset.name msrvtt-qa, else 8)")
     parser.add_argument("--num_frames", type=int, default=16, help="frames per clip F (default: %(default)s)")
@@ -148,7 +154,8 @@ def run(argv=None) -> float:
                       optimizer=optimizer,
                       scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
                       train_cfg=cfg.train, distill_cfg=cfg.distill if mode == "kd" else None, device=device,
-                      amp_dtype=amp_dtype, grad_clip=cfg.train.grad_clip)
+                      amp_dtype=amp_dtype, grad_clip=cfg.train.grad_clip,
+                      share_video_dropout=not args.per_question_dropout)
     batch = random_batch(shape, device, seed=args.seed)
 
     print(colored(f"train step | {describe_step(cfg, mode, teacher, args.adam)} | {args.cfg}", "cyan"))
@@ -156,7 +163,9 @@ def run(argv=None) -> float:
     teacher_note = f" (+ frozen teacher g={args.teacher_graph_layers})" if teacher is not None else ""
     print(f"batch      | B={shape.batch_size} questions = {shape.num_videos} videos x K={shape.questions_per_video} "
           f"| C={shape.num_clips} F={shape.num_frames} D={shape.vision_dim} L={shape.question_len} "
-          f"V={shape.vocab_size} A={shape.num_answers} | amp {amp}{' | compiled' if args.compile else ''} | "
+          f"V={shape.vocab_size} A={shape.num_answers} | "
+          f"{'dropout masks per question' if args.per_question_dropout else 'videos encoded once (shared masks)'} | "
+          f"amp {amp}{' | compiled' if args.compile else ''} | "
           f"{sum(p.numel() for p in params):,} trainable parameters{teacher_note}")
     load_before = load_average()
     note = busy_machine_note(device)

@@ -1,16 +1,20 @@
-"""The evaluation protocol: every val/test question is scored (all-zero features for videos without features,
-exclusion only on request and labelled), and the optional per-epoch test evaluation with its test-selected figure
-reported beside the val-selected one."""
+"""The paper's protocol: every val/test question is scored (all-zero features for videos without features,
+exclusion only on request and labelled); the optional per-epoch test evaluation with its test-selected figure
+reported beside the val-selected one; dropout masks drawn per question in training unless videos are grouped."""
 import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from easydict import EasyDict
 
 import validate
-from train_fixtures import ANSWERS, CLIPS, FRAMES, VISION_DIM, write_config, write_tiny_dataset
+from model import build_model
+from train_fixtures import ANSWERS, CLIPS, FRAMES, TINY_MODEL, VISION_DIM, write_config, write_tiny_dataset
+from training import trainer
 from training.data import load_data
+from training.engine import StepContext, model_inputs, train_step
 from training.evaluation import TEST_SELECTED_COLUMN, model_from_checkpoint
 from training.reporting import TEST_SELECTED_LABEL
 from training.trainer import run_training
@@ -148,3 +152,53 @@ def test_compare_shows_the_test_selected_column_when_the_runs_have_it(runs, tmp_
     assert row_b.endswith("| - |") and out["models"][1]["test_selected"] is None
     text = (tmp_path / "cmp.md").read_text()
     assert TEST_SELECTED_LABEL in text and "answered from all-zero features" in text
+
+
+# ---------------------------------------------------------------------------------------------- dropout per question
+def _appearance_encoder_outputs(model, batch, share_video_dropout: bool, train_cfg) -> torch.Tensor:
+    """The appearance encoder's output (rows, C, d) in one training step on ``batch``."""
+    captured = []
+    hook = model.appearance_encoder.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
+    ctx = StepContext(model=model, teacher=None, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+                      scaler=torch.amp.GradScaler("cuda", enabled=False), train_cfg=train_cfg, distill_cfg=None,
+                      device=torch.device("cpu"), amp_dtype=None, grad_clip=0.0,
+                      share_video_dropout=share_video_dropout)
+    model.train()
+    train_step(ctx, batch)
+    hook.remove()
+    return captured[0]
+
+
+def test_questions_on_one_video_get_their_own_dropout_masks_unless_shared():
+    cfg = load_config(None)
+    torch.manual_seed(0)
+    model = build_model(EasyDict(TINY_MODEL, dropout=cfg.model.dropout), 16, 8)
+    video = torch.randn(1, CLIPS, FRAMES, VISION_DIM)
+    batch = {"appearance": video, "motion": torch.randn(1, CLIPS, VISION_DIM),
+             "question": torch.tensor([[2, 7, 8, 9], [3, 8, 15, 0]]), "question_len": torch.tensor([4, 3]),
+             "answer": torch.tensor([2, 3]), "video_index": torch.tensor([0, 0]), "question_index": torch.arange(2)}
+    per_question = _appearance_encoder_outputs(model, batch, False, cfg.train)
+    assert per_question.shape[0] == 2 and not torch.allclose(per_question[0], per_question[1])
+    shared = _appearance_encoder_outputs(model, batch, True, cfg.train)
+    assert shared.shape[0] == 1  # one encoding (one set of masks) for both questions
+    # evaluation (no dropout): encoding the video once or per question gives the same outputs
+    model.eval()
+    with torch.no_grad():
+        once = model(*model_inputs(batch)).logits
+        each = model(*model_inputs(batch, per_question_videos=True)).logits
+    torch.testing.assert_close(once, each, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("questions_per_video, shared", [(0, False), (2, True)])
+def test_training_shares_masks_only_with_questions_per_video(runs, monkeypatch, questions_per_video, shared):
+    root, _, cfg, _ = runs
+    contexts = []
+    real = trainer.StepContext
+
+    def recording(**kwargs):
+        contexts.append(real(**kwargs))
+        return contexts[-1]
+    monkeypatch.setattr(trainer, "StepContext", recording)
+    run_training(load_config(cfg, [f"exp_name=qpv{questions_per_video}", "train.max_epochs=1",
+                                   f"dataset.questions_per_video={questions_per_video}"]))
+    assert [c.share_video_dropout for c in contexts] == [shared]

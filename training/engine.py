@@ -57,7 +57,12 @@ class CompiledWithFallback(torch.nn.Module):
 
 @dataclass
 class StepContext:
-    """What a training step needs. ``model`` may be compiled / DDP-wrapped; ``teacher`` is frozen or None."""
+    """What a training step needs. ``model`` may be compiled / DDP-wrapped; ``teacher`` is frozen or None.
+
+    ``share_video_dropout``: the model's video encoders run once per distinct video of the batch, so questions on
+    the same video share the encoders' dropout masks (faster; ``dataset.questions_per_video > 0``). False: each
+    question gets its own copy of its video's features and its own masks, as DualVGR trains.
+    """
     model: torch.nn.Module
     teacher: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
@@ -67,6 +72,7 @@ class StepContext:
     device: torch.device
     amp_dtype: torch.dtype | None
     grad_clip: float
+    share_video_dropout: bool = False
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None):
@@ -76,11 +82,29 @@ def autocast(device: torch.device, amp_dtype: torch.dtype | None):
     return torch.autocast(device_type="cuda", dtype=amp_dtype)
 
 
-def forward(model, teacher, batch: dict, train_cfg, distill_cfg, device, amp_dtype):
-    """Model (and frozen teacher) on one batch -> (ModelOutput, dict of scalar loss tensors)."""
-    inputs = (batch["appearance"], batch["motion"], batch["question"], batch["question_len"], batch["video_index"])
+def model_inputs(batch: dict, per_question_videos: bool = False) -> tuple:
+    """The model's arguments (appearance, motion, question, question_len, video_index) from a batch.
+
+    ``per_question_videos``: gather each question's video rows first (appearance (B, C, F, D), motion (B, C, D),
+    video_index None), so that the video encoders draw their dropout masks per question in training mode.
+    Otherwise the batch's distinct videos (N rows) and ``video_index`` (B,) are passed as they are.
+    """
+    appearance, motion, video_index = batch["appearance"], batch["motion"], batch["video_index"]
+    if per_question_videos:
+        appearance, motion, video_index = appearance[video_index], motion[video_index], None
+    return appearance, motion, batch["question"], batch["question_len"], video_index
+
+
+def forward(model, teacher, batch: dict, train_cfg, distill_cfg, device, amp_dtype,
+            per_question_videos: bool = False):
+    """Model (and frozen teacher) on one batch -> (ModelOutput, dict of scalar loss tensors).
+
+    ``per_question_videos`` applies to the model (see :func:`model_inputs`); the teacher, in eval mode and
+    without dropout, always encodes each distinct video once.
+    """
+    inputs = model_inputs(batch)
     with autocast(device, amp_dtype):
-        out = model(*inputs)
+        out = model(*model_inputs(batch, per_question_videos))
         teacher_out = None
         if teacher is not None:
             with torch.no_grad():
@@ -92,7 +116,8 @@ def forward(model, teacher, batch: dict, train_cfg, distill_cfg, device, amp_dty
 
 def train_step(ctx: StepContext, batch: dict):
     """One optimisation step on a device batch -> (losses dict, logits (B, A)). No host sync."""
-    out, losses = forward(ctx.model, ctx.teacher, batch, ctx.train_cfg, ctx.distill_cfg, ctx.device, ctx.amp_dtype)
+    out, losses = forward(ctx.model, ctx.teacher, batch, ctx.train_cfg, ctx.distill_cfg, ctx.device, ctx.amp_dtype,
+                          per_question_videos=not ctx.share_video_dropout)
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(losses["total"]).backward()
     if ctx.grad_clip > 0:

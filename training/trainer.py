@@ -242,7 +242,8 @@ class _Run:
         self.step_ctx = StepContext(model=forward_model, teacher=self.teacher, optimizer=self.optimizer,
                                     scaler=self.scaler, train_cfg=cfg.train,
                                     distill_cfg=cfg.distill if self.mode == "kd" else None, device=self.device,
-                                    amp_dtype=self.amp_dtype, grad_clip=cfg.train.grad_clip)
+                                    amp_dtype=self.amp_dtype, grad_clip=cfg.train.grad_clip,
+                                    share_video_dropout=cfg.dataset.questions_per_video > 0)
         self._build_loaders()
 
     def _restore(self, ckpt: dict) -> None:
