@@ -88,8 +88,10 @@ def split_line(line: str, dim: int) -> tuple[str, list[str]]:
         raise MalformedLine(f"expected a token and {dim} numbers, found {len(fields)} space-separated fields"
                             + _TAB_ADVICE * ("\t" in line))
     token = " ".join(fields[:-dim])
-    if not token:
+    if not token.strip(" "):
         raise MalformedLine("empty token")
+    if token.endswith(" "):
+        raise MalformedLine(f"two spaces before the numbers (the token would be {token!r})")
     if len(fields) > dim + 1 and _is_numeral(fields[-dim - 1]):
         raise MalformedLine(f"{len(fields) - 1} numbers after the token {fields[0]!r}, expected {dim} (a token "
                             f"cannot end in a number: {token!r})")

@@ -50,7 +50,8 @@ class QAEntry:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A JSON integer that fits the question files' int64 columns and is not negative (booleans are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _entry_problem(entry, tokens) -> str | None:
@@ -61,9 +62,9 @@ def _entry_problem(entry, tokens) -> str | None:
     if missing:
         return "missing key " + ", ".join(f"'{key}'" for key in missing)
     if not _is_int(entry["id"]):
-        return f"'id' is not an integer: {entry['id']!r}"
+        return f"'id' is not an integer in [0, 2**63): {entry['id']!r}"
     if not _is_int(entry["video_id"]):
-        return f"'video_id' is not an integer: {entry['video_id']!r}"
+        return f"'video_id' is not an integer in [0, 2**63): {entry['video_id']!r}"
     if not isinstance(entry["answer"], str) or not entry["answer"]:
         return f"'answer' is not a non-empty string: {entry['answer']!r}"
     if not isinstance(entry["question"], str):

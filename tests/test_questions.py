@@ -245,8 +245,17 @@ def test_long_questions_are_truncated_and_counted(tmp_path, glove_path, capsys):
     assert default["truncated"] == 1 and default["max_len"] == 64
 
 
-def test_max_question_length_flag_is_checked():
+def test_max_question_length_flag_is_checked(capsys):
     from preprocess.preprocess_questions import main
     with pytest.raises(SystemExit) as err:
         main(["--dataset", "msvd", "--dataset_dir", ".", "--max_question_length", "0"])
-    assert err.value.code == 2
+    assert err.value.code == 2 and "--max_question_length must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field,value", [("id", 2**70), ("id", -1), ("video_id", 2**63), ("video_id", -5)])
+def test_ids_outside_int64_or_negative_are_skipped_not_a_crash(tmp_path, glove_path, capsys, field, value):
+    data_dir = _write_dataset(tmp_path / "raw", with_category=False)
+    (data_dir / "train_qa.json").write_text(json.dumps(TRAIN[:4] + [dict(TRAIN[9], **{field: value})]))
+    summary = preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path)
+    assert summary["questions"] == 4 and summary["skipped"] == 1
+    assert f"'{field}' is not an integer in [0, 2**63): {value}" in capsys.readouterr().out

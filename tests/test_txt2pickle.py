@@ -131,6 +131,13 @@ def test_a_line_with_one_field_too_many_is_malformed_not_a_token_with_a_space(tm
     assert stats.spaced_examples == [(3, "new york")]
 
 
+def test_two_spaces_before_the_numbers_are_malformed_not_a_token_ending_in_a_space(tmp_path):
+    src = _write(tmp_path / "glove.txt", "the 0.1 0.2 0.3\nof  1 2 3\n")
+    stats = convert(src, tmp_path / "glove.pkl", dim=3)
+    assert load_glove(tmp_path / "glove.pkl").words == ["the"]
+    assert stats.malformed_examples == [(2, "two spaces before the numbers (the token would be 'of ')")]
+
+
 def test_tokens_with_spaces_are_listed_in_the_report(tmp_path):
     src = _write(tmp_path / "glove.txt", "the 0.1 0.2 0.3\n. . . 1 2 3\n")
     result = subprocess.run([sys.executable, str(REPO_ROOT / "txt2pickle.py"), "--input", str(src), "--dim", "3",

@@ -437,7 +437,8 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
               show_progress: bool = True) -> DataBundle:
     """Read the vocabulary, the question files of ``splits`` and the feature index (features: lazily or in RAM)."""
     log = get_logger()
-    if not isinstance(cfg.dataset.max_question_length, int) or cfg.dataset.max_question_length < 1:
+    cap = cfg.dataset.max_question_length
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise DataError(f"config key 'dataset.max_question_length' must be a positive integer, got "
                         f"{cfg.dataset.max_question_length!r}")
     vocab = load_vocab(dataset_path(cfg, "vocab_json"))
