@@ -102,8 +102,7 @@ def store_vector(row: np.ndarray, numbers: list[str], token: str) -> None:
     """Parse ``numbers`` into ``row`` (dim,) float32; raises MalformedLine naming the token and the field that is
     not a number, or not a finite float32 (nan, inf, beyond float32's range)."""
     try:
-        with np.errstate(over="ignore"):  # an overflow gives inf, refused below
-            row[:] = numbers
+        row[:] = numbers  # a value beyond float32's range becomes inf, refused below
     except ValueError:
         bad = next(text for text in numbers if not _is_float(text))
         raise MalformedLine(f"{token!r}: not a number: {bad!r}") from None
@@ -157,8 +156,9 @@ def convert(input_path: Path, output_path: Path, dim: int, strict: bool = False)
     row_of: dict[str, int] = {}  # token -> row, in file order
     stats = ConversionStats(dim=dim)
     first_line, pending_bytes = True, 0
-    with open(input_path, "rb") as f, progress(total=input_path.stat().st_size, unit="B", unit_scale=True,
-                                           unit_divisor=1024, desc=f"converting {input_path.name}") as bar:
+    with open(input_path, "rb") as f, np.errstate(over="ignore"), progress(  # overflow: reported per line instead
+            total=input_path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=f"converting {input_path.name}") as bar:
         for line_number, raw in enumerate(f, start=1):
             pending_bytes += len(raw)
             if line_number % _PROGRESS_EVERY == 0:
