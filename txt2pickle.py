@@ -3,7 +3,11 @@
     python txt2pickle.py --input data/glove/glove.840B.300d.txt --output data/glove/glove.840.300d.pkl
 
 Each line is a token and ``--dim`` numbers separated by single spaces; tokens may contain spaces themselves (the
-840B file has some), so the vector is the last ``--dim`` fields and the token everything before them. A first pass
+840B file has some), so the vector is the last ``--dim`` fields and the token everything before them. A would-be
+token whose last word is a number means the line has a field too many: that line is malformed, not a token with a
+space. Numbers must be finite float32 values (no nan, inf, or values beyond float32's range). A UTF-8 byte-order
+mark and trailing spaces are ignored; tab separators and CR-only (old Mac) line endings are reported with the
+command that converts them. A first pass
 counts the lines, the vectors go straight into one preallocated float32 (N, dim) array, and the output is
 ``preprocess.glove``'s format (one string of tokens + that array), so peak memory is about the vectors' size plus
 the tokens: the 840B file (2.2 M x 300, 2.6 GB of vectors) fits a 24 GiB machine with room to spare.
@@ -49,6 +53,7 @@ class ConversionStats:
     tokens_with_spaces: int = 0
     malformed_examples: list = field(default_factory=list)
     duplicate_examples: list = field(default_factory=list)
+    spaced_examples: list = field(default_factory=list)
 
 
 def count_lines(path: Path) -> int:
@@ -63,32 +68,63 @@ def count_lines(path: Path) -> int:
     return lines + (last != b"\n")
 
 
-def decode_line(raw: bytes) -> str:
-    """A raw line as text without its line ending; raises MalformedLine if it is not UTF-8."""
+def decode_line(raw: bytes, first: bool = False) -> str:
+    """A raw line as text without its line ending and trailing spaces (and, on the ``first`` line, without a UTF-8
+    byte-order mark); raises MalformedLine if it is not UTF-8 or holds a carriage return inside it."""
     try:
-        return raw.decode("utf-8").rstrip("\r\n")
+        line = raw.decode("utf-8").rstrip("\r\n").rstrip(" ")
     except UnicodeDecodeError as e:
         raise MalformedLine(f"not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    if "\r" in line:
+        raise MalformedLine("a carriage return inside the line: the file has CR-only (old Mac) line endings; "
+                            "convert them with `tr '\\r' '\\n' < in.txt > out.txt`")
+    return line.removeprefix("\ufeff") if first else line
 
 
 def split_line(line: str, dim: int) -> tuple[str, list[str]]:
     """(token, the ``dim`` number fields) of one GloVe line; raises MalformedLine."""
     fields = line.split(" ")
     if len(fields) < dim + 1:
-        raise MalformedLine(f"expected a token and {dim} numbers, found {len(fields)} space-separated fields")
+        raise MalformedLine(f"expected a token and {dim} numbers, found {len(fields)} space-separated fields"
+                            + _TAB_ADVICE * ("\t" in line))
     token = " ".join(fields[:-dim])
-    if not token:
+    if not token.strip(" "):
         raise MalformedLine("empty token")
+    if token.endswith(" "):
+        raise MalformedLine(f"two spaces before the numbers (the token would be {token!r})")
+    if len(fields) > dim + 1 and _is_numeral(fields[-dim - 1]):
+        raise MalformedLine(f"{len(fields) - 1} numbers after the token {fields[0]!r}, expected {dim} (a token "
+                            f"cannot end in a number: {token!r})")
     return token, fields[-dim:]
 
 
-def store_vector(row: np.ndarray, numbers: list[str]) -> None:
-    """Parse ``numbers`` into ``row`` (dim,) float32; raises MalformedLine naming the field that is not a number."""
+def store_vector(row: np.ndarray, numbers: list[str], token: str) -> None:
+    """Parse ``numbers`` into ``row`` (dim,) float32; raises MalformedLine naming the token and the field that is
+    not a number, or not a finite float32 (nan, inf, beyond float32's range)."""
     try:
-        row[:] = numbers
+        row[:] = numbers  # a value beyond float32's range becomes inf, refused below
     except ValueError:
         bad = next(text for text in numbers if not _is_float(text))
-        raise MalformedLine(f"not a number: {bad!r}") from None
+        raise MalformedLine(f"{token!r}: not a number: {bad!r}") from None
+    if not np.isfinite(row).all():
+        bad = numbers[int(np.flatnonzero(~np.isfinite(row))[0])]
+        raise MalformedLine(f"{token!r}: {bad!r} is not a finite float32 number")
+
+
+_TAB_ADVICE = " (tabs are not separators: convert them with `tr '\\t' ' ' < in.txt > out.txt`)"
+
+
+def numeric_tail(fields: list[str]) -> int:
+    """How many of the last fields parse as numbers, leaving at least one field for the token."""
+    count = 0
+    while count < len(fields) - 1 and _is_float(fields[-1 - count]):
+        count += 1
+    return count
+
+
+def _is_numeral(text: str) -> bool:
+    """A number written with digits ('0.1', '-3e-1'; not the words 'nan' or 'inf', which are also tokens)."""
+    return any(c.isdigit() for c in text) and _is_float(text)
 
 
 def _is_float(text: str) -> bool:
@@ -97,6 +133,16 @@ def _is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_dimension(line: str, dim: int, where: str) -> None:
+    """Raise DimensionMismatch (with the right advice) unless ``line`` ends in exactly ``dim`` numbers."""
+    if "\t" in line and " " not in line:
+        raise DimensionMismatch(f"{where}: fields are separated by tabs, GloVe text by single spaces: convert them "
+                                "with `tr '\\t' ' ' < in.txt > out.txt`")
+    found = numeric_tail(line.split(" "))
+    if found != dim:
+        raise DimensionMismatch(f"{where} ends in {found} numbers, not {dim}: is --dim right (--dim {found})?")
 
 
 def convert(input_path: Path, output_path: Path, dim: int, strict: bool = False) -> ConversionStats:
@@ -110,25 +156,24 @@ def convert(input_path: Path, output_path: Path, dim: int, strict: bool = False)
     row_of: dict[str, int] = {}  # token -> row, in file order
     stats = ConversionStats(dim=dim)
     first_line, pending_bytes = True, 0
-    with open(input_path, "rb") as f, progress(total=input_path.stat().st_size, unit="B", unit_scale=True,
-                                           unit_divisor=1024, desc=f"converting {input_path.name}") as bar:
+    with open(input_path, "rb") as f, np.errstate(over="ignore"), progress(  # overflow: reported per line instead
+            total=input_path.stat().st_size, unit="B", unit_scale=True, unit_divisor=1024,
+            desc=f"converting {input_path.name}") as bar:
         for line_number, raw in enumerate(f, start=1):
             pending_bytes += len(raw)
             if line_number % _PROGRESS_EVERY == 0:
                 bar.update(pending_bytes)
                 pending_bytes = 0
             try:
-                line = decode_line(raw)
+                line = decode_line(raw, first=line_number == 1)
                 if not line.strip(" "):
                     stats.blank += 1
                     continue
-                if first_line and len(line.split(" ")) != dim + 1:
-                    fields = len(line.split(" "))
-                    raise DimensionMismatch(f"{input_path}: line {line_number} has {fields} fields, not a token and "
-                                            f"{dim} numbers: is --dim right (--dim {fields - 1})?")
+                if first_line:
+                    check_dimension(line, dim, f"{input_path}: line {line_number}")
                 first_line = False
                 token, numbers = split_line(line, dim)
-                store_vector(vectors[len(row_of)], numbers)
+                store_vector(vectors[len(row_of)], numbers, token)
             except MalformedLine as e:
                 if strict:
                     raise MalformedLine(f"{input_path}: line {line_number}: {e}") from None
@@ -142,11 +187,15 @@ def convert(input_path: Path, output_path: Path, dim: int, strict: bool = False)
                     stats.duplicate_examples.append((line_number, token))
                 continue
             row_of[token] = len(row_of)
-            stats.tokens_with_spaces += " " in token
+            if " " in token:
+                stats.tokens_with_spaces += 1
+                if len(stats.spaced_examples) < _SHOWN:
+                    stats.spaced_examples.append((line_number, token))
         bar.update(pending_bytes)
     stats.tokens = len(row_of)
     if not row_of:
-        raise MalformedLine(f"{input_path}: no valid lines")
+        first_problem = "".join(f" (line {n}: {why})" for n, why in stats.malformed_examples[:1])
+        raise MalformedLine(f"{input_path}: no valid lines{first_problem}")
     save_glove(list(row_of), vectors[: stats.tokens], output_path)
     return stats
 
@@ -155,7 +204,9 @@ def _report(stats: ConversionStats, input_path: Path, output_path: Path, seconds
     print(colored(f"wrote {output_path}: {stats.tokens:,} tokens x {stats.dim} dims, "
                   f"{output_path.stat().st_size / 2**20:,.1f} MiB, in {seconds:.1f} s", "green"))
     if stats.tokens_with_spaces:
-        print(f"{stats.tokens_with_spaces:,} tokens contain spaces (kept whole)")
+        shown = ", ".join(f"{token!r} (line {n})" for n, token in stats.spaced_examples)
+        print(f"{stats.tokens_with_spaces:,} tokens contain spaces (kept whole): {shown}"
+              + (" ..." if stats.tokens_with_spaces > len(stats.spaced_examples) else ""))
     if stats.malformed:
         shown = "; ".join(f"line {n}: {why}" for n, why in stats.malformed_examples)
         print(colored(f"{input_path}: skipped {stats.malformed:,} malformed lines: {shown}"
@@ -189,6 +240,10 @@ def main(argv=None) -> None:
         stats = convert(args.input, args.output, args.dim, args.strict)
     except (MalformedLine, DimensionMismatch) as e:
         raise SystemExit(colored(str(e), "red")) from None
+    except OSError as e:  # reading the input or writing the output (disk full, permissions, ...)
+        where = f" ({e.filename})" if e.filename else ""
+        raise SystemExit(colored(f"converting {args.input} to {args.output} failed: {e.strerror or e}{where}",
+                                 "red")) from None
     _report(stats, args.input, args.output, time.perf_counter() - start)
 
 

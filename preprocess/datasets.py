@@ -11,10 +11,11 @@ listed (with the path where it was expected), so extraction records it as failed
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from preprocess.question_file import read_json
 
 QA_SPLITS = ("train", "val", "test")
 DATASET_ALIASES = {"msvd-qa": "msvd-qa", "msvd": "msvd-qa", "msrvtt-qa": "msrvtt-qa", "msrvtt": "msrvtt-qa"}
@@ -55,11 +56,7 @@ def read_qa_video_ids(dataset_dir: Path) -> dict[str, set[int]]:
         path = _qa_file(dataset_dir, split)
         if path is None:
             continue
-        try:
-            with open(path) as f:
-                entries = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DatasetLayoutError(f"{path}: not valid JSON: {e}") from None
+        entries = read_json(path, DatasetLayoutError)
         if not isinstance(entries, list):
             raise DatasetLayoutError(f"{path}: expected a JSON list of questions, got {type(entries).__name__}")
         ids = set()
@@ -76,16 +73,18 @@ def read_qa_video_ids(dataset_dir: Path) -> dict[str, set[int]]:
 def read_msvd_mapping(path: Path) -> dict[int, str]:
     """``youtube_mapping.txt`` -> {video_id: youtube name}; each line ``<name> vid<N>``."""
     mapping = {}
-    with open(path) as f:
-        for line_number, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            match = re.fullmatch(r"vid(\d+)", fields[-1]) if len(fields) == 2 else None
-            if match is None:
-                raise DatasetLayoutError(
-                    f"{path}:{line_number}: expected '<youtube name> vid<N>', got {line.strip()!r}")
-            mapping[int(match.group(1))] = fields[0]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DatasetLayoutError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    for line_number, line in enumerate(text.split("\n"), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        match = re.fullmatch(r"vid(\d+)", fields[-1]) if len(fields) == 2 else None
+        if match is None:
+            raise DatasetLayoutError(f"{path}:{line_number}: expected '<youtube name> vid<N>', got {line.strip()!r}")
+        mapping[int(match.group(1))] = fields[0]
     return mapping
 
 

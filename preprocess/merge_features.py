@@ -65,7 +65,7 @@ def _read_shard(path: Path) -> dict:
 def _settings(attrs: dict) -> dict:
     """The attributes that describe the extraction (shard bookkeeping and completion state left out)."""
     return {key: value for key, value in attrs.items()
-            if key not in (*SHARD_ATTRS, "num_videos", "num_failed", "complete")}
+            if key not in (*SHARD_ATTRS, "num_videos", "num_failed", "num_partial", "complete")}
 
 
 def _default_out(path: Path) -> Path:

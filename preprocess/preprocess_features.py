@@ -8,7 +8,11 @@ Output (HCRN/DualVGR layout, DATA_FORMATS.md): appearance ``resnet_features`` fl
 (0: the video did not decode, its row is zeros), ``done`` uint8 (N,) (rows finished, for resuming),
 ``num_decoded_frames`` int32 (N,) (frames the video decoded to; clips were sampled over these),
 ``failure_reason`` (N,) bytes, and the extraction settings as attributes. Failed videos are also listed in
-``<out>.failed.tsv`` (video_id, path, reason).
+``<out>.failed.tsv`` (video_id, path, reason, status ``failed``), and so are *partial* ones (status ``partial``):
+videos that decode fewer frames than their container declares (a truncated or damaged file) keep ``valid = 1``,
+with clips sampled over the frames that did decode, and their ``failure_reason`` says how many decoded.
+BatchNorm recalibration (``--random_init``) uses only videos that decoded fully; their ids are recorded in the
+attributes ``bn_calibration_ids`` (comma-separated) and ``bn_calibration_num_videos``.
 
 Rerunning the same command resumes an interrupted run; other settings than the file's are refused (``--overwrite``).
 ``--shard I --num_shards N`` extracts every N-th video into ``<out stem>.shard<I>of<N>.h5``; join the shards with
@@ -114,24 +118,29 @@ def create_feature_file(path: Path, ids: np.ndarray, settings: dict) -> None:
 
 
 def finalize_feature_file(f: h5py.File, paths: list[str], out: Path) -> int:
-    """Mark a fully extracted file complete and write its failure report. Returns the number of failed videos.
+    """Mark a fully extracted file complete and write its report of failed and partial videos. Returns the number
+    of failed videos.
 
     paths: the video path of every row (for the report).
     """
-    valid = f["valid"][:]
-    failed = np.flatnonzero(valid == 0)
-    f.attrs["num_failed"] = len(failed)
+    valid, reasons = f["valid"][:], f["failure_reason"][:]
+    failed = valid == 0
+    partial = (valid == 1) & (reasons != b"")  # decoded, but fewer frames than declared
+    f.attrs["num_failed"] = int(failed.sum())
+    f.attrs["num_partial"] = int(partial.sum())
     f.attrs["complete"] = True
     report = failure_report_path(out)
-    if len(failed):
-        ids, reasons = f["ids"][:], f["failure_reason"][:]
+    listed = np.flatnonzero(failed | partial)
+    if len(listed):
+        ids = f["ids"][:]
         with open(report, "w") as tsv:
-            tsv.write("video_id\tpath\treason\n")
-            for row in failed:
-                tsv.write(f"{ids[row]}\t{paths[row]}\t{reasons[row].decode(errors='replace')}\n")
+            tsv.write("video_id\tpath\treason\tstatus\n")
+            for row in listed:
+                status = "failed" if failed[row] else "partial"
+                tsv.write(f"{ids[row]}\t{paths[row]}\t{reasons[row].decode(errors='replace')}\t{status}\n")
     elif report.exists():
         report.unlink()
-    return len(failed)
+    return int(failed.sum())
 
 
 def settings_mismatch(f: h5py.File, settings: dict, ids: np.ndarray) -> list[str]:
@@ -275,20 +284,23 @@ def _network_inputs(item: dict, kind: str, device: torch.device) -> torch.Tensor
 
 
 def calibrate(extractor: torch.nn.Module, entries: list[VideoEntry], args: argparse.Namespace, kind: str,
-              device: torch.device, autocast) -> int:
-    """Recalibrate BatchNorm on a seeded sample of the dataset's videos (the same sample in every shard and rerun)."""
+              device: torch.device, autocast) -> list[int]:
+    """Recalibrate BatchNorm on a seeded sample of the dataset's fully decoding videos (the same sample in every
+    shard and rerun; a failed or partial video is passed over: its repeated frames would skew every statistic).
+    Returns the sample's video ids."""
     order = list(range(len(entries)))
     random.Random(args.seed).shuffle(order)
-    inputs = []
+    inputs, video_ids = [], []
     loader = _loader([entries[position].path for position in order], args, device)
     for item in loader:
-        if not item["error"]:  # resized here so that videos of different resolutions share batches
+        if not item["error"] and not item["partial"]:  # resized here: videos of different sizes share batches
             inputs.append(resize_to_uint8(_network_inputs(item, kind, device), (args.image_height, args.image_width)))
+            video_ids.append(entries[order[item["position"]]].video_id)
         if len(inputs) == args.calibration_videos:
             break
     del loader
     if not inputs:
-        raise ExtractionError("no video decoded for BatchNorm recalibration: see the failure reasons of a run "
+        raise ExtractionError("no video decoded fully for BatchNorm recalibration: see the failure reasons of a run "
                               "with --no_bn_recalibration")
     samples = torch.cat(inputs)
     batches = list(samples.split(CALIBRATION_BATCH[args.model]))
@@ -299,8 +311,8 @@ def calibrate(extractor: torch.nn.Module, entries: list[VideoEntry], args: argpa
     with autocast:
         seen = recalibrate_batchnorm(extractor, batches)
     log(f"BatchNorm recalibrated on {seen} {'frames' if kind == 'appearance' else 'clips'} "
-        f"of {len(inputs)} videos", "cyan")
-    return seen
+        f"of {len(inputs)} fully decoded videos", "cyan")
+    return video_ids
 
 
 class _RowWriter:
@@ -313,10 +325,10 @@ class _RowWriter:
 
     def write(self, row: int, features: np.ndarray | None, num_decoded_frames: int, reason: str = "") -> None:
         self.f["num_decoded_frames"][row] = num_decoded_frames
+        self.f["failure_reason"][row] = reason.encode(errors="replace")[:FAILURE_REASON_BYTES]
         if features is None:
             self.features[row] = np.zeros(self.features.shape[1:], dtype=np.float32)
             self.f["valid"][row] = 0
-            self.f["failure_reason"][row] = reason.encode(errors="replace")[:FAILURE_REASON_BYTES]
         else:
             self.features[row] = features
             self.f["valid"][row] = 1
@@ -337,7 +349,9 @@ class _RowWriter:
 
 def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor: torch.nn.Module,
             args: argparse.Namespace, kind: str, device: torch.device, autocast) -> tuple[int, int]:
-    """Extract ``entries[rows[i]]`` into row ``rows[i]`` of ``f``. Returns (videos processed, of which failed)."""
+    """Extract ``entries[rows[i]]`` into row ``rows[i]`` of ``f``. Returns (videos processed, of which failed).
+
+    A partial video (fewer frames decoded than declared) is extracted and logged; its reason is kept in the row."""
     writer = _RowWriter(f, BACKBONES[args.model]["feature_key"])
     loader = _loader([entries[row].path for row in rows], args, device)
     failed = 0
@@ -357,6 +371,9 @@ def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor:
                     features, reason = None, "non-finite features (float16 overflow? try without --fp16)"
             if features is None:
                 failed += 1
+            else:
+                reason = item["partial"]
+            if reason:
                 log(f"video {entries[row].video_id} ({entries[row].path}): {reason}", "yellow")
             writer.write(row, features, item["n_frames"], reason)
             bar.update(1)
@@ -428,7 +445,9 @@ def run(args: argparse.Namespace) -> Path:
         extractor = build_extractor(args.model, weights, args.seed, size, args.motion_input, channels_last).to(device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if args.fp16 else nullcontext()
         if settings["bn_recalibrated"]:
-            calibrate(extractor, entries, args, kind, device, autocast)
+            calibration_ids = calibrate(extractor, entries, args, kind, device, autocast)
+            f.attrs["bn_calibration_ids"] = ",".join(map(str, calibration_ids))
+            f.attrs["bn_calibration_num_videos"] = len(calibration_ids)
 
         log(f"{args.model}: {len(todo)} videos -> {out} ({args.num_clips} clips x {args.num_frames} frames, "
             f"{args.image_height}x{args.image_width}, {device}, {settings['precision']})", "cyan")
@@ -442,8 +461,11 @@ def run(args: argparse.Namespace) -> Path:
                 "rerun the same command to continue", "yellow")
             return out
         total_failed = finalize_feature_file(f, [str(e.path) for e in shard_entries], out)
-    color = "yellow" if total_failed else "green"
-    report = f", {total_failed} failed (zero rows, valid=0; see {failure_report_path(out)})" if total_failed else ""
+        total_partial = int(f.attrs["num_partial"])
+    color = "yellow" if total_failed or total_partial else "green"
+    report = f", {total_failed} failed (zero rows, valid=0)" if total_failed else ""
+    report += f", {total_partial} partial (fewer frames decoded than declared; valid=1)" if total_partial else ""
+    report += f"; see {failure_report_path(out)}" if report else ""
     log(f"done: {len(ids)} videos in {out}{report}; {processed} extracted now in {elapsed:.0f} s "
         f"({rate:.2f} videos/s)", color)
     return out

@@ -22,8 +22,8 @@ from termcolor import colored
 if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_questions.py): repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from preprocess.glove import GloveTable, load_glove
-from preprocess.question_file import QuestionFileError, load_vocab
+from preprocess.glove import GloveFileError, GloveTable, load_glove
+from preprocess.question_file import QuestionFileError, first_nonfinite_row, load_vocab, read_json
 from preprocess.text import encode_tokens, tokenize_question
 from utils.atomic import atomic_write
 from utils.config import REPO_ROOT
@@ -32,6 +32,7 @@ from utils.safe_pickle import UnsafePickleError, dump_pickle
 
 DATASET_NAMES = {"msvd-qa": "msvd-qa", "msvd": "msvd-qa", "msrvtt-qa": "msrvtt-qa", "msrvtt": "msrvtt-qa"}
 DEFAULT_ANSWER_TOP = {"msvd-qa": 1000, "msrvtt-qa": 4000}
+DEFAULT_MAX_QUESTION_LENGTH = 64  # tokens; real MSVD-QA / MSRVTT-QA questions are far shorter
 DEFAULT_GLOVE = REPO_ROOT / "data" / "glove" / "glove.840.300d.pkl"
 MODES = ("train", "val", "test")
 _SHOWN_PROBLEMS = 10
@@ -49,7 +50,8 @@ class QAEntry:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """A JSON integer that fits the question files' int64 columns and is not negative (booleans are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _entry_problem(entry, tokens) -> str | None:
@@ -60,9 +62,9 @@ def _entry_problem(entry, tokens) -> str | None:
     if missing:
         return "missing key " + ", ".join(f"'{key}'" for key in missing)
     if not _is_int(entry["id"]):
-        return f"'id' is not an integer: {entry['id']!r}"
+        return f"'id' is not an integer in [0, 2**63): {entry['id']!r}"
     if not _is_int(entry["video_id"]):
-        return f"'video_id' is not an integer: {entry['video_id']!r}"
+        return f"'video_id' is not an integer in [0, 2**63): {entry['video_id']!r}"
     if not isinstance(entry["answer"], str) or not entry["answer"]:
         return f"'answer' is not a non-empty string: {entry['answer']!r}"
     if not isinstance(entry["question"], str):
@@ -75,12 +77,9 @@ def _entry_problem(entry, tokens) -> str | None:
 def read_qa_json(path: Path) -> tuple[list[QAEntry], list[str], int]:
     """Well-formed entries of a QA JSON list, one line per skipped entry, the number of questions not ending '?'."""
     try:
-        with open(path) as f:
-            raw = json.load(f)
+        raw = read_json(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"question file not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise QuestionFileError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     if not isinstance(raw, list):
         raise QuestionFileError(f"{path}: expected a JSON list of questions, found {type(raw).__name__}")
     entries, problems, no_question_mark = [], [], 0
@@ -94,7 +93,28 @@ def read_qa_json(path: Path) -> tuple[list[QAEntry], list[str], int]:
             continue
         no_question_mark += not question.endswith("?")
         entries.append(QAEntry(index, entry["id"], entry["video_id"], tokens, entry["answer"]))
+    _refuse_repeated_ids(path, entries)
     return entries, problems, no_question_mark
+
+
+def _refuse_repeated_ids(path: Path, entries: list[QAEntry]) -> None:
+    """Question ids identify predictions and answers: a repeated one is refused, naming it and both entries."""
+    first_index = {}
+    for entry in entries:
+        earlier = first_index.setdefault(entry.question_id, entry.index)
+        if earlier != entry.index:
+            raise QuestionFileError(f"{path}: question id {entry.question_id} is used by entries #{earlier} and "
+                                    f"#{entry.index}; question ids must be unique")
+
+
+def truncate_questions(entries: list[QAEntry], max_length: int) -> int:
+    """Cut every question to its first ``max_length`` tokens, in place; returns how many were cut."""
+    truncated = 0
+    for entry in entries:
+        if len(entry.tokens) > max_length:
+            entry.tokens = entry.tokens[:max_length]
+            truncated += 1
+    return truncated
 
 
 def build_vocab(entries: list[QAEntry], answer_top: int) -> dict:
@@ -144,10 +164,16 @@ def encode_split(entries: list[QAEntry], vocab: dict, mode: str) -> dict:
 
 
 def glove_matrix(vocab: dict, glove: GloveTable) -> tuple[np.ndarray, int]:
-    """(V, dim) float32 GloVe rows in question-token order (zero rows for tokens GloVe lacks), and the count found."""
+    """(V, dim) float32 GloVe rows in question-token order (zero rows for tokens GloVe lacks), and the count found.
+
+    Raises GloveFileError naming the GloVe file and the first token whose vector holds NaN or inf."""
     token_to_idx = vocab["question_token_to_idx"]
     tokens = sorted(token_to_idx, key=token_to_idx.get)
     matrix, found = glove.lookup(tokens)
+    bad = first_nonfinite_row(matrix)
+    if bad is not None:
+        raise GloveFileError(f"{glove.path}: the vector of {tokens[bad]!r} holds NaN or inf; fix or reconvert the "
+                             "GloVe file")
     return matrix, int(found.sum())
 
 
@@ -166,8 +192,11 @@ def _report_problems(path: Path, problems: list[str], total: int) -> None:
 
 
 def preprocess_split(dataset: str, dataset_dir, mode: str, output_dir=None, glove_pt=DEFAULT_GLOVE,
-                     answer_top: int | None = None) -> dict:
+                     answer_top: int | None = None, max_question_length: int = DEFAULT_MAX_QUESTION_LENGTH) -> dict:
     """Write the question file of one split (and, for train, the vocabulary). Returns a summary dict.
+
+    Questions longer than ``max_question_length`` tokens keep their first ``max_question_length`` (counted in the
+    summary's 'truncated' and printed): one runaway entry would otherwise widen the whole (N, L_max) matrix.
 
     Val/test need the vocabulary written by the train split. Paths may be str or Path. Raises
     FileNotFoundError, QuestionFileError / GloveFileError (ValueError) or UnsafePickleError, naming the file.
@@ -188,11 +217,15 @@ def preprocess_split(dataset: str, dataset_dir, mode: str, output_dir=None, glov
     _report_problems(json_path, problems, total)
     if not entries:
         raise QuestionFileError(f"{json_path}: no usable questions among {total} entries")
+    truncated = truncate_questions(entries, max_question_length)
+    if truncated:
+        print(colored(f"{json_path}: {truncated} questions longer than {max_question_length} tokens were cut to "
+                      f"their first {max_question_length} (--max_question_length)", "yellow"))
     if no_question_mark:
         print(colored(f"{json_path}: {no_question_mark} questions do not end with '?'; their last character is "
                       "dropped all the same (HCRN/DualVGR tokenisation)", "yellow"))
 
-    summary = {"mode": mode, "questions": len(entries), "skipped": len(problems)}
+    summary = {"mode": mode, "questions": len(entries), "skipped": len(problems), "truncated": truncated}
     if mode == "train":
         vocab = build_vocab(entries, answer_top)
         matrix, found = glove_matrix(vocab, glove)
@@ -244,14 +277,20 @@ def main(argv=None) -> None:
     parser.add_argument("--answer_top", type=int, default=None,
                         help="size of the answer set (most frequent training answers); default 1000 for msvd-qa, "
                              "4000 for msrvtt-qa")
+    parser.add_argument("--max_question_length", type=int, default=DEFAULT_MAX_QUESTION_LENGTH,
+                        help="questions with more tokens keep their first this many (the count is printed); real "
+                             "MSVD-QA/MSRVTT-QA questions are far shorter; default: %(default)s")
     parser.add_argument("--output_dir", type=Path, default=None,
                         help="where the vocabulary and question files go; default data/<dataset>/ in the repository")
     args = parser.parse_args(argv)
     if args.answer_top is not None and args.answer_top < 1:
         parser.error("--answer_top must be at least 1")
+    if args.max_question_length < 1:
+        parser.error("--max_question_length must be at least 1")
     try:
         for mode in MODES if args.mode == "all" else (args.mode,):
-            preprocess_split(args.dataset, args.dataset_dir, mode, args.output_dir, args.glove_pt, args.answer_top)
+            preprocess_split(args.dataset, args.dataset_dir, mode, args.output_dir, args.glove_pt, args.answer_top,
+                             args.max_question_length)
     except (FileNotFoundError, ValueError, UnsafePickleError) as e:
         raise SystemExit(colored(str(e), "red")) from None
 

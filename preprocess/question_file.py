@@ -67,18 +67,73 @@ def load_question_file(path) -> dict:
     return out
 
 
-def load_vocab(path) -> dict:
-    """Load ``<dataset>_vocab.json``: a dict with the three token -> index maps of ``VOCAB_KEYS``."""
-    path = Path(path)
+def read_json(path: Path, error=None):
+    """Parse a UTF-8 JSON file; ``error`` (default QuestionFileError) names the file for text that is not UTF-8,
+    not JSON, or an object listing a key twice."""
+    error = error or QuestionFileError
     try:
-        with open(path) as f:
-            vocab = json.load(f)
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, object_pairs_hook=lambda pairs: _object_without_repeated_keys(pairs, path, error))
+    except UnicodeDecodeError as e:
+        raise error(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     except json.JSONDecodeError as e:
-        raise QuestionFileError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        raise error(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+
+
+def _object_without_repeated_keys(pairs: list, path: Path, error) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise error(f"{path}: the key {repeated!r} appears twice in one JSON object (the second would silently "
+                    "replace the first)")
+    return obj
+
+
+def _index_problem(table: dict) -> str | None:
+    """Why ``table`` (token -> index) does not use each of the indices 0..n-1 exactly once, or None."""
+    token_of = {}
+    for token, index in table.items():
+        if not isinstance(index, int) or isinstance(index, bool):
+            return f"the index of {token!r} is {json.dumps(index)}, not an integer"
+        if not 0 <= index < len(table):
+            return f"the index of {token!r} is {index}, outside 0..{len(table) - 1}"
+        if index in token_of:
+            return f"index {index} is given to both {token_of[index]!r} and {token!r}"
+        token_of[index] = token
+    return None  # n distinct indices in 0..n-1: exactly 0..n-1
+
+
+def load_vocab(path) -> dict:
+    """Load ``<dataset>_vocab.json``: a dict with the three token -> index maps of ``VOCAB_KEYS``.
+
+    question_token_to_idx and answer_token_to_idx must each use the indices 0..n-1 exactly once (they are rows of
+    the embedding and classifier): repeated, negative, boolean, non-integer or missing indices are refused.
+    """
+    path = Path(path)
+    vocab = read_json(path)
     if not isinstance(vocab, dict):
         raise QuestionFileError(f"{path}: expected a JSON object, found {type(vocab).__name__}")
     for key in VOCAB_KEYS:
         table = vocab.get(key)
-        if not isinstance(table, dict) or not all(isinstance(i, int) for i in table.values()):
+        if not isinstance(table, dict):
             raise QuestionFileError(f"{path}: '{key}' must be an object mapping tokens to integer ids")
+        if key == "question_answer_token_to_idx":  # unused by the model: only its type is checked
+            if not all(isinstance(i, int) for i in table.values()):
+                raise QuestionFileError(f"{path}: '{key}' must be an object mapping tokens to integer ids")
+            continue
+        problem = _index_problem(table)
+        if problem is not None:
+            raise QuestionFileError(f"{path}: '{key}' must number its tokens 0..n-1, each index once: {problem}")
     return vocab
+
+
+def first_nonfinite_row(matrix: np.ndarray) -> int | None:
+    """Index of the first row of a (V, dim) float matrix holding NaN or inf, or None; reads it in slices of rows,
+    so a 2.2 M-row GloVe matrix needs no full-size temporary."""
+    step = max(1, (1 << 22) // max(1, matrix.shape[1]))
+    for start in range(0, len(matrix), step):
+        bad = np.flatnonzero(~np.isfinite(matrix[start:start + step]).all(axis=1))
+        if len(bad):
+            return start + int(bad[0])
+    return None

@@ -37,16 +37,28 @@ class DecodedClips:
     frame_numbers: int64 (U,), the video frame number of each entry of ``frames``.
     n_frames: frames the video decoded to.
     corrupt_packets: packets that failed to decode and were skipped.
+    declared_frames: frames the container announces (0: unknown); declared_exact: from the header's frame count
+    (else an estimate from duration x frame rate, which may be off by one).
     """
     frames: np.ndarray
     index: np.ndarray
     frame_numbers: np.ndarray
     n_frames: int
     corrupt_packets: int
+    declared_frames: int = 0
+    declared_exact: bool = True
 
     def clips(self) -> np.ndarray:
         """uint8 (C, F, H, W, 3): every clip's frames, duplicates included."""
         return self.frames[self.index]
+
+    def partial_reason(self) -> str:
+        """"" for a video that decoded all its frames; else why it is partial (truncated or damaged file: its clips
+        were sampled over fewer frames than the video has). An estimated count gets one frame of slack."""
+        slack = 0 if self.declared_exact else 1
+        if self.n_frames + slack < self.declared_frames:
+            return f"partial: decoded {self.n_frames} of {self.declared_frames} declared frames"
+        return ""
 
 
 def clip_frame_indices(n_frames: int, num_clips: int, num_frames: int) -> np.ndarray:
@@ -88,28 +100,31 @@ def _open(path: Path) -> av.container.InputContainer:
     return container
 
 
-def _declared_frame_count(stream) -> int:
-    """Frames the container header announces, or an estimate from duration and rate, or 0 when unknown."""
+def _declared_frame_count(stream) -> tuple[int, bool]:
+    """(frames the container header announces, True), or (an estimate from duration and rate, False), or (0, False)
+    when unknown."""
     if stream.frames > 0:
-        return int(stream.frames)
+        return int(stream.frames), True
     if stream.duration and stream.time_base and stream.average_rate:
-        return max(int(round(float(stream.duration * stream.time_base * stream.average_rate))), 0)
-    return 0
+        return max(int(round(float(stream.duration * stream.time_base * stream.average_rate))), 0), False
+    return 0, False
 
 
 def _decode_pass(path: Path, wanted: set[int] | None, num_clips: int,
-                 num_frames: int) -> tuple[dict[int, np.ndarray], int, int]:
+                 num_frames: int) -> tuple[dict[int, np.ndarray], int, int, tuple[int, bool]]:
     """Stream through the video once, keeping the frames in ``wanted`` (None: those the declared count implies).
 
-    Returns ({frame number: uint8 (H, W, 3)}, decoded frame count, packets that failed to decode). A frame whose size
-    differs from the first kept one (a mid-stream resolution change) is scaled to that size.
+    Returns ({frame number: uint8 (H, W, 3)}, decoded frame count, packets that failed to decode, the declared
+    frame count as ``_declared_frame_count`` gives it). A frame whose size differs from the first kept one (a
+    mid-stream resolution change) is scaled to that size.
     """
     container = _open(path)
     try:
         stream = container.streams.video[0]
+        declared = _declared_frame_count(stream)
         if wanted is None:
-            declared = _declared_frame_count(stream)
-            wanted = set(clip_frame_indices(declared, num_clips, num_frames).ravel().tolist()) if declared else set()
+            wanted = (set(clip_frame_indices(declared[0], num_clips, num_frames).ravel().tolist()) if declared[0]
+                      else set())
         kept, count, corrupt, size = {}, 0, 0, None
         try:
             for packet in container.demux(stream):
@@ -128,7 +143,7 @@ def _decode_pass(path: Path, wanted: set[int] | None, num_clips: int,
             corrupt += 1  # the container itself breaks off (truncated file): keep the frames decoded so far
     finally:
         container.close()
-    return kept, count, corrupt
+    return kept, count, corrupt, declared
 
 
 def decode_clips(path: str | Path, num_clips: int, num_frames: int) -> DecodedClips:
@@ -141,25 +156,26 @@ def decode_clips(path: str | Path, num_clips: int, num_frames: int) -> DecodedCl
         raise VideoDecodeError("missing file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:
         raise VideoDecodeError("empty file")
-    kept, count, corrupt = _decode_pass(path, None, num_clips, num_frames)
+    kept, count, corrupt, (declared, exact) = _decode_pass(path, None, num_clips, num_frames)
     if count == 0:
         raise VideoDecodeError("no decodable frame")
     index = clip_frame_indices(count, num_clips, num_frames)
     frame_numbers = np.unique(index)
     if not set(frame_numbers.tolist()) <= kept.keys():
-        kept, recount, corrupt = _decode_pass(path, set(frame_numbers.tolist()), num_clips, num_frames)
+        kept, recount, corrupt, _ = _decode_pass(path, set(frame_numbers.tolist()), num_clips, num_frames)
         if recount != count:
             raise VideoDecodeError(f"decoding is not repeatable: {count} frames, then {recount}")
     frames = np.stack([kept[number] for number in frame_numbers.tolist()])
     return DecodedClips(frames=frames, index=np.searchsorted(frame_numbers, index), frame_numbers=frame_numbers,
-                        n_frames=count, corrupt_packets=corrupt)
+                        n_frames=count, corrupt_packets=corrupt, declared_frames=declared, declared_exact=exact)
 
 
 class ClipDecodingDataset(torch.utils.data.Dataset):
     """Decodes one video per item (meant for DataLoader workers). Never raises for a bad video.
 
     Item: dict with ``position`` (index into ``paths``), ``frames`` uint8 tensor (U, H, W, 3), ``index`` int64 tensor
-    (C, F), ``n_frames`` and ``error`` ("" when decoded; else the reason, with ``frames`` of shape (0, 0, 0, 3)).
+    (C, F), ``n_frames``, ``error`` ("" when decoded; else the reason, with ``frames`` of shape (0, 0, 0, 3)) and
+    ``partial`` ("" unless the video decoded fewer frames than it declares: ``DecodedClips.partial_reason``).
     """
 
     def __init__(self, paths: list[Path], num_clips: int, num_frames: int):
@@ -177,9 +193,10 @@ class ClipDecodingDataset(torch.utils.data.Dataset):
         except Exception as e:  # an unforeseen decoder failure must cost one video, not the run
             return self._failure(position, f"decoding failed: {type(e).__name__}: {e}")
         return {"position": position, "frames": torch.from_numpy(decoded.frames),
-                "index": torch.from_numpy(decoded.index), "n_frames": decoded.n_frames, "error": ""}
+                "index": torch.from_numpy(decoded.index), "n_frames": decoded.n_frames, "error": "",
+                "partial": decoded.partial_reason()}
 
     def _failure(self, position: int, reason: str) -> dict:
         return {"position": position, "frames": torch.zeros(0, 0, 0, 3, dtype=torch.uint8),
                 "index": torch.zeros(self.num_clips, self.num_frames, dtype=torch.int64), "n_frames": 0,
-                "error": reason}
+                "error": reason, "partial": ""}

@@ -144,3 +144,86 @@ def test_batch_dataset_reads_unique_videos_once(tiny):
     batch = BatchDataset(split, bundle.features)[same_video]
     assert batch["appearance"].shape[0] == 1 and torch.equal(batch["video_index"], torch.zeros(len(same_video),
                                                                                                 dtype=torch.int64))
+
+
+# --- hostile data files -----------------------------------------------------------------------------------------
+
+def test_glove_matrix_with_nan_names_file_row_and_token(tiny, tmp_path):
+    from training.trainer import build_student
+    data, cfg_path = tiny
+    raw = _raw_split(data, "train")
+    raw["glove"][3, 1] = np.nan
+    bad = tmp_path / "nan_train.pt"
+    bad.write_bytes(pickle.dumps(raw))
+    cfg = load_config(cfg_path, [f"dataset.train_question_pt={bad}", "model.glove=true"])
+    bundle = load_data(cfg, splits=("train",))
+    with pytest.raises(DataError, match=rf"nan_train\.pt.*row 3 of the GloVe matrix \(question token "
+                                        rf"'{QUESTION_TOKENS[3]}'\) holds NaN or inf"):
+        build_student(cfg, bundle)
+    assert build_student(load_config(cfg_path, [f"dataset.train_question_pt={bad}", "model.glove=false"]), bundle)
+
+
+def test_runaway_question_lengths_are_capped_at_load(tiny, tmp_path, caplog):
+    data, cfg_path = tiny
+    raw = _raw_split(data, "val")
+    width = 5_000
+    questions = np.zeros((len(raw["answers"]), width), dtype=raw["questions"].dtype)
+    questions[:, :raw["questions"].shape[1]] = raw["questions"]
+    questions[0, :] = raw["questions"][0, 0]  # one question of 5,000 tokens
+    lengths = raw["questions_len"].copy()
+    lengths[0] = width
+    long_file = tmp_path / "long_val.pt"
+    long_file.write_bytes(pickle.dumps(dict(raw, questions=questions, questions_len=lengths)))
+    cfg = load_config(cfg_path, [f"dataset.val_question_pt={long_file}", "dataset.max_question_length=16"])
+    split = load_data(cfg, splits=("val",)).splits["val"]
+    assert split.questions.shape[1] == 16 and split.lengths.max() == 16
+    assert "1 questions longer than 16 tokens keep their first 16" in caplog.text
+    with pytest.raises(DataError, match="dataset.max_question_length"):
+        load_data(load_config(cfg_path, ["dataset.max_question_length=0"]), splits=("val",))
+
+
+def _copy_features(data, tmp_path, name="appearance.h5"):
+    copy = tmp_path / name
+    copy.write_bytes(data.appearance_path.read_bytes())
+    return copy
+
+
+def test_feature_file_marked_unfinished_by_the_extractor_says_so(tiny, tmp_path):
+    data, cfg_path = tiny
+    unfinished = _copy_features(data, tmp_path)
+    with h5py.File(unfinished, "r+") as f:
+        f.attrs["complete"] = False
+    cfg = load_config(cfg_path, [f"dataset.appearance_feat={unfinished}"])
+    with pytest.raises(DataError, match=r"appearance.h5 \(config key 'dataset.appearance_feat'\): being written by a "
+                                        r"running extraction \(or left unfinished: rerun the extraction"):
+        load_data(cfg, splits=("val",))
+
+
+def test_feature_file_locked_by_a_writer_says_so(tiny, tmp_path):
+    import subprocess
+    import sys
+    data, cfg_path = tiny
+    locked = _copy_features(data, tmp_path)
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, h5py; f = h5py.File(sys.argv[1], 'r+'); "
+                               "print('open', flush=True); sys.stdin.read()", str(locked)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        cfg = load_config(cfg_path, [f"dataset.appearance_feat={locked}"])
+        with pytest.raises(DataError, match=r"appearance.h5 .*being written by a running extraction"):
+            load_data(cfg, splits=("val",))
+    finally:
+        writer.communicate("", timeout=60)
+
+
+def test_feature_ids_that_are_not_integers_are_refused(tiny, tmp_path):
+    data, cfg_path = tiny
+    floats = _copy_features(data, tmp_path)
+    with h5py.File(floats, "r+") as f:
+        ids = f["ids"][()]
+        del f["ids"]
+        f.create_dataset("ids", data=ids + 0.5)
+    cfg = load_config(cfg_path, [f"dataset.appearance_feat={floats}"])
+    with pytest.raises(DataError, match=r"appearance.h5 \(config key 'dataset.appearance_feat'\): 'ids' must hold "
+                                        r"integer video ids, found float64"):
+        load_data(cfg, splits=("val",))

@@ -61,6 +61,7 @@ MSVD_VIDEOS = {1: ("aaa_1_5", "ok 40"), 2: ("bbb_2_3", "ok 3"), 3: ("ccc_3_9", "
                5: ("eee_5_2", "empty"), 6: ("fff_6_7", "missing"), 7: ("ggg_7_7", "ok 25"), 9: ("iii_9_9", "ok 10")}
 MSVD_VALID = [1, 1, 1, 0, 0, 0, 1, 0]  # ids 1..8; vid8 is asked about but absent from youtube_mapping.txt
 MSVD_REASONS = {4: "not a video", 5: "empty file", 6: "missing file", 8: "missing file"}
+MSVD_PARTIAL = {3: "partial: decoded 20 of 50 declared frames"}  # valid, but listed in the report
 
 
 @pytest.fixture(scope="module")
@@ -151,15 +152,16 @@ def test_msvd_appearance_features_match_an_independent_computation(msvd_dir, tmp
     assert attrs["model"] == "resnet101" and attrs["weights"] == "resnet101.pth" and not attrs["random_init"]
     assert len(attrs["weights_sha256"]) == 64 and not attrs["bn_recalibrated"] and attrs["complete"]
     assert (attrs["num_clips"], attrs["num_frames"], attrs["image_height"], attrs["image_width"]) == (3, 4, 32, 32)
-    assert attrs["num_failed"] == 4 and "ImageNet" in attrs["normalisation"]
+    assert attrs["num_failed"] == 4 and attrs["num_partial"] == 1 and "ImageNet" in attrs["normalisation"]
     assert not data["resnet_features"][np.array(MSVD_VALID) == 0].any()  # failed rows are zeros, flagged invalid
 
     lines = (tmp_path / "app.h5.failed.tsv").read_text().splitlines()
-    assert lines[0] == "video_id\tpath\treason"
+    assert lines[0] == "video_id\tpath\treason\tstatus"
     report = {int(line.split("\t")[0]): line.split("\t") for line in lines[1:]}
-    assert sorted(report) == sorted(MSVD_REASONS)
+    assert sorted(report) == sorted({**MSVD_REASONS, **MSVD_PARTIAL})
     for video_id, reason in MSVD_REASONS.items():
-        assert report[video_id][2].startswith(reason)
+        assert report[video_id][2].startswith(reason) and report[video_id][3] == "failed"
+    assert report[3][2:] == [MSVD_PARTIAL[3], "partial"]
     assert report[4][1] == str(msvd_dir / "YouTubeClips" / "ddd_4_1.avi")
 
     reference.fc = torch.nn.Identity()
@@ -306,3 +308,43 @@ def test_extraction_script_runs_without_the_package_on_the_path():
                             capture_output=True, text=True, timeout=60,
                             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert result.returncode == 0 and "--shard" in result.stdout, result.stderr
+
+
+def _partial_dataset(root: Path, with_partial: bool) -> Path:
+    """MSVD layout: three good 64x64 videos (ids 1-3) and, if ``with_partial``, video 4: 24 frames declared, cut
+    after its 4th packet (it decodes 4)."""
+    (root / "YouTubeClips").mkdir(parents=True)
+    names = {1: "good_1", 2: "good_2", 3: "good_3", 4: "cut_4"}
+    for video_id in (1, 2, 3):
+        encode_video(root / "YouTubeClips" / f"{names[video_id]}.avi", textured_frames(30, video_id))
+    if with_partial:
+        cut = root / "YouTubeClips" / f"{names[4]}.avi"
+        encode_video(cut, 255 - textured_frames(24, 4))
+        truncate_after_packets(cut, 4)
+    ids = [1, 2, 3, 4] if with_partial else [1, 2, 3]
+    (root / "youtube_mapping.txt").write_text("".join(f"{names[v]} vid{v}\n" for v in ids))
+    write_qa(root, {"train": ids})
+    return root
+
+
+def test_partial_video_is_reported_and_kept_out_of_batchnorm_calibration(tmp_path, capsys):
+    runs = {}
+    for with_partial in (False, True):
+        root = _partial_dataset(tmp_path / f"data_{with_partial}", with_partial)
+        out = tmp_path / f"app_{with_partial}.h5"
+        assert extract_main(msvd_args(root, out)) == 0
+        runs[with_partial] = read_file(out)
+    log = capsys.readouterr().err
+    assert "video 4 (" in log and "partial: decoded 4 of 24 declared frames" in log and "1 partial" in log
+
+    data, attrs = runs[True]
+    assert data["valid"].tolist() == [1, 1, 1, 1] and data["num_decoded_frames"][3] == 4
+    assert attrs["num_partial"] == 1 and attrs["num_failed"] == 0
+    assert attrs["bn_calibration_ids"] in ("1,2,3", "1,3,2", "2,1,3", "2,3,1", "3,1,2", "3,2,1")
+    assert attrs["bn_calibration_num_videos"] == 3
+    report = (tmp_path / "app_True.h5.failed.tsv").read_text().splitlines()
+    assert report[1].split("\t")[0] == "4" and report[1].split("\t")[2:] == [
+        "partial: decoded 4 of 24 declared frames", "partial"]
+    # The good videos' features do not depend on whether the partial video is in the dataset.
+    np.testing.assert_allclose(data["resnet_features"][:3], runs[False][0]["resnet_features"], rtol=1e-4,
+                               atol=1e-4 * np.abs(runs[False][0]["resnet_features"]).max())

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocess.glove import save_glove
+from preprocess.glove import GloveFileError, save_glove
 from preprocess.preprocess_questions import preprocess_split
 from preprocess.question_file import QuestionFileError, load_question_file, load_vocab
 from preprocess.text import question_type, tokenize_question
@@ -165,3 +165,97 @@ def test_question_file_reader_rejects_inconsistent_files(tmp_path):
                      "video_ids": np.arange(2), "answers": [0, 1, 2]}, f)
     with pytest.raises(QuestionFileError, match="'video_ids' has shape"):
         load_question_file(path)
+
+
+# --- hostile vocabularies and QA files ------------------------------------------------------------------------
+
+GOOD_VOCAB = {"question_token_to_idx": {"<NULL>": 0, "<UNK>": 1, "what": 2},
+              "answer_token_to_idx": {"<UNK0>": 0, "<UNK1>": 1, "dog": 2},
+              "question_answer_token_to_idx": {"<NULL>": 0, "<UNK>": 1}}
+
+
+@pytest.mark.parametrize("key,table,expected", [
+    ("question_token_to_idx", {"<NULL>": 0, "<UNK>": 1, "what": 1}, "index 1 is given to both '<UNK>' and 'what'"),
+    ("answer_token_to_idx", {"<UNK0>": 0, "<UNK1>": -1, "dog": 2}, "the index of '<UNK1>' is -1"),
+    ("answer_token_to_idx", {"<UNK0>": False, "<UNK1>": True, "dog": 2}, "the index of '<UNK0>' is false"),
+    ("question_token_to_idx", {"<NULL>": 0, "<UNK>": 1, "what": 2.0}, "the index of 'what' is 2.0"),
+    ("question_token_to_idx", {"<NULL>": 0, "<UNK>": 1, "what": 3}, "the index of 'what' is 3, outside 0..2"),
+])
+def test_vocabulary_indices_must_be_exactly_0_to_n_minus_1(tmp_path, key, table, expected):
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps(dict(GOOD_VOCAB, **{key: table})))
+    with pytest.raises(QuestionFileError) as err:
+        load_vocab(path)
+    assert str(err.value).startswith(f"{path}: '{key}'") and expected in str(err.value)
+
+
+def test_vocabulary_with_a_token_listed_twice_is_refused(tmp_path):
+    path = tmp_path / "vocab.json"
+    path.write_text(json.dumps(GOOD_VOCAB).replace('"what": 2', '"what": 2, "what": 3'))
+    with pytest.raises(QuestionFileError, match=r"vocab.json: the key 'what' appears twice"):
+        load_vocab(path)
+
+
+def test_non_utf8_vocabulary_and_qa_json_name_the_file(tmp_path, glove_path):
+    vocab = tmp_path / "vocab.json"
+    vocab.write_bytes(json.dumps(GOOD_VOCAB).replace("dog", "d\u00f6g").encode("latin-1"))
+    with pytest.raises(QuestionFileError, match=r"vocab.json: not UTF-8 text"):
+        load_vocab(vocab)
+    data_dir = tmp_path / "raw"
+    data_dir.mkdir()
+    (data_dir / "train_qa.json").write_bytes('[{"answer": "d\u00f6g", "id": 1, "question": "what?", "video_id": 1}]'
+                                             .encode("latin-1"))
+    with pytest.raises(QuestionFileError, match=r"train_qa.json: not UTF-8 text"):
+        preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path)
+    from preprocess.datasets import DatasetLayoutError, read_qa_video_ids
+    with pytest.raises(DatasetLayoutError, match=r"train_qa.json: not UTF-8 text"):
+        read_qa_video_ids(data_dir)
+
+
+def test_repeated_question_id_is_refused_naming_file_and_id(tmp_path, glove_path):
+    data_dir = _write_dataset(tmp_path / "raw", with_category=False)
+    entries = TRAIN[:4] + [dict(TRAIN[9], id=101)]
+    (data_dir / "train_qa.json").write_text(json.dumps(entries))
+    with pytest.raises(QuestionFileError, match=r"train_qa.json: question id 101 is used by entries #1 and #4"):
+        preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_glove_row_with_nan_or_inf_names_file_and_token(tmp_path, glove_vectors, bad):
+    glove_vectors[GLOVE_TOKENS.index("guitar"), 2] = bad
+    glove_path = tmp_path / "glove.pkl"
+    save_glove(GLOVE_TOKENS, glove_vectors, glove_path)
+    data_dir = _write_dataset(tmp_path / "raw", with_category=False)
+    with pytest.raises(GloveFileError, match=r"glove.pkl: the vector of 'guitar' holds NaN or inf"):
+        preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path)
+
+
+def test_long_questions_are_truncated_and_counted(tmp_path, glove_path, capsys):
+    data_dir = _write_dataset(tmp_path / "raw", with_category=False)
+    long_question = "what " + "is the man " * 30 + "playing?"  # 92 tokens
+    entries = TRAIN[:4] + [dict(TRAIN[9], question=long_question)]
+    (data_dir / "train_qa.json").write_text(json.dumps(entries))
+    summary = preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path,
+                               max_question_length=6)
+    assert summary["truncated"] == 2 and summary["max_len"] == 6  # the 7-token question and the 92-token one
+    assert "2 questions longer than 6 tokens were cut" in capsys.readouterr().out
+    train = load_question_file(tmp_path / "out" / "msvd-qa_train_questions.pt")
+    assert train["questions_len"].tolist() == [5, 5, 5, 6, 6]
+    default = preprocess_split("msvd", data_dir, "train", tmp_path / "out2", glove_pt=glove_path)
+    assert default["truncated"] == 1 and default["max_len"] == 64
+
+
+def test_max_question_length_flag_is_checked(capsys):
+    from preprocess.preprocess_questions import main
+    with pytest.raises(SystemExit) as err:
+        main(["--dataset", "msvd", "--dataset_dir", ".", "--max_question_length", "0"])
+    assert err.value.code == 2 and "--max_question_length must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field,value", [("id", 2**70), ("id", -1), ("video_id", 2**63), ("video_id", -5)])
+def test_ids_outside_int64_or_negative_are_skipped_not_a_crash(tmp_path, glove_path, capsys, field, value):
+    data_dir = _write_dataset(tmp_path / "raw", with_category=False)
+    (data_dir / "train_qa.json").write_text(json.dumps(TRAIN[:4] + [dict(TRAIN[9], **{field: value})]))
+    summary = preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path)
+    assert summary["questions"] == 4 and summary["skipped"] == 1
+    assert f"'{field}' is not an integer in [0, 2**63): {value}" in capsys.readouterr().out

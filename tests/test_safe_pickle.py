@@ -3,6 +3,10 @@ import builtins
 import collections
 import os
 import pickle
+import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from preprocess.glove import load_glove
 from preprocess.question_file import load_question_file
 from utils.safe_pickle import UnsafePickleError, dump_pickle, load_pickle
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 LOADERS = {"load_pickle": load_pickle, "load_question_file": load_question_file, "load_glove": load_glove}
 
 
@@ -170,3 +175,118 @@ def test_truncated_file_is_reported_by_name(tmp_path, protocol, keep_bytes):
     path.write_bytes(path.read_bytes()[:keep_bytes])
     with pytest.raises(UnsafePickleError, match="cut.pkl"):
         load_pickle(path)
+
+
+# --- hand-assembled pickles (opcodes of pickle protocol 3) for states no pickler writes --------------------------
+
+def _op_str(text: str) -> bytes:
+    data = text.encode()
+    return pickle.BINUNICODE + struct.pack("<I", len(data)) + data
+
+
+def _op_int(value: int) -> bytes:
+    return pickle.BININT + struct.pack("<i", value)
+
+
+def _op_dtype(spec: str) -> bytes:
+    """numpy.dtype(spec, False, True) as the numpy pickler writes it (before its BUILD)."""
+    return b"cnumpy\ndtype\n" + _op_str(spec) + pickle.NEWFALSE + pickle.NEWTRUE + pickle.TUPLE3 + pickle.REDUCE
+
+
+def _dtype_changed_after_use(new_state: bytes) -> bytes:
+    """A V16 dtype D; an array viewing 16 raw bytes through D; then a BUILD giving D ``new_state``; returns the
+    array. numpy's own unpickler changes D in place, so the finished array reads its bytes through the new state."""
+    numeric = getattr(np, "_core", None) and "numpy._core.numeric" or "numpy.core.numeric"
+    return (pickle.PROTO + b"\x03"
+            + _op_dtype("V16") + pickle.BINPUT + b"\x00" + pickle.POP
+            + f"c{numeric}\n_frombuffer\n".encode() + pickle.MARK
+            + pickle.SHORT_BINBYTES + b"\x10" + b"A" * 16 + pickle.BINGET + b"\x00" + _op_int(1) + pickle.TUPLE1
+            + _op_str("C") + pickle.TUPLE + pickle.REDUCE + pickle.BINPUT + b"\x01" + pickle.POP
+            + pickle.BINGET + b"\x00" + new_state + pickle.BUILD + pickle.POP
+            + pickle.BINGET + b"\x01" + pickle.STOP)
+
+
+def _dtype_state(names: bytes, fields: bytes, itemsize: int) -> bytes:
+    """(3, '|', None, names, fields, itemsize, 1, 0): numpy's dtype state tuple."""
+    return (pickle.MARK + _op_int(3) + _op_str("|") + pickle.NONE + names + fields + _op_int(itemsize) + _op_int(1)
+            + _op_int(0) + pickle.TUPLE)
+
+
+TWO_OBJECT_FIELDS = _dtype_state(
+    _op_str("a") + _op_str("b") + pickle.TUPLE2,
+    pickle.EMPTY_DICT
+    + _op_str("a") + _op_dtype("O8") + _op_int(0) + pickle.TUPLE2 + pickle.SETITEM
+    + _op_str("b") + _op_dtype("O8") + _op_int(8) + pickle.TUPLE2 + pickle.SETITEM,
+    16)
+HUGE_ITEM = _dtype_state(pickle.NONE, pickle.NONE, 65536)
+
+_LOAD_IN_CHILD = """
+import sys
+from utils.safe_pickle import UnsafePickleError, load_pickle
+try:
+    array = load_pickle(sys.argv[1])
+except UnsafePickleError as e:
+    print(e)
+    sys.exit(3)
+print("loaded", array.dtype, len(array.tobytes()))
+"""
+
+
+def _run_child(code: str, path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_huge_item_payload_is_real_under_plain_pickle(tmp_path):
+    """numpy's own unpickler lets this file read 64 KiB past a 16-byte buffer (the payload below is no straw man)."""
+    path = tmp_path / "huge.pkl"
+    path.write_bytes(_dtype_changed_after_use(HUGE_ITEM))
+    child = _run_child("import pickle, sys; a = pickle.load(open(sys.argv[1], 'rb')); print(len(a.tobytes()))", path)
+    assert child.stdout.split() == ["65536"], child
+
+
+@pytest.mark.parametrize("state", [TWO_OBJECT_FIELDS, HUGE_ITEM], ids=["two_object_fields", "64KiB_item"])
+def test_dtype_changed_after_an_array_uses_it_is_refused_without_a_crash(tmp_path, state):
+    path = tmp_path / "crafted.pkl"
+    path.write_bytes(_dtype_changed_after_use(state))
+    child = _run_child(_LOAD_IN_CHILD, path)
+    assert child.returncode == 3, child  # not a segfault (negative), not a load (0)
+    message = child.stdout.strip()
+    assert "\n" not in message and str(path) in message and "used by an array" in message
+
+
+def test_a_dtype_built_twice_is_refused(tmp_path):
+    """Even without an array: the second BUILD on the same dtype (fetched from the memo) is refused."""
+    path = tmp_path / "twice.pkl"
+    path.write_bytes(pickle.PROTO + b"\x03" + _op_dtype("V16") + pickle.BINPUT + b"\x00" + HUGE_ITEM + pickle.BUILD
+                     + pickle.POP + pickle.BINGET + b"\x00" + TWO_OBJECT_FIELDS + pickle.BUILD + pickle.STOP)
+    with pytest.raises(UnsafePickleError, match="after it was built"):
+        load_pickle(path)
+
+
+def test_a_dtype_shared_by_several_arrays_loads(tmp_path):
+    """numpy writes a shared structured dtype once and fetches it from the memo afterwards: that still works."""
+    dtype = np.dtype([("a", "f4", (2,)), ("b", "<U3")])
+    arrays = [np.zeros(2, dtype), np.ones(3, dtype)]
+    path = tmp_path / "shared.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(arrays, f, protocol=2)
+    loaded = load_pickle(path)
+    assert [a.dtype for a in loaded] == [dtype, dtype] and loaded[1]["a"].tolist() == [[1, 1]] * 3
+
+
+@pytest.mark.parametrize("content", [
+    b"\x80\x04\x95abcdefg",             # 10 bytes: a frame header cut short (struct.error)
+    b"",                                # empty (EOFError)
+    b"\x80\x03X\x04\x00\x00\x00\xff\xfe\xfd\xfc.",  # a string that is not UTF-8 (UnicodeDecodeError)
+    b"\x80\x03J\x01\x00",               # an int cut short
+    b"\x80\x05\x96\xff\xff\xff\xff\xff\xff\x00\x00",  # a 280 TB bytearray (MemoryError or a short read)
+    b"\x80\x03K\x01K\x02\x86\x94b.",    # BUILD on a tuple
+    b"garbage, not a pickle at all",
+], ids=["frame_header", "empty", "not_utf8", "short_int", "huge_bytearray", "build_tuple", "text"])
+def test_any_low_level_failure_is_one_line_naming_the_file(tmp_path, content):
+    path = tmp_path / "bad.pkl"
+    path.write_bytes(content)
+    with pytest.raises(UnsafePickleError) as err:
+        load_pickle(path)
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)

@@ -136,14 +136,23 @@ class VideoTable:
 def _read_feature_index(path: Path, dataset_name: str, key: str) -> tuple[np.ndarray, np.ndarray, tuple, np.dtype]:
     """(ids (N,), valid (N,) bool, feature shape, dtype) of one HDF5 feature file."""
     require_file(path, key)
+    unfinished = (f"{path} (config key '{key}'): being written by a running extraction (or left unfinished: rerun "
+                  "the extraction to finish it)")
     try:
         with h5py.File(path, "r") as f:
             if dataset_name not in f or "ids" not in f:
                 raise DataError(f"{path} (config key '{key}'): expected datasets '{dataset_name}' and 'ids', found "
                                 f"{sorted(f.keys())}")
+            if not f.attrs.get("complete", True):  # our extractor's mark until its last video is written
+                raise DataError(unfinished)
+            if f["ids"].dtype.kind not in "iu":
+                raise DataError(f"{path} (config key '{key}'): 'ids' must hold integer video ids, found "
+                                f"{f['ids'].dtype}")
             ids = f["ids"][()].astype(np.int64).reshape(-1)
             valid = f["valid"][()].astype(bool).reshape(-1) if "valid" in f else np.ones(len(ids), dtype=bool)
             shape, dtype = f[dataset_name].shape, f[dataset_name].dtype
+    except BlockingIOError:  # HDF5's file lock: a writer has it open
+        raise DataError(unfinished) from None
     except OSError as e:
         raise DataError(f"{path} (config key '{key}'): not a readable HDF5 file: {e}") from None
     if shape[0] != len(ids) or len(valid) != len(ids):
@@ -342,15 +351,28 @@ def _load_question_file(path: Path, key: str) -> dict:
         raise DataError(f"{e} (config key '{key}')") from None
 
 
-def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable,
+def _capped_questions(questions: np.ndarray, lengths: np.ndarray, max_length: int,
+                      where: str) -> tuple[np.ndarray, np.ndarray]:
+    """questions (N, L) cut to (N, min(L, max_length, longest question)) int64 and lengths (N,) capped at
+    ``max_length``; logs how many questions were cut (the loader's guard against a runaway question)."""
+    too_long = int((lengths > max_length).sum())
+    if too_long:
+        get_logger().warning(f"{where}: {too_long} questions longer than {max_length} tokens keep their first "
+                             f"{max_length} (dataset.max_question_length)")
+    lengths = np.minimum(lengths, max_length)
+    width = int(lengths.max()) if len(lengths) else 0
+    return questions[:, :width].astype(np.int64), lengths
+
+
+def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable, max_question_length: int,
                missing_features: str = "skip") -> QuestionSplit:
-    """Read a question file and check it against the vocabulary. Questions without usable video features are
-    dropped (``missing_features`` skip or exclude) or given the all-zero video (zeros)."""
+    """Read a question file and check it against the vocabulary. Questions longer than ``max_question_length``
+    are cut; questions without usable video features are dropped (``missing_features`` skip or exclude) or given
+    the all-zero video (zeros)."""
     data = _load_question_file(path, key)
-    questions = data["questions"].astype(np.int64)
-    lengths, answers, video_ids, question_ids = (data[k] for k in ("questions_len", "answers", "video_ids",
-                                                                   "question_id"))
     where = f"{path} (config key '{key}')"
+    questions, lengths = _capped_questions(data["questions"], data["questions_len"], max_question_length, where)
+    answers, video_ids, question_ids = (data[k] for k in ("answers", "video_ids", "question_id"))
     if len(answers) == 0:
         raise DataError(f"{where}: holds no questions")
     num_tokens, num_answers = len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
@@ -495,6 +517,10 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
     """Read the vocabulary, the question files of ``splits`` and the feature index (features: lazily or in RAM)."""
     log = get_logger()
     eval_policy = missing_feature_policy(cfg)
+    cap = cfg.dataset.max_question_length
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+        raise DataError(f"config key 'dataset.max_question_length' must be a positive integer, got "
+                        f"{cfg.dataset.max_question_length!r}")
     vocab = load_vocab(dataset_path(cfg, "vocab_json"))
     appearance_path = dataset_path(cfg, "appearance_feat")
     motion_path = dataset_path(cfg, "motion_feat")
@@ -503,7 +529,8 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
     for split in splits:
         key = SPLIT_KEYS[split]
         policy = "skip" if split == "train" else eval_policy
-        loaded[split] = load_split(split, dataset_path(cfg, key), f"dataset.{key}", vocab, table, policy)
+        loaded[split] = load_split(split, dataset_path(cfg, key), f"dataset.{key}", vocab, table,
+                                   cfg.dataset.max_question_length, policy)
         part = loaded[split]
         _log_split_coverage(part)
         if len(part) == 0:

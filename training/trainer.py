@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from model import build_model
+from preprocess.question_file import first_nonfinite_row
 from training import distributed
 from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
                                  load_checkpoint, restore_rng_state, save_checkpoint)
-from training.data import DataError, build_loader, load_data, resolve_path
+from training.data import DataError, build_loader, inverse_vocab, load_data, resolve_path
 from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, train_epoch
 from training.log import get_logger, paint, setup_logging
 from training.metrics import accuracy_by_type
@@ -149,6 +150,10 @@ def build_student(cfg, bundle) -> torch.nn.Module:
         if rows != sig.num_question_tokens:
             raise DataError(f"{source}: the GloVe matrix has {rows} rows but the vocabulary (dataset.vocab_json) "
                             f"has {sig.num_question_tokens} question tokens")
+        bad = first_nonfinite_row(bundle.glove)
+        if bad is not None:
+            raise DataError(f"{source}: row {bad} of the GloVe matrix (question token "
+                            f"{inverse_vocab(bundle.vocab['question_token_to_idx'])[bad]!r}) holds NaN or inf")
         model.load_glove(bundle.glove)
     return model
 

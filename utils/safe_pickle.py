@@ -7,9 +7,13 @@ scalars need (numpy 1.x and 2.x module paths, Python 2 and 3 protocols); any oth
 
 numpy's own pickle support is not safe on its own either: a dtype's pickled state sets its internal flags and
 field offsets unchecked, so a crafted state can make numpy read raw bytes as object pointers or read past a
-buffer. So ``numpy.ndarray`` is only reachable through ``_reconstruct``, and every dtype state is rebuilt through
-numpy's validating constructor (``_sanitise_dtype_state``) before it is applied. That needs the pure-Python
-unpickler (the C one cannot intercept BUILD): about 4x slower on millions of small objects, the same on big arrays.
+buffer; and applied to a dtype that an array already uses, a new state reinterprets that array's bytes. So
+``numpy.ndarray`` is only reachable through ``_reconstruct``, a dtype is never changed in place: a BUILD on a dtype
+replaces it (on the stack and in the memo) by a new dtype made by numpy's validating constructor from the state
+(``_canonical_dtype``), and a BUILD on a dtype that an array or scalar already uses, or on one already built, is
+refused. That needs the pure-Python unpickler (the C one cannot intercept BUILD): about 4x slower on millions of
+small objects, the same on big arrays. Any failure to decode the file (truncated, garbage, too large for memory)
+is raised as one ``UnsafePickleError`` line naming the file.
 """
 from __future__ import annotations
 
@@ -62,6 +66,26 @@ def _reconstruct(subtype, shape, dtype):
     return _np_multiarray._reconstruct(np.ndarray, shape, dtype)
 
 
+class _DtypeMemo(dict):
+    """The unpickler's memo, also knowing under which keys each dtype object is stored (so a built dtype can
+    replace the unbuilt one everywhere a later GET could fetch it, without scanning the memo)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dtype_keys: dict[int, list] = {}
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        if isinstance(value, np.dtype):
+            self.dtype_keys.setdefault(id(value), []).append(key)
+
+    def replace_dtype(self, old: np.dtype, new: np.dtype) -> None:
+        """Every memo entry holding ``old`` now holds ``new``."""
+        for key in self.dtype_keys.pop(id(old), ()):
+            if self.get(key) is old:
+                self[key] = new
+
+
 def _new_dtype(spec, align=False, copy=False) -> np.dtype:
     """``numpy.dtype(spec)`` for a type string of an allowed kind (no datetimes, no dict/tuple specs)."""
     if not isinstance(spec, str):
@@ -98,6 +122,9 @@ for _module in ("builtins", "__builtin__"):  # __builtin__: protocol 0-2 files w
     for _name, _obj in (("set", set), ("frozenset", frozenset), ("complex", complex), ("bytes", bytes),
                         ("bytearray", bytearray)):
         _ALLOWED_GLOBALS[(_module, _name)] = _obj
+
+# id of an allowed callable that makes an array or scalar -> position of its dtype argument
+_DTYPE_ARGUMENT_OF = {id(_reconstruct): 2, id(_np_numeric._frombuffer): 1, id(_np_multiarray.scalar): 0}
 
 
 def _canonical_dtype(dtype: np.dtype, state) -> np.dtype:
@@ -144,6 +171,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         super().__init__(file, encoding="latin1")
         self._file = file
         self._path = path
+        self.memo = _DtypeMemo()
+        self._settled_dtypes: dict[int, np.dtype] = {}  # built or used by an array/scalar: never built again
 
     def find_class(self, module: str, name: str):
         try:
@@ -157,18 +186,41 @@ class _RestrictedUnpickler(pickle._Unpickler):
     def persistent_load(self, pid):
         raise UnsafePickleError(f"{self._path}: refused to load: the pickle uses persistent ids ({pid!r})")
 
+    def _settle(self, value) -> None:
+        """Mark ``value`` (if a dtype) as built or in use, so that no later BUILD may change it."""
+        if isinstance(value, np.dtype):
+            self._settled_dtypes[id(value)] = value  # the reference keeps the id from being reused
+
+    def _load_reduce(self):
+        """REDUCE: the default, after marking the dtype handed to ``_frombuffer``/``scalar`` as in use."""
+        position = _DTYPE_ARGUMENT_OF.get(id(self.stack[-2]))
+        args = self.stack[-1]
+        if position is not None and isinstance(args, tuple) and len(args) > position:
+            self._settle(args[position])
+        pickle._Unpickler.load_reduce(self)
+
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+
     def _load_build(self):
-        """BUILD: a dtype gets the state of its validated equivalent; anything else the default behaviour."""
+        """BUILD: a dtype is replaced by a new, validated dtype made from the state (never changed in place);
+        an array's state marks its dtype as in use; anything else gets the default behaviour."""
         inst = self.stack[-2]
         if isinstance(inst, np.dtype):
             state = self.stack.pop()
+            if id(inst) in self._settled_dtypes:
+                raise UnsafePickleError(f"a BUILD on the numpy dtype {inst} after it was built or used by an array "
+                                        "(that would reinterpret the array's bytes)")
             canonical = _canonical_dtype(inst, state)
             if canonical.num != inst.num:  # e.g. a float dtype given a structured state
                 raise UnsafePickleError(f"numpy dtype state {state!r} does not fit a {inst} dtype")
-            inst.__setstate__(canonical.__reduce__()[2])
-            if not (inst == canonical and inst.flags == canonical.flags and inst.itemsize == canonical.itemsize):
-                raise UnsafePickleError(f"numpy dtype state {state!r} does not describe a valid {inst.kind} dtype")
+            self.stack[-1] = canonical
+            self.memo.replace_dtype(inst, canonical)
+            self._settle(inst)
+            self._settle(canonical)
             return
+        if isinstance(inst, np.ndarray) and isinstance(self.stack[-1], tuple):
+            for item in self.stack[-1]:
+                self._settle(item)
         pickle._Unpickler.load_build(self)
 
     dispatch[pickle.BUILD[0]] = _load_build
@@ -212,8 +264,14 @@ def load_pickle(path) -> object:
             return _RestrictedUnpickler(f, path).load()
         except UnsafePickleError as e:
             raise e if str(path) in str(e) else UnsafePickleError(f"{path}: refused to load: {e}") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
-            raise UnsafePickleError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+        except MemoryError:
+            raise UnsafePickleError(f"{path}: not a readable pickle (it asks for more memory than there is; "
+                                    "truncated or corrupt?)") from None
+        except RecursionError:
+            raise UnsafePickleError(f"{path}: not a readable pickle (nested too deeply)") from None
+        except Exception as e:  # noqa: BLE001 - struct.error, EOFError, UnicodeDecodeError, ...: all mean "bad file"
+            reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+            raise UnsafePickleError(f"{path}: not a readable pickle ({reason})") from None
 
 
 def dump_pickle(obj, path, protocol: int = 4) -> None:
