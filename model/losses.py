@@ -181,10 +181,13 @@ class Objective:
         return any(term.reads_teacher for _, term, _ in self.terms)
 
     def check_outputs(self, student_fields: tuple, teacher_fields: tuple | None) -> None:
-        """ConfigError when a term reads an output field the model (or the teacher) does not produce."""
+        """ConfigError when a term reads an output field the model (or the teacher, unless ``teacher_fields`` is
+        None) does not produce."""
         for name, term, _ in self.terms:
-            for who, needed, have in (("model", term.student_fields, student_fields),
-                                      ("teacher", term.teacher_fields, teacher_fields or ())):
+            checks = [("model", term.student_fields, student_fields)]
+            if teacher_fields is not None:
+                checks.append(("teacher", term.teacher_fields, teacher_fields))
+            for who, needed, have in checks:
                 missing = [f for f in needed if f not in have]
                 if missing:
                     raise ConfigError(f"loss term '{name}' reads the {who}'s output field(s) {', '.join(missing)}, "

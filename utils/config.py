@@ -297,9 +297,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         cfg = _load_chain(Path(path), cfg)
     if data is not None:
-        cfg = _merge(cfg, translate_aliases(data, "stored config"), "stored config")
+        cfg = _restrict_loss_sections(_merge(cfg, translate_aliases(data, "stored config"), "stored config"), data)
     cfg = apply_overrides(cfg, overrides or [])
     return EasyDict(cfg)
+
+
+def _restrict_loss_sections(cfg: dict, stored: dict) -> dict:
+    """A stored (fully resolved) config lists every term it uses: drop the terms that only base.yml added."""
+    for section in LOSS_SECTIONS:
+        terms = _get_path(stored, _split(section))
+        if isinstance(terms, dict):
+            merged = _get_path(cfg, _split(section))
+            _set_path(cfg, _split(section), {k: v for k, v in merged.items() if k in terms})
+    return cfg
+
+
+def _mark_removed_terms(cfg: dict) -> dict:
+    """``cfg`` with every base.yml loss term it does not use set to null (so that the file reloads as it is)."""
+    base = _read_yaml(BASE_CONFIG)
+    for section in LOSS_SECTIONS:
+        terms = _get_path(cfg, _split(section)) or {}
+        removed = {k: None for k in (_get_path(base, _split(section)) or {}) if k not in terms}
+        _set_path(cfg, _split(section), {**terms, **removed})
+    return cfg
 
 
 def set_key(cfg, dotted: str, value) -> EasyDict:
@@ -324,7 +344,7 @@ def save_config(cfg, path: str | Path) -> None:
     """Write the fully resolved config as YAML (the file reloads with ``load_config``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+        yaml.safe_dump(_mark_removed_terms(to_dict(cfg)), f, sort_keys=False)
 
 
 def add_config_arguments(parser, cfg_required: bool = True) -> None:
