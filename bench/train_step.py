@@ -33,8 +33,8 @@ from termcolor import colored
 from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note, describe_machine, device_from_flag,
                           epoch_projection, load_average, peak_memory, random_batch, reset_peak_memory)
 from model import build_model
+from model.losses import objective_for
 from training.engine import CompiledWithFallback, StepContext, train_step
-from training.trainer import objective_for
 from utils.config import ConfigError, add_config_arguments, load_config
 
 MODES = ("teacher", "student", "kd")

@@ -231,6 +231,13 @@ def build_objective(losses: dict, teacher_losses: dict | None = None, teacher_gi
     return Objective(tuple(terms))
 
 
+def objective_for(cfg, mode: str) -> Objective:
+    """A run's objective from its config: ``losses``, plus ``distill.losses`` when distilling (``train.mode`` kd);
+    mode student reports the teacher terms as 0 and reads no teacher."""
+    return build_objective(cfg.losses, cfg.distill.losses, teacher_given=mode == "kd",
+                           drop_teacher_terms=mode == "student")
+
+
 def compute_losses(objective: Objective, out, answers: torch.Tensor, teacher_out=None) -> dict:
     """Every loss part of one batch as a dict of scalar float32 tensors: ``total`` and one entry per term.
 

@@ -13,8 +13,7 @@ from model.dualvgr import ClipScores, DualVGRUnit, GraphLayer, IndependentJointF
 from model.encoders import AppearanceEncoder, LengthMaskedBiLSTM, reverse_within_length
 from model.fusion import MFB, AnswerClassifier, ClipReadout
 from model.gat import GraphAttention
-from model.losses import compute_losses
-from training.trainer import objective_for
+from model.losses import compute_losses, objective_for
 from utils.config import load_config
 
 

@@ -18,7 +18,7 @@ import torch
 
 from model import build_model
 from model.cpu_ops import set_cpu_fast_path
-from model.losses import build_objective, loss_term
+from model.losses import loss_term, objective_for
 from model.registry import architecture, model_spec
 from training import distributed
 from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
@@ -115,12 +115,6 @@ def amp_dtype_for(cfg, device: torch.device) -> torch.dtype | None:
         get_logger().warning(f"train.amp={cfg.train.amp} needs a CUDA device; running in float32 on {device}")
         return None
     return amp_dtype
-
-
-def objective_for(cfg, mode: str):
-    """The run's objective (model/losses.py): ``losses``, plus ``distill.losses`` when distilling (mode kd)."""
-    return build_objective(cfg.losses, cfg.distill.losses, teacher_given=mode == "kd",
-                           drop_teacher_terms=mode == "student")
 
 
 def load_teacher(path: Path, source: str, cfg, signature, device: torch.device, objective) -> torch.nn.Module:
