@@ -29,7 +29,7 @@ DATA = Path("data/demo")
 GLOVE = Path("data/glove/glove.6B.50d.pkl")
 RESULTS = Path("results/demo")
 # kind -> (backbone, frames per clip, extra flags, output); 4 clips of 64x64 frames (the rendered size). Random-init
-# ResNet-101 features saturate the model's tanh unless BatchNorm is recalibrated on the dataset (FINDINGS.md);
+# ResNet-101 features saturate the model's tanh unless BatchNorm is recalibrated on the dataset (docs/notes.md);
 # the random-init ResNeXt-101 keeps more colour/shape/direction information with its initial BatchNorm statistics
 # (linear probes on this dataset: colour 0.87 vs 0.61, direction 0.35 vs 0.23).
 FEATURES = {

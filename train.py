@@ -17,8 +17,9 @@ RESULTS_LAYOUT = """\
 results (in <dataset.save_dir>/<exp_name>/):
   config.yaml              the fully resolved config (reloads with --cfg)
   best.pt, last.pt         checkpoints (best validation accuracy; latest epoch, or the interrupted step)
-  metrics.csv, metrics.json  per epoch: train/val loss parts (total, ce, similarity, hsic, kd_appearance,
-                           kd_motion), train accuracy, val accuracy overall and per question type, lr, time
+  metrics.csv, metrics.json  per epoch: train/val loss parts (total and one column per configured loss term:
+                           config sections losses and distill.losses), train accuracy, val accuracy overall
+                           and per question type, lr, time
   loss_ce.png, accuracy.png, loss_distillation.png (kd runs)   curves
   tensorboard/             TensorBoard events (tensorboard --logdir results)
   test_results.json, test_results.md   test accuracy per question type of the best checkpoint
@@ -35,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "key; the flags below are shortcuts for the keys they name).",
         epilog=RESULTS_LAYOUT, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--alpha", type=float, help="weight of the similarity loss (train.alpha)")
-    parser.add_argument("--beta", type=float, help="weight of the HSIC loss (train.beta)")
+    parser.add_argument("--alpha", type=float,
+                        help="weight of the similarity loss (train.alpha, an alias of losses.similarity.weight)")
+    parser.add_argument("--beta", type=float,
+                        help="weight of the HSIC loss (train.beta, an alias of losses.hsic.weight)")
     parser.add_argument("--unit_layers", type=int, help="stacked DualVGR units u (model.unit_layers)")
     parser.add_argument("--graph_layers", type=int,
                         help="graph layers per unit g (model.graph_layers): teacher 4 / 6, student 1")
@@ -54,19 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-FLAG_KEYS = {"alpha": ("train", "alpha"), "beta": ("train", "beta"), "unit_layers": ("model", "unit_layers"),
-             "graph_layers": ("model", "graph_layers"), "exp_name": (None, "exp_name"), "seed": (None, "seed"),
-             "device": (None, "device")}
+FLAG_KEYS = {"alpha": "train.alpha", "beta": "train.beta", "unit_layers": "model.unit_layers",
+             "graph_layers": "model.graph_layers", "exp_name": "exp_name", "seed": "seed", "device": "device"}
 
 
 def config_from_args(args):
-    """The resolved config: base.yml <- --cfg file <- KEY=VALUE overrides <- flags."""
-    from utils.config import load_config
+    """The resolved config: base.yml <- --cfg file <- KEY=VALUE overrides <- flags (checked as overrides are)."""
+    from utils.config import load_config, set_key
     cfg = load_config(args.cfg, args.overrides)
-    for flag, (section, key) in FLAG_KEYS.items():
+    for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag)
         if value is not None:
-            (cfg[section] if section else cfg)[key] = value
+            cfg = set_key(cfg, key, value)
     if args.teacher_ckpt:
         cfg.distill.teacher_ckpt = str(Path(args.teacher_ckpt).expanduser().resolve())
     return cfg

@@ -35,6 +35,7 @@ from termcolor import colored
 from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note, describe_machine, device_from_flag,
                           epoch_projection, load_average, peak_memory, random_batch, reset_peak_memory)
 from model import build_model
+from model.losses import objective_for
 from training.engine import CompiledWithFallback, StepContext, train_step
 from utils.config import ConfigError, add_config_arguments, load_config
 
@@ -110,7 +111,8 @@ def build_models(cfg, mode: str, shape: BatchShape, teacher_graph_layers: int, d
 
 
 def describe_step(cfg, mode: str, teacher, adam: str) -> str:
-    losses = "CE + similarity + HSIC" + (" + distillation (frozen teacher)" if teacher is not None else "")
+    losses = " + ".join(f"{w:g} x {name}" for name, w in objective_for(cfg, mode).weights.items() if w)
+    losses += " (frozen teacher)" if teacher is not None else ""
     clip = f"grad clip {cfg.train.grad_clip:g}" if cfg.train.grad_clip > 0 else "no grad clip"
     return f"{mode}, g={cfg.model.graph_layers}, {losses}, {clip}, Adam ({adam})"
 
@@ -153,7 +155,7 @@ def run(argv=None) -> float:
     ctx = StepContext(model=CompiledWithFallback(model) if args.compile else model, teacher=teacher,
                       optimizer=optimizer,
                       scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
-                      train_cfg=cfg.train, distill_cfg=cfg.distill if mode == "kd" else None, device=device,
+                      objective=objective_for(cfg, mode), device=device,
                       amp_dtype=amp_dtype, grad_clip=cfg.train.grad_clip,
                       share_video_dropout=not args.per_question_dropout)
     batch = random_batch(shape, device, seed=args.seed)

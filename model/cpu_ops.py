@@ -14,11 +14,18 @@ product):
   where ``rand >= p`` (probability ``1 - p``, as before) and scales it by ``1 / (1 - p)``.
 
 Everything else (CUDA, other dtypes, torch.compile, torch builds without the oneDNN operator) takes torch's own
-operator, so a
-model's results depend on the device only through floating-point rounding. Values and gradients are tested against
-torch's operators (tests/test_cpu_ops.py).
+operator, so a model's results depend on the device only through floating-point rounding. Values and gradients are
+tested against torch's operators (tests/test_cpu_ops.py).
+
+One switch turns the fast path off (after timm's ``use_fused_attn``): :func:`set_cpu_fast_path` (``True``,
+``False`` or ``"auto"``), set from the config key ``model.cpu_fast_path`` by training and evaluation, or the
+environment variable ``KDVQA_CPU_FAST_PATH`` (``auto`` | ``1`` | ``0``) read at import. ``auto`` means on where it
+was measured to help: float32 dense CPU tensors (the only case the fast kernels cover anyway). Off, every function
+here is exactly torch's operator.
 """
 from __future__ import annotations
+
+import os
 
 import torch
 from torch import nn
@@ -44,12 +51,38 @@ def _find_onednn_linear():
 
 
 _ONEDNN_LINEAR = _find_onednn_linear()
+FAST_PATH_ENV = "KDVQA_CPU_FAST_PATH"
+_SETTINGS = {"auto": True, "1": True, "true": True, "0": False, "false": False}
+
+
+def _parse_setting(value, source: str) -> bool:
+    """True / False / "auto" (or the env spellings auto, 1, 0, true, false) -> whether the fast path is on."""
+    if isinstance(value, bool):
+        return value
+    key = str(value).strip().lower()
+    if key not in _SETTINGS:
+        raise ValueError(f"{source} must be auto, true or false, got {value!r}")
+    return _SETTINGS[key]
+
+
+_enabled = _parse_setting(os.environ.get(FAST_PATH_ENV, "auto"), f"environment variable {FAST_PATH_ENV}")
+
+
+def set_cpu_fast_path(enabled) -> None:
+    """Turn the fast float32 CPU operators on (True, or "auto": on for float32 CPU tensors) or off (False)."""
+    global _enabled
+    _enabled = _parse_setting(enabled, "model.cpu_fast_path")
+
+
+def cpu_fast_path_enabled() -> bool:
+    return _enabled
 
 
 def _fast_cpu(*tensors) -> bool:
-    """True when every tensor is a dense float32 CPU tensor (the case the fast kernels cover) and torch.compile is
-    not tracing (inductor generates its own CPU kernels, and lowers the oneDNN product for constant weights only)."""
-    return not torch.compiler.is_compiling() and all(
+    """True when the switch is on, every tensor is a dense float32 CPU tensor (the case the fast kernels cover) and
+    torch.compile is not tracing (inductor generates its own CPU kernels, and lowers the oneDNN product for
+    constant weights only)."""
+    return _enabled and not torch.compiler.is_compiling() and all(
         t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided for t in tensors)
 
 

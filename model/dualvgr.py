@@ -1,5 +1,5 @@
 """DualVGR units: question attention, clip scores, graph layers, independent/joint fusion, residual
-(ARCHITECTURE.md section 3)."""
+(docs/model.md section 3)."""
 from __future__ import annotations
 
 from typing import NamedTuple

@@ -1,4 +1,4 @@
-"""Question and video encoders (ARCHITECTURE.md section 2).
+"""Question and video encoders (docs/model.md section 2).
 
 The question BiLSTMs take variable-length, 0-padded questions without ``pack_padded_sequence``: packing needs
 the lengths on the CPU, a host-device sync when they live on the GPU. :class:`LengthMaskedBiLSTM` gives the

@@ -1,4 +1,4 @@
-"""Visual fusion (MFB), clip readout and the answer classifier (ARCHITECTURE.md section 4)."""
+"""Visual fusion (MFB), clip readout and the answer classifier (docs/model.md section 4)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Multi-head graph attention over the clips of a video (ARCHITECTURE.md section 3.3).
+"""Multi-head graph attention over the clips of a video (docs/model.md section 3.3).
 
 The graph joins all C clips, self loops included. Per head ``h``:
 ``x_h = Linear(d, d/k)(dropout(x))``, ``e_ij = LeakyReLU_0.01(Linear(2d/k, 1)([x_h,i ; x_h,j]))``,

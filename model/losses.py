@@ -1,12 +1,25 @@
-"""Training losses (ARCHITECTURE.md section 5): cross-entropy, HSIC, similarity, distillation.
+"""The training objective as data: a weighted sum of named, registered loss terms (docs/model.md section 5).
 
-Every loss is computed in float32 with autocast disabled (model outputs may be bf16/fp16 under autocast, and the
+Each term is registered once (:func:`register_loss`) with a name, a typed parameter dataclass (always a
+``weight``; e.g. a ``temperature``) and the model-output fields it reads from the model being trained and,
+optionally, from the frozen teacher. The config's ``losses`` section (and ``distill.losses``, the terms used
+when a teacher is given) lists the terms by name with their parameters; nothing from the config is executed.
+Built-in terms: ``ce``, ``similarity``, ``hsic``, ``kd_appearance``, ``kd_motion``.
+
+Every term is computed in float32 with autocast disabled (model outputs may be bf16/fp16 under autocast, and the
 Gram matrices of HSIC would lose digits in bf16) and is vectorised over the batch and the graph layers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 from torch.nn import functional as F
+
+from utils.config import ConfigError, typed_from_dict
+
+TOTAL = "total"  # the name of the weighted sum among the logged loss parts
 
 
 def _stack_layers(layers) -> torch.Tensor:
@@ -55,37 +68,189 @@ def distillation(teacher_fused: torch.Tensor, student_features: torch.Tensor, te
     return kl / student_features.shape[0]
 
 
-def compute_losses(out, answers: torch.Tensor, train_cfg, distill_cfg=None, teacher_out=None) -> dict:
-    """All losses of one batch as a dict of scalar float32 tensors.
+@dataclass
+class TermParams:
+    """Parameters every term has: its weight in the sum."""
+    weight: float = 1.0
 
-    out: the model's ModelOutput; answers: (B,) long class ids. ``train_cfg.alpha`` weights the similarity
-    loss, ``train_cfg.beta`` HSIC (appearance + motion terms). With ``teacher_out`` (the frozen teacher's
-    ModelOutput on the same batch; detached here) also the distillation terms, weighted by ``distill_cfg``'s
-    ``lambda_appearance`` / ``lambda_motion`` at temperatures ``temperature_appearance`` / ``temperature_motion``.
 
-    Keys: total, ce, similarity, hsic, kd_appearance, kd_motion (kd terms are zero without a teacher).
-    Safe to call inside an autocast region: it turns autocast off for itself.
+@dataclass
+class DistillationParams(TermParams):
+    """A KL distillation term: weight and softmax temperature."""
+    temperature: float = 1.0
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """A registered term: ``fn(params, student, answers, teacher) -> scalar`` reading ``student_fields`` of the
+    trained model's output and ``teacher_fields`` of the teacher's (teacher None when it reads none).
+    ``same_config``: model-config keys the teacher and the student must agree on for this term to make sense."""
+    name: str
+    fn: Callable
+    params: type
+    student_fields: tuple
+    teacher_fields: tuple
+    same_config: tuple
+
+    @property
+    def reads_teacher(self) -> bool:
+        return bool(self.teacher_fields)
+
+
+_TERMS: dict[str, LossTerm] = {}
+
+
+def register_loss(name: str, params: type = TermParams, student: tuple = (), teacher: tuple = (),
+                  same_config: tuple = ()):
+    """Decorator: register a loss term under ``name`` (see :class:`LossTerm`)."""
+    if name == TOTAL:
+        raise ValueError(f"'{TOTAL}' is the weighted sum, not a term name")
+
+    def decorate(fn: Callable) -> Callable:
+        if name in _TERMS and _TERMS[name].fn is not fn:
+            raise ValueError(f"a loss term named '{name}' is already registered")
+        _TERMS[name] = LossTerm(name, fn, params, tuple(student), tuple(teacher), tuple(same_config))
+        return fn
+    return decorate
+
+
+def loss_term(name: str, where: str = "losses") -> LossTerm:
+    """The registered term ``name``; ConfigError naming ``where`` and the registered names otherwise."""
+    if name not in _TERMS:
+        raise ConfigError(f"{where}: unknown loss term '{name}' (registered: {', '.join(sorted(_TERMS))})")
+    return _TERMS[name]
+
+
+@register_loss("ce", student=("logits",))
+def cross_entropy_term(params, student, answers, teacher) -> torch.Tensor:
+    """L_T: cross-entropy of the answer logits (B, A) against the answers (B,)."""
+    return F.cross_entropy(student.logits.float(), answers)
+
+
+@register_loss("similarity", student=("joint_appearance", "joint_motion"))
+def similarity_term(params, student, answers, teacher) -> torch.Tensor:
+    """L_2: :func:`similarity` of the per-layer joint outputs (u*g tensors (B, C, d) each)."""
+    return similarity(_stack_layers(student.joint_appearance), _stack_layers(student.joint_motion))
+
+
+@register_loss("hsic", student=("indep_appearance", "joint_appearance", "indep_motion", "joint_motion"))
+def hsic_term(params, student, answers, teacher) -> torch.Tensor:
+    """L_1: :func:`hsic` of independent vs joint outputs, appearance plus motion."""
+    return (hsic(_stack_layers(student.indep_appearance), _stack_layers(student.joint_appearance))
+            + hsic(_stack_layers(student.indep_motion), _stack_layers(student.joint_motion)))
+
+
+@register_loss("kd_appearance", params=DistillationParams, student=("appearance",), teacher=("fused",),
+               same_config=("module_dim",))
+def kd_appearance_term(params, student, answers, teacher) -> torch.Tensor:
+    """L_a: :func:`distillation` of the teacher's fused V_c (B, C, d) into the student's V_a (B, C, d)."""
+    return distillation(teacher.fused, student.appearance, params.temperature)
+
+
+@register_loss("kd_motion", params=DistillationParams, student=("motion",), teacher=("fused",),
+               same_config=("module_dim",))
+def kd_motion_term(params, student, answers, teacher) -> torch.Tensor:
+    """L_m: :func:`distillation` of the teacher's fused V_c (B, C, d) into the student's V_m (B, C, d)."""
+    return distillation(teacher.fused, student.motion, params.temperature)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A weighted sum of terms. ``terms``: (name, LossTerm, params); ``inactive``: names of teacher terms that
+    are configured but not computed (no teacher in this run): they are reported as 0 so that a config's logged
+    columns do not depend on whether a teacher is given."""
+    terms: tuple
+    inactive: tuple = ()
+
+    @property
+    def part_names(self) -> tuple[str, ...]:
+        """The logged loss parts: ``total`` then every term, configured order."""
+        return (TOTAL, *(name for name, _, _ in self.terms), *self.inactive)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {**{name: params.weight for name, _, params in self.terms}, **{name: 0.0 for name in self.inactive}}
+
+    @property
+    def teacher_terms(self) -> tuple[str, ...]:
+        """Terms that read the teacher, computed or not."""
+        return (*(name for name, term, _ in self.terms if term.reads_teacher), *self.inactive)
+
+    @property
+    def reads_teacher(self) -> bool:
+        return any(term.reads_teacher for _, term, _ in self.terms)
+
+    def check_outputs(self, student_fields: tuple, teacher_fields: tuple | None) -> None:
+        """ConfigError when a term reads an output field the model (or the teacher, unless ``teacher_fields`` is
+        None) does not produce."""
+        for name, term, _ in self.terms:
+            checks = [("model", term.student_fields, student_fields)]
+            if teacher_fields is not None:
+                checks.append(("teacher", term.teacher_fields, teacher_fields))
+            for who, needed, have in checks:
+                missing = [f for f in needed if f not in have]
+                if missing:
+                    raise ConfigError(f"loss term '{name}' reads the {who}'s output field(s) {', '.join(missing)}, "
+                                      f"which that model does not produce (it has: {', '.join(have)})")
+
+
+def _terms(section: dict, where: str) -> list:
+    return [(name, loss_term(name, f"{where}.{name}"),
+             typed_from_dict(loss_term(name).params, dict(params or {}), f"{where}.{name}"))
+            for name, params in (section or {}).items()]
+
+
+def build_objective(losses: dict, teacher_losses: dict | None = None, teacher_given: bool = False,
+                    drop_teacher_terms: bool = False) -> Objective:
+    """The objective of a run: the ``losses`` section's terms, plus ``teacher_losses`` (the config's
+    ``distill.losses``) when a teacher is given (otherwise those are reported as 0).
+
+    ConfigError when a term in ``losses`` reads a teacher but none is given (unless ``drop_teacher_terms``: a plain
+    student, or evaluation without the teacher, reports them as 0), or a teacher is given but no term reads it.
     """
-    if teacher_out is not None and distill_cfg is None:
-        raise ValueError("compute_losses: teacher_out was given without distill_cfg (the config's distill "
-                         "section: temperatures and lambdas)")
-    with torch.autocast(out.logits.device.type, enabled=False):
-        return _compute_losses(out, answers, train_cfg, distill_cfg, teacher_out)
+    terms = _terms(losses, "losses")
+    extra = _terms(teacher_losses, "distill.losses")
+    if not terms and not extra:
+        raise ConfigError("the objective has no loss term: config section 'losses' is empty")
+    if not teacher_given:
+        needing = [name for name, term, _ in terms if term.reads_teacher]
+        if drop_teacher_terms:
+            terms = [t for t in terms if t[0] not in needing]
+            extra = [t for t in extra if t[0] not in needing]
+            return Objective(tuple(terms), tuple(needing) + tuple(name for name, _, _ in extra))
+        if needing:
+            raise ConfigError(f"loss term(s) {', '.join(needing)} (config section 'losses') read a teacher, but none "
+                              "is given: set 'distill.teacher_ckpt' / --teacher_ckpt, or move them under "
+                              "'distill.losses' (used only when a teacher is given)")
+        return Objective(tuple(terms), tuple(name for name, _, _ in extra))
+    names = [name for name, _, _ in terms]
+    terms += [t for t in extra if t[0] not in names]
+    if not any(term.reads_teacher for _, term, _ in terms):
+        raise ConfigError("a teacher is given (distill.teacher_ckpt / --teacher_ckpt) but no loss term reads it: "
+                          "list the distillation terms under 'distill.losses' (e.g. kd_appearance, kd_motion)")
+    return Objective(tuple(terms))
 
 
-def _compute_losses(out, answers, train_cfg, distill_cfg, teacher_out) -> dict:
-    """:func:`compute_losses` without the autocast guard."""
-    ce = F.cross_entropy(out.logits.float(), answers)
-    sim = similarity(_stack_layers(out.joint_appearance), _stack_layers(out.joint_motion))
-    hsic_value = (hsic(_stack_layers(out.indep_appearance), _stack_layers(out.joint_appearance))
-                  + hsic(_stack_layers(out.indep_motion), _stack_layers(out.joint_motion)))
-    total = ce + train_cfg["alpha"] * sim + train_cfg["beta"] * hsic_value
-    zero = ce.new_zeros(())
-    kd_appearance = kd_motion = zero
-    if teacher_out is not None:
-        kd_appearance = distillation(teacher_out.fused, out.appearance, distill_cfg["temperature_appearance"])
-        kd_motion = distillation(teacher_out.fused, out.motion, distill_cfg["temperature_motion"])
-        total = (total + distill_cfg["lambda_appearance"] * kd_appearance
-                 + distill_cfg["lambda_motion"] * kd_motion)
-    return {"total": total, "ce": ce, "similarity": sim, "hsic": hsic_value,
-            "kd_appearance": kd_appearance, "kd_motion": kd_motion}
+def objective_for(cfg, mode: str) -> Objective:
+    """A run's objective from its config: ``losses``, plus ``distill.losses`` when distilling (``train.mode`` kd);
+    mode student reports the teacher terms as 0 and reads no teacher."""
+    return build_objective(cfg.losses, cfg.distill.losses, teacher_given=mode == "kd",
+                           drop_teacher_terms=mode == "student")
+
+
+def compute_losses(objective: Objective, out, answers: torch.Tensor, teacher_out=None) -> dict:
+    """Every loss part of one batch as a dict of scalar float32 tensors: ``total`` and one entry per term.
+
+    out: the model's output (a NamedTuple; terms read its fields by name); answers: (B,) long class ids;
+    teacher_out: the frozen teacher's output on the same batch (detached by the terms) or None. Inactive teacher
+    terms are 0. Safe to call inside an autocast region: it turns autocast off for itself.
+    """
+    if objective.reads_teacher and teacher_out is None:
+        raise ValueError("compute_losses: the objective reads a teacher but teacher_out is None")
+    device = answers.device
+    with torch.autocast(device.type, enabled=False):
+        parts = {name: term.fn(params, out, answers, teacher_out if term.reads_teacher else None).float()
+                 for name, term, params in objective.terms}
+        total = sum(objective.weights[name] * value for name, value in parts.items())
+        zero = torch.zeros((), dtype=torch.float32, device=device)
+        return {TOTAL: total, **parts, **{name: zero for name in objective.inactive}}

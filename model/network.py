@@ -1,9 +1,11 @@
 """The whole VideoQA network: teacher (g graph layers) and student (g = 1) differ only by config.
 
-ARCHITECTURE.md sections 2-4. ``build_model(cfg.model, num_question_tokens=V, num_answers=A)`` builds it.
+docs/model.md sections 2-4. Registered as model ``dualvgr`` (model/registry.py): its typed config is
+:class:`DualVGRConfig`; ``build_model(cfg.model, num_question_tokens=V, num_answers=A)`` builds it.
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -14,10 +16,34 @@ from model.dualvgr import DualVGR
 from model.encoders import AppearanceEncoder, MotionEncoder, QuestionEncoder, length_mask
 from model.fusion import MFB, AnswerClassifier, ClipReadout
 from model.gat import GraphAttention
+from model.registry import register_model
+from utils.config import ConfigError
 
-MODEL_KEYS = ("module_dim", "word_dim", "vision_dim", "num_heads", "graph_layers", "unit_layers", "mfb_factor",
-              "mfb_dim", "dropout")
-DROPOUT_KEYS = ("word", "question", "appearance_input", "clip", "gat", "readout", "classifier")
+
+@dataclass
+class DualVGRDropout:
+    """Dropout probabilities (configs/base.yml ``model.dropout`` documents each)."""
+    word: float
+    question: float
+    appearance_input: float
+    clip: float
+    gat: float
+    readout: float
+    classifier: float
+
+
+@dataclass
+class DualVGRConfig:
+    """Constructor arguments of :class:`VideoQAModel` besides the vocabulary sizes (configs/base.yml ``model``)."""
+    module_dim: int
+    word_dim: int
+    vision_dim: int
+    num_heads: int
+    graph_layers: int
+    unit_layers: int
+    mfb_factor: int
+    mfb_dim: int
+    dropout: DualVGRDropout
 
 
 class ModelOutput(NamedTuple):
@@ -38,7 +64,7 @@ class ModelOutput(NamedTuple):
 class VideoQAModel(nn.Module):
     """DualVGR-style VideoQA model (teacher or student).
 
-    Build it with :func:`build_model`. ``forward(appearance, motion, question, question_len, video_index=None)``:
+    Build it with :func:`model.registry.build_model`. ``forward(appearance, motion, question, question_len, video_index=None)``:
 
     - appearance ``(N, C, F, D)`` float (any float dtype; cast to the parameters' dtype),
     - motion ``(N, C, D)`` float,
@@ -135,21 +161,16 @@ def init_weights(model: nn.Module) -> None:
             module.reset_parameters()
 
 
-def build_model(model_cfg, num_question_tokens: int, num_answers: int) -> VideoQAModel:
-    """Build the network from the config's ``model`` section (a dict or EasyDict) and the vocabulary sizes."""
-    missing = [k for k in MODEL_KEYS if k not in model_cfg]
-    missing += [f"dropout.{k}" for k in DROPOUT_KEYS if "dropout" in model_cfg and k not in model_cfg["dropout"]]
-    if missing:
-        raise ValueError(f"model config lacks key(s): {', '.join('model.' + k for k in missing)}")
-    cfg = {k: model_cfg[k] for k in MODEL_KEYS}
-    for key in ("module_dim", "word_dim", "vision_dim", "num_heads", "graph_layers", "unit_layers",
-                "mfb_factor", "mfb_dim"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"model.{key} must be a positive integer, got {cfg[key]!r}")
-    if cfg["module_dim"] % 2 or cfg["module_dim"] % cfg["num_heads"]:
-        raise ValueError(f"model.module_dim ({cfg['module_dim']}) must be even and divisible by model.num_heads "
-                         f"({cfg['num_heads']})")
+@register_model("dualvgr", config=DualVGRConfig, outputs=ModelOutput)
+def build_dualvgr(config: DualVGRConfig, num_question_tokens: int, num_answers: int) -> VideoQAModel:
+    """The DualVGR-style network for V question tokens and A answers; ConfigError names a bad ``model`` key."""
+    values = asdict(config)
+    for key, value in values.items():
+        if key != "dropout" and value < 1:
+            raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
+    if config.module_dim % 2 or config.module_dim % config.num_heads:
+        raise ConfigError(f"model.module_dim ({config.module_dim}) must be even and divisible by model.num_heads "
+                          f"({config.num_heads})")
     if num_question_tokens < 2 or num_answers < 2:
         raise ValueError(f"need at least 2 question tokens and 2 answers, got {num_question_tokens} and {num_answers}")
-    cfg["dropout"] = {k: float(model_cfg["dropout"][k]) for k in DROPOUT_KEYS}
-    return VideoQAModel(num_question_tokens, num_answers, **cfg)
+    return VideoQAModel(num_question_tokens, num_answers, **values)

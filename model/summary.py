@@ -3,7 +3,7 @@
     python -m model.summary --cfg configs/msvd_qa_teacher.yml --question-tokens 4000 --answers 1002
     python -m model.summary --cfg configs/msvd_qa_student.yml --vocab data/msvd-qa/msvd-qa_vocab.json
 
-The model is built on the ``meta`` device: no memory is allocated and no weights are initialised, so even the
+The model is the one ``model.name`` selects (model/registry.py), built on the ``meta`` device: no memory is allocated and no weights are initialised, so even the
 largest config counts in well under a second. The last line is always ``trainable parameters: N`` with N written
 with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from termcolor import colored
 
-from model.network import VideoQAModel, build_model
+from model.network import VideoQAModel
+from model.registry import build_model, model_config
 from preprocess.question_file import QuestionFileError, load_vocab
 from utils.config import ConfigError, REPO_ROOT, add_config_arguments, load_config
 
@@ -26,8 +27,13 @@ def count(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def parameter_table(model: VideoQAModel) -> list[tuple[str, int]]:
-    """(part name, trainable parameters) rows that add up to the model's total, in forward order."""
+def parameter_table(model: torch.nn.Module) -> list[tuple[str, int]]:
+    """(part name, trainable parameters) rows that add up to the model's total: the DualVGR network's parts in
+    forward order, or the top-level submodules of any other registered model."""
+    if not isinstance(model, VideoQAModel):
+        rows = [(name, count(child)) for name, child in model.named_children()]
+        own = count(model) - sum(n for _, n in rows)
+        return rows + ([("(own parameters)", own)] if own else [])
     encoder = model.question_encoder
     rows = [("word embedding", count(encoder.embedding)),
             ("contextual-word BiLSTM", count(encoder.contextual)),
@@ -99,12 +105,12 @@ def main(argv=None) -> int:
     except ValueError as e:
         raise SystemExit(str(e)) from None
     rows = parameter_table(model)
+    fields = " ".join(f"{k}={v}" for k, v in vars(model_config(cfg.model)).items()
+                      if not hasattr(v, "__dataclass_fields__"))
     total = count(model)
     if sum(n for _, n in rows) != total:
         raise RuntimeError("model.summary: the parameter table misses a part of the model")
-    m = cfg.model
-    print(colored(f"V={num_tokens} A={num_answers} d={m.module_dim} w={m.word_dim} D={m.vision_dim} "
-                  f"k={m.num_heads} g={m.graph_layers} u={m.unit_layers} f={m.mfb_factor} m={m.mfb_dim}", "cyan"))
+    print(colored(f"{cfg.model.name}: V={num_tokens} A={num_answers} {fields}", "cyan"))
     width = max(len(name) for name, _ in rows)
     for name, n in rows:
         print(f"  {name:<{width}}  {n:>12,}")

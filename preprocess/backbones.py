@@ -9,7 +9,7 @@ back to the 0-255 grid) and normalises them:
   training input) or unchanged (``raw``, what HCRN/DualVGR fed) -> 3D ResNeXt-101 to its pool -> (N, 2048).
 
 Weights always load with ``torch.load(weights_only=True)``. Without weights the caller must ask for random
-initialisation explicitly; ``recalibrate_batchnorm`` then makes the random-init features well scaled (FINDINGS.md).
+initialisation explicitly; ``recalibrate_batchnorm`` then makes the random-init features well scaled (docs/notes.md).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
     python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnet101
     python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnext101
 
-Output (HCRN/DualVGR layout, DATA_FORMATS.md): appearance ``resnet_features`` float32 (N, C, F, 2048) or motion
+Output (HCRN/DualVGR layout, docs/data_formats.md): appearance ``resnet_features`` float32 (N, C, F, 2048) or motion
 ``resnext_features`` float32 (N, C, 2048); ``ids`` int64 (N,) video ids in increasing order; plus ``valid`` uint8 (N,)
 (0: the video did not decode, its row is zeros), ``done`` uint8 (N,) (rows finished, for resuming),
 ``num_decoded_frames`` int32 (N,) (frames the video decoded to; clips were sampled over these),

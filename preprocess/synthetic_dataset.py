@@ -6,7 +6,7 @@ English whose words are all in GloVe 6B, in the five MSVD-QA types by first word
 the video: appearance (colour, shape), motion (direction, speed, when it moves) and both ("what color is the shape
 moving left?"). Two-shape videos have distinct colours, shapes and directions, so questions must bind attributes.
 
-Written under --out (the layout of DATA_FORMATS.md, so the MSVD-QA preprocessing runs on it unchanged):
+Written under --out (the layout of docs/data_formats.md, so the MSVD-QA preprocessing runs on it unchanged):
     YouTubeClips/synth_00042.avi     MJPEG video, --size x --size pixels, --frames frames
     youtube_mapping.txt              "synth_00042 vid42" per line
     train_qa.json, val_qa.json, test_qa.json

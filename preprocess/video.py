@@ -1,6 +1,6 @@
 """Decoding videos into the frames of HCRN/DualVGR clips, one pass through each video with PyAV.
 
-Clip sampling (DATA_FORMATS.md): C clip centres at ``linspace(0, n_frames, C + 2)[1:C+1]`` (integer), each clip the F
+Clip sampling (docs/data_formats.md): C clip centres at ``linspace(0, n_frames, C + 2)[1:C+1]`` (integer), each clip the F
 consecutive frames ``centre - F//2 ... centre + (F-1)//2``; indices outside ``[0, n_frames)`` are clamped, which repeats
 the first or last frame. ``n_frames`` is the number of frames that actually decode.
 

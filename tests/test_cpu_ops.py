@@ -1,12 +1,16 @@
 """model/cpu_ops.py: the fast float32 CPU operators compute torch's functions (values and gradients), and a whole
 model gives the same outputs and gradients with them as with torch's own operators."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from model import build_model, cpu_ops
-from utils.config import load_config
+from utils.config import REPO_ROOT, ConfigError, load_config
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -130,7 +134,7 @@ def test_dropout_edge_probabilities_and_other_dtypes():
     assert doubles.dtype == torch.float64 and set(torch.unique(doubles / x.double()).tolist()) <= {0.0, 2.0}
 
 
-def test_a_whole_model_equals_the_model_on_torch_operators(monkeypatch):
+def test_a_whole_model_equals_the_model_on_torch_operators():
     """Eval mode (no dropout): every output and every parameter gradient as with F.linear / baddbmm / F.elu.
 
     The gradients are those of CE plus fixed random projections of all outputs. (Not of the similarity loss: in eval
@@ -155,8 +159,11 @@ def test_a_whole_model_equals_the_model_on_torch_operators(monkeypatch):
         return tensors, torch.autograd.grad(loss, list(model.parameters()))
 
     fast_out, fast_grads = run()
-    monkeypatch.setattr(cpu_ops, "_fast_cpu", lambda *tensors: False)
-    torch_out, torch_grads = run()
+    cpu_ops.set_cpu_fast_path(False)
+    try:
+        torch_out, torch_grads = run()
+    finally:
+        cpu_ops.set_cpu_fast_path("auto")
     for got, want in zip(fast_out, torch_out):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     for (name, _), got, want in zip(model.named_parameters(), fast_grads, torch_grads):
@@ -169,3 +176,45 @@ def test_torch_compile_tracing_takes_torch_operators(monkeypatch):
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     out = cpu_ops.linear(x, w)
     assert "_OneDNNLinearBackward" not in graph_names(out) and "_TanhELUBackward" not in graph_names(cpu_ops.elu(out))
+
+
+@pytest.fixture()
+def fast_path_off():
+    cpu_ops.set_cpu_fast_path(False)
+    yield
+    cpu_ops.set_cpu_fast_path("auto")
+
+
+def test_the_switch_off_gives_torch_operators_exactly(fast_path_off):
+    torch.manual_seed(0)
+    x, w, b = torch.randn(6, 3, requires_grad=True), torch.randn(2, 3), torch.randn(2)
+    out = cpu_ops.linear(x, w, b)
+    assert torch.equal(out, F.linear(x, w, b)) and "_OneDNNLinearBackward" not in graph_names(out)
+    assert torch.equal(cpu_ops.elu(x), F.elu(x)) and "_TanhELUBackward" not in graph_names(cpu_ops.elu(x))
+    xs, ws, bs = torch.randn(2, 4, 3), torch.randn(2, 5, 3), torch.randn(2, 5)
+    assert torch.equal(cpu_ops.batched_linear(xs, ws, bs), torch.baddbmm(bs[:, None, :], xs, ws.transpose(1, 2)))
+    layer = cpu_ops.Dropout(0.5)
+    torch.manual_seed(1)
+    ours = layer(x)
+    torch.manual_seed(1)
+    assert torch.equal(ours, F.dropout(x, 0.5))
+
+
+def test_the_switch_on_takes_the_fast_operators():
+    cpu_ops.set_cpu_fast_path(True)
+    assert cpu_ops.cpu_fast_path_enabled()
+    out = cpu_ops.linear(torch.randn(6, 3), torch.randn(2, 3, requires_grad=True))
+    assert "_OneDNNLinearBackward" in graph_names(out)
+    cpu_ops.set_cpu_fast_path("auto")
+
+
+def test_the_switch_from_config_and_environment():
+    assert load_config(None, ["model.cpu_fast_path=false"]).model.cpu_fast_path is False
+    with pytest.raises(ConfigError, match="model.cpu_fast_path"):
+        load_config(None, ["model.cpu_fast_path=sometimes"])
+    with pytest.raises(ValueError, match="model.cpu_fast_path"):
+        cpu_ops.set_cpu_fast_path("sometimes")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", cpu_ops.FAST_PATH_ENV: "0"}
+    result = subprocess.run([sys.executable, "-c", "from model import cpu_ops; print(cpu_ops.cpu_fast_path_enabled())"],
+                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

@@ -1,12 +1,11 @@
-"""Losses (ARCHITECTURE.md section 5) against independent loop/numpy computations."""
+"""Losses (docs/model.md section 5) against independent loop/numpy computations."""
 import numpy as np
 import pytest
 import torch
-from easydict import EasyDict
 from torch import nn
 
 from model import ModelOutput
-from model.losses import compute_losses, distillation, hsic, similarity
+from model.losses import build_objective, compute_losses, distillation, hsic, similarity
 
 
 def numpy_hsic(indep_layers, joint_layers):
@@ -82,8 +81,10 @@ def fake_output(g, b=3, c=4, d=5, answers=6, seed=0, requires_grad=False):
                        *(tuple(t(b, c, d) for _ in range(g)) for _ in range(4)))
 
 
-TRAIN = EasyDict(alpha=100.0, beta=1e-6)
-DISTILL = EasyDict(temperature_appearance=1.0, temperature_motion=0.7, lambda_appearance=1.0, lambda_motion=100.0)
+LOSSES = {"ce": {"weight": 1.0}, "similarity": {"weight": 100.0}, "hsic": {"weight": 1e-6}}
+DISTILL = {"kd_appearance": {"weight": 1.0, "temperature": 1.0}, "kd_motion": {"weight": 100.0, "temperature": 0.7}}
+TRAIN = build_objective(LOSSES, DISTILL)                        # no teacher: the kd terms are reported as 0
+KD = build_objective(LOSSES, DISTILL, teacher_given=True)
 
 
 def numpy_parts(out, answers):
@@ -98,7 +99,7 @@ def numpy_parts(out, answers):
 def test_teacher_total_weighting():
     out = fake_output(g=4)
     answers = torch.tensor([0, 5, 2])
-    losses = compute_losses(out, answers, TRAIN)
+    losses = compute_losses(TRAIN, out, answers)
     assert set(losses) == {"total", "ce", "similarity", "hsic", "kd_appearance", "kd_motion"}
     ce, sim, hsic_value = numpy_parts(out, answers)
     np.testing.assert_allclose(losses["ce"].item(), ce, rtol=1e-5)
@@ -113,7 +114,7 @@ def test_student_total_adds_weighted_distillation_and_detaches_the_teacher():
     student = fake_output(g=1, seed=1, requires_grad=True)
     teacher = fake_output(g=4, seed=2, requires_grad=True)
     answers = torch.tensor([1, 1, 3])
-    losses = compute_losses(student, answers, TRAIN, DISTILL, teacher_out=teacher)
+    losses = compute_losses(KD, student, answers, teacher_out=teacher)
     kl = nn.KLDivLoss(reduction="batchmean")
     kd_a = kl(torch.log_softmax(student.appearance / 1.0, -1), torch.softmax(teacher.fused / 1.0, -1))
     kd_m = kl(torch.log_softmax(student.motion / 0.7, -1), torch.softmax(teacher.fused / 0.7, -1))
@@ -127,24 +128,24 @@ def test_student_total_adds_weighted_distillation_and_detaches_the_teacher():
     assert student.appearance.grad is not None and student.motion.grad is not None
 
 
-def test_teacher_output_without_distill_config_is_an_error():
-    with pytest.raises(ValueError, match="distill_cfg"):
-        compute_losses(fake_output(g=1), torch.tensor([0, 1, 2]), TRAIN, teacher_out=fake_output(g=1))
+def test_distillation_objective_without_teacher_output_is_an_error():
+    with pytest.raises(ValueError, match="teacher_out"):
+        compute_losses(KD, fake_output(g=1), torch.tensor([0, 1, 2]))
 
 
 def test_low_precision_outputs_give_float32_losses():
     out = ModelOutput(*(x.bfloat16() if torch.is_tensor(x) else tuple(y.bfloat16() for y in x)
                         for x in fake_output(g=2)))
-    losses = compute_losses(out, torch.tensor([0, 1, 2]), TRAIN, DISTILL, teacher_out=out)
+    losses = compute_losses(KD, out, torch.tensor([0, 1, 2]), teacher_out=out)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
 
 
 def test_autocast_does_not_lower_the_loss_precision():
     out = fake_output(g=2, d=64, seed=7)
     answers = torch.tensor([0, 1, 2])
-    reference = compute_losses(out, answers, TRAIN, DISTILL, teacher_out=out)
+    reference = compute_losses(KD, out, answers, teacher_out=out)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        losses = compute_losses(out, answers, TRAIN, DISTILL, teacher_out=out)
+        losses = compute_losses(KD, out, answers, teacher_out=out)
     for key, value in reference.items():
         torch.testing.assert_close(losses[key], value, rtol=1e-6, atol=1e-7, msg=key)
 

@@ -1,4 +1,4 @@
-"""The model (ARCHITECTURE.md sections 2-4): parameter counts, each equation against an independent small
+"""The model (docs/model.md sections 2-4): parameter counts, each equation against an independent small
 computation, padding invariance, the per-video gather, no host syncs, and gradients at the paper's sizes."""
 import math
 
@@ -13,7 +13,7 @@ from model.dualvgr import ClipScores, DualVGRUnit, GraphLayer, IndependentJointF
 from model.encoders import AppearanceEncoder, LengthMaskedBiLSTM, reverse_within_length
 from model.fusion import MFB, AnswerClassifier, ClipReadout
 from model.gat import GraphAttention
-from model.losses import compute_losses
+from model.losses import compute_losses, objective_for
 from utils.config import load_config
 
 
@@ -47,7 +47,7 @@ def tiny_batch(num_videos=3, clips=4, frames=5, vision_dim=10, num_tokens=20, se
     return appearance, motion, question, lengths
 
 
-# ---------------------------------------------------------------- parameter counts (ARCHITECTURE.md section 6)
+# ---------------------------------------------------------------- parameter counts (docs/model.md section 6)
 
 def paper_cfg(graph_layers, mfb_factor=2):
     return load_config(None, [f"model.graph_layers={graph_layers}", f"model.mfb_factor={mfb_factor}",
@@ -462,7 +462,7 @@ def test_forward_backward_at_paper_sizes(config):
     out = model(appearance, motion, question, torch.tensor([6, 3]))
     g = cfg.model.graph_layers
     assert out.logits.shape == (2, 11) and out.fused.shape == (2, 8, 768) and len(out.joint_motion) == g
-    compute_losses(out, torch.tensor([1, 4]), cfg.train)["total"].backward()
+    compute_losses(objective_for(cfg, "teacher"), out, torch.tensor([1, 4]))["total"].backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert model.question_encoder.embedding.weight.grad.abs().sum() > 0

@@ -7,6 +7,7 @@ import torch
 from easydict import EasyDict
 
 from model import build_model
+from model.losses import build_objective
 from train_fixtures import TINY_MODEL, write_config, write_tiny_dataset
 from training.data import load_data
 from training.engine import StepContext, train_step
@@ -34,10 +35,11 @@ def _step(cfg, batch, student, teacher=None, lambdas=(1.0, 1.0), grad_clip=None)
     """A copy of ``student`` after one Adam step on ``batch`` (same dropout stream every call); its .grad
     attributes hold that step's gradients."""
     student = copy.deepcopy(student)
-    distill = EasyDict(cfg.distill, lambda_appearance=lambdas[0], lambda_motion=lambdas[1])
+    distill = {name: dict(params, weight=weight) for (name, params), weight in zip(cfg.distill.losses.items(), lambdas)}
+    objective = build_objective(cfg.losses, distill, teacher_given=teacher is not None)
     ctx = StepContext(model=student, teacher=teacher, optimizer=torch.optim.Adam(student.parameters(), lr=1e-2),
-                      scaler=torch.amp.GradScaler("cuda", enabled=False), train_cfg=cfg.train,
-                      distill_cfg=distill if teacher is not None else None, device=torch.device("cpu"),
+                      scaler=torch.amp.GradScaler("cuda", enabled=False), objective=objective,
+                      device=torch.device("cpu"),
                       amp_dtype=None, grad_clip=cfg.train.grad_clip if grad_clip is None else grad_clip)
     student.train()
     torch.manual_seed(123)

@@ -1,4 +1,4 @@
-"""Clip sampling (DATA_FORMATS.md) and PyAV decoding of real, tiny videos whose frames encode their own index."""
+"""Clip sampling (docs/data_formats.md) and PyAV decoding of real, tiny videos whose frames encode their own index."""
 import av
 import numpy as np
 import pytest

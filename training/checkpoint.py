@@ -13,7 +13,8 @@ A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts, 
     partial_epoch       {} or the running sums of that unfinished epoch (tensors)
     rng                 {"torch": ByteTensor, "cuda": [ByteTensor], "numpy": {...}, "python": {...}}
     mode                teacher | student | kd
-    model_config        the model section of the config (plain dict)
+    model_config        the model section of the config (plain dict) with the model's registered ``name``
+                        (format 1 has no name: it is read as ``dualvgr``, see :func:`load_checkpoint`)
     config              the whole resolved config (plain dict)
     vocab_fingerprint   sha256 of the vocabulary's question and answer token lists
     num_question_tokens, num_answers, num_clips, frames_per_clip, appearance_dim, motion_dim
@@ -33,7 +34,7 @@ import torch
 
 from utils.atomic import atomic_write
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: model_config names its model (model/registry.py)
 
 
 class CheckpointError(RuntimeError):
@@ -110,6 +111,9 @@ def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
     missing = [k for k in required if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} (from {source}) is not a kdvqa checkpoint: missing {', '.join(missing)}")
+    if ckpt.get("format_version", 1) < 2:
+        from model.registry import DEFAULT_MODEL
+        ckpt["model_config"] = {"name": DEFAULT_MODEL, **ckpt["model_config"]}
     return ckpt
 
 

@@ -1,6 +1,6 @@
 """Data pipeline: vocabulary, HCRN/DualVGR question files, HDF5 video features, and whole-batch loading.
 
-Files (DATA_FORMATS.md): ``dataset.*`` config keys name them; relative names resolve inside
+Files (docs/data_formats.md): ``dataset.*`` config keys name them; relative names resolve inside
 ``dataset.data_dir`` (itself relative to the repository root unless absolute).
 
 A batch is built in one call from an array of question indices (the samplers yield those), with vectorised

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from utils.progress import progress
 
-from model.losses import compute_losses
+from model.losses import Objective, compute_losses
 from training import distributed
 from training.data import QuestionSplit, batch_to_device
 from training.log import get_logger
-from training.metrics import LOSS_PARTS, SplitAccuracy, accuracy_by_type, correct_mask
+from training.metrics import SplitAccuracy, accuracy_by_type, correct_mask
 
 SYNC_EVERY = 25       # steps between host reads of the running sums
 NO_BAD_STEP = 2 ** 62  # "no non-finite loss yet"
@@ -57,7 +57,8 @@ class CompiledWithFallback(torch.nn.Module):
 
 @dataclass
 class StepContext:
-    """What a training step needs. ``model`` may be compiled / DDP-wrapped; ``teacher`` is frozen or None.
+    """What a training step needs. ``model`` may be compiled / DDP-wrapped; ``teacher`` is frozen or None;
+    ``objective`` the weighted loss terms (model/losses.py).
 
     ``share_video_dropout``: the model's video encoders run once per distinct video of the batch, so questions on
     the same video share the encoders' dropout masks (faster; ``dataset.questions_per_video > 0``). False: each
@@ -67,8 +68,7 @@ class StepContext:
     teacher: torch.nn.Module | None
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
-    train_cfg: dict
-    distill_cfg: dict | None
+    objective: Objective
     device: torch.device
     amp_dtype: torch.dtype | None
     grad_clip: float
@@ -95,9 +95,9 @@ def model_inputs(batch: dict, per_question_videos: bool = False) -> tuple:
     return appearance, motion, batch["question"], batch["question_len"], video_index
 
 
-def forward(model, teacher, batch: dict, train_cfg, distill_cfg, device, amp_dtype,
-            per_question_videos: bool = False):
-    """Model (and frozen teacher) on one batch -> (ModelOutput, dict of scalar loss tensors).
+def forward(model, teacher, batch: dict, objective: Objective, device, amp_dtype, per_question_videos: bool = False):
+    """Model (and frozen teacher, when the objective reads it) on one batch -> (model output, dict of scalar loss
+    tensors: ``objective.part_names``).
 
     ``per_question_videos`` applies to the model (see :func:`model_inputs`); the teacher, in eval mode and
     without dropout, always encodes each distinct video once.
@@ -106,17 +106,16 @@ def forward(model, teacher, batch: dict, train_cfg, distill_cfg, device, amp_dty
     with autocast(device, amp_dtype):
         out = model(*model_inputs(batch, per_question_videos))
         teacher_out = None
-        if teacher is not None:
+        if teacher is not None and objective.reads_teacher:
             with torch.no_grad():
                 teacher_out = teacher(*inputs)
-        losses = compute_losses(out, batch["answer"], train_cfg, distill_cfg if teacher is not None else None,
-                                teacher_out)
+        losses = compute_losses(objective, out, batch["answer"], teacher_out)
     return out, losses
 
 
 def train_step(ctx: StepContext, batch: dict):
     """One optimisation step on a device batch -> (losses dict, logits (B, A)). No host sync."""
-    out, losses = forward(ctx.model, ctx.teacher, batch, ctx.train_cfg, ctx.distill_cfg, ctx.device, ctx.amp_dtype,
+    out, losses = forward(ctx.model, ctx.teacher, batch, ctx.objective, ctx.device, ctx.amp_dtype,
                           per_question_videos=not ctx.share_video_dropout)
     ctx.optimizer.zero_grad(set_to_none=True)
     ctx.scaler.scale(losses["total"]).backward()
@@ -132,21 +131,23 @@ def train_step(ctx: StepContext, batch: dict):
 class EpochTotals:
     """Device-side running sums of one epoch (one split).
 
-    loss_sums (P,) float64: sum over questions of each loss part (LOSS_PARTS order); count () float64;
+    loss_sums (P,) float64: sum over questions of each loss part (``part_names`` order, ``total`` first);
+    count () float64;
     correct () float64; predictions (N,) int64, -1 until the question is seen; first_bad_step () int64 and
     bad_parts (P,) bool: the first step whose loss was not finite and which parts were not.
     """
 
-    def __init__(self, num_questions: int, device: torch.device):
-        self.loss_sums = torch.zeros(len(LOSS_PARTS), dtype=torch.float64, device=device)
+    def __init__(self, num_questions: int, device: torch.device, part_names: tuple):
+        self.part_names = tuple(part_names)
+        self.loss_sums = torch.zeros(len(self.part_names), dtype=torch.float64, device=device)
         self.count = torch.zeros((), dtype=torch.float64, device=device)
         self.correct = torch.zeros((), dtype=torch.float64, device=device)
         self.predictions = torch.full((num_questions,), -1, dtype=torch.int64, device=device)
         self.first_bad_step = torch.full((), NO_BAD_STEP, dtype=torch.int64, device=device)
-        self.bad_parts = torch.zeros(len(LOSS_PARTS), dtype=torch.bool, device=device)
+        self.bad_parts = torch.zeros(len(self.part_names), dtype=torch.bool, device=device)
 
     def add(self, losses: dict, logits: torch.Tensor, batch: dict, step: int) -> None:
-        parts = torch.stack([losses[k].detach().float() for k in LOSS_PARTS])
+        parts = torch.stack([losses[k].detach().float() for k in self.part_names])
         finite = torch.isfinite(parts)
         size = batch["answer"].shape[0]
         predictions = logits.detach().argmax(dim=-1)
@@ -175,7 +176,7 @@ class EpochTotals:
     def mean_losses(self) -> dict:
         """Per-question mean of each loss part (host floats; one sync)."""
         means = (self.loss_sums / self.count.clamp(min=1)).tolist()
-        return dict(zip(LOSS_PARTS, means))
+        return dict(zip(self.part_names, means))
 
 
 def check_status(totals: EpochTotals, epoch: int, stop_requested: bool, dist_ctx, split: str = "train") -> tuple:
@@ -189,9 +190,9 @@ def check_status(totals: EpochTotals, epoch: int, stop_requested: bool, dist_ctx
                        -totals.bad_parts.double()])
     distributed.all_reduce_(flags, dist_ctx, "min")
     values = torch.cat([flags, totals.loss_sums[:1], totals.count.reshape(1), totals.correct.reshape(1)]).tolist()
-    bad_step, stop, bad = values[0], values[1] < 0, values[2:2 + len(LOSS_PARTS)]
+    bad_step, stop, bad = values[0], values[1] < 0, values[2:2 + len(totals.part_names)]
     if bad_step < NO_BAD_STEP:
-        parts = [name for name, flag in zip(LOSS_PARTS, bad) if flag < 0]
+        parts = [name for name, flag in zip(totals.part_names, bad) if flag < 0]
         raise NonFiniteLossError(
             f"non-finite loss at epoch {epoch}, {split} step {int(bad_step) + 1}: loss part(s) "
             f"{', '.join(parts)} became NaN/inf. Stopped before writing any checkpoint of this epoch; the last "
@@ -245,15 +246,15 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model, teacher, loader, split: QuestionSplit, train_cfg, distill_cfg, device, amp_dtype, dist_ctx,
+def evaluate(model, teacher, loader, split: QuestionSplit, objective: Objective, device, amp_dtype, dist_ctx,
              show_progress: bool = False, desc: str = "eval") -> EvalResult:
     """Predict every question of ``split`` (shared across ranks) and compute its losses and accuracy."""
     model.eval()
-    totals = EpochTotals(len(split), device)
+    totals = EpochTotals(len(split), device, objective.part_names)
     for step, batch in enumerate(progress(loader, desc=desc, unit="batch", disable=not show_progress,
                                       dynamic_ncols=True, leave=False)):
         batch = batch_to_device(batch, device)
-        out, losses = forward(model, teacher, batch, train_cfg, distill_cfg, device, amp_dtype)
+        out, losses = forward(model, teacher, batch, objective, device, amp_dtype)
         totals.add(losses, out.logits, batch, step)
     totals.reduce(dist_ctx)
     answers = torch.from_numpy(split.answers).to(device)

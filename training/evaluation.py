@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from easydict import EasyDict
 
 from model import build_model
+from model.cpu_ops import set_cpu_fast_path
+from model.losses import build_objective
 from training.checkpoint import CheckpointError, check_against_data, load_checkpoint
 from training.data import build_loader, inverse_vocab, load_data
 from training.distributed import DistContext
@@ -25,7 +26,7 @@ from training.engine import evaluate
 from training.metrics import TYPE_NAMES, UNANSWERABLE, SplitAccuracy, accuracy_table, comparison_table
 from training.reporting import TEST_SELECTED_LABEL, accuracy_title, best_test_epoch
 from training.samplers import VideoGroupedBatchSampler
-from utils.config import apply_overrides, load_config, to_dict
+from utils.config import load_config, to_dict
 from utils.device import resolve_device
 
 
@@ -51,26 +52,14 @@ class CheckpointResult:
                 "scoring": self.scoring}
 
 
-def with_missing_defaults(cfg: dict, defaults: dict) -> dict:
-    """``cfg`` plus every key of ``defaults`` it lacks (recursively); its own keys and values are kept."""
-    merged = dict(cfg)
-    for key, value in defaults.items():
-        if key not in merged:
-            merged[key] = value
-        elif isinstance(value, dict) and isinstance(merged[key], dict):
-            merged[key] = with_missing_defaults(merged[key], value)
-    return merged
-
-
 def resolve_config(cfg_path: str | Path | None, overrides: list[str], ckpt: dict):
-    """The config to read data with: ``cfg_path`` (+ overrides), or else the checkpoint's own config (keys added
-    to configs/base.yml since it was saved take their defaults)."""
+    """The config to read data with: ``cfg_path`` (+ overrides), or else the checkpoint's own config (merged over
+    configs/base.yml, so a config stored by an older version gains the keys added since)."""
     if cfg_path is not None:
         return load_config(cfg_path, overrides)
     if "config" not in ckpt:
         raise CheckpointError("the checkpoint holds no config: pass --cfg FILE")
-    own = with_missing_defaults(to_dict(ckpt["config"]), to_dict(load_config()))
-    return EasyDict(apply_overrides(own, overrides))
+    return load_config(data=to_dict(ckpt["config"]), overrides=overrides)
 
 
 def run_history(path: Path, ckpt: dict) -> list[dict]:
@@ -101,6 +90,9 @@ class SplitEvaluator:
         self.cfg = cfg
         self.split = split
         self.device = resolve_device(cfg.device)
+        set_cpu_fast_path(cfg.model.cpu_fast_path)
+        # no teacher here: terms that read one are reported as 0
+        self.objective = build_objective(cfg.losses, cfg.distill.losses, drop_teacher_terms=True)
         self.dist = DistContext(rank=0, local_rank=0, world_size=1, device=self.device)
         self.bundle = load_data(cfg, splits=(split,), device=self.device, show_progress=False)
         self.questions = self.bundle.splits[split]
@@ -112,8 +104,8 @@ class SplitEvaluator:
         ckpt = load_checkpoint(path, source)
         check_against_data(ckpt, self.bundle.signature, path, source)
         model = model_from_checkpoint(ckpt, self.device)
-        result = evaluate(model, None, self.loader, self.questions, self.cfg.train, None, self.device, None,
-                          self.dist, desc=self.split)
+        result = evaluate(model, None, self.loader, self.questions, self.objective, self.device, None, self.dist,
+                          desc=self.split)
         parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return CheckpointResult(name=name or path.parent.name, path=path, split=self.split, accuracy=result.accuracy,
                                 losses=result.losses, predictions=result.predictions, parameters=parameters,

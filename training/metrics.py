@@ -1,4 +1,4 @@
-"""Accuracy overall and per question type, loss bookkeeping names, and the markdown tables that show them.
+"""Accuracy overall and per question type, and the markdown tables that show them.
 
 A question's type is its first word (what / who / how / when / where; anything else is "other"), read from
 ``questions[:, 0]`` through the vocabulary. Answer class 1 (``<UNK1>``) marks val/test answers outside the
@@ -16,7 +16,6 @@ from preprocess.text import QUESTION_TYPES
 TYPE_NAMES = QUESTION_TYPES + ("other",)
 OTHER_TYPE = len(QUESTION_TYPES)
 UNANSWERABLE = 1  # <UNK1>
-LOSS_PARTS = ("total", "ce", "similarity", "hsic", "kd_appearance", "kd_motion")
 
 
 def token_type_lookup(question_token_to_idx: dict) -> np.ndarray:

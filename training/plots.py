@@ -42,14 +42,14 @@ def plot_ce(history: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_distillation(history: list[dict], path: Path) -> Path:
-    """Train and validation distillation losses L_a and L_m per epoch (the paper's Figs. 4-5)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, part, title in ((axes[0], "kd_appearance", "Appearance distillation L_a"),
-                            (axes[1], "kd_motion", "Motion distillation L_m")):
+def plot_distillation(history: list[dict], path: Path, terms: tuple) -> Path:
+    """Train and validation values of the terms that read the teacher (e.g. ``kd_appearance``, ``kd_motion``:
+    the paper's Figs. 4-5), one panel per term, per epoch."""
+    fig, axes = plt.subplots(1, len(terms), figsize=(5 * len(terms), 3.8), squeeze=False)
+    for ax, part in zip(axes[0], terms):
         for split, style in (("train", "-o"), ("val", "--s")):
             ax.plot(*_series(history, f"{split}_{part}"), style, label=split, markersize=3)
-        ax.set(xlabel="epoch", ylabel="KL", title=title)
+        ax.set(xlabel="epoch", ylabel="loss", title=f"Distillation term {part}")
         ax.grid(alpha=0.3)
         ax.legend()
     return _save(fig, path)
@@ -71,11 +71,12 @@ def plot_accuracy(history: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_run(history: list[dict], run_dir: Path, distillation: bool) -> list[Path]:
-    """Write the run's figures into ``run_dir``; returns their paths."""
+def plot_run(history: list[dict], run_dir: Path, teacher_terms: tuple = ()) -> list[Path]:
+    """Write the run's figures into ``run_dir``; returns their paths. ``teacher_terms``: the computed loss terms
+    that read a teacher (distillation runs), drawn in loss_distillation.png."""
     paths = [plot_ce(history, run_dir / "loss_ce.png"), plot_accuracy(history, run_dir / "accuracy.png")]
-    if distillation:
-        paths.append(plot_distillation(history, run_dir / "loss_distillation.png"))
+    if teacher_terms:
+        paths.append(plot_distillation(history, run_dir / "loss_distillation.png", tuple(teacher_terms)))
     return paths
 
 

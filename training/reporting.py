@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 from training.log import paint
-from training.metrics import LOSS_PARTS, QUESTION_TYPES, SplitAccuracy, accuracy_table
+from model.losses import TOTAL
+from training.metrics import QUESTION_TYPES, SplitAccuracy, accuracy_table
 from utils.atomic import atomic_write
 
 
@@ -21,11 +22,12 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def epoch_record(epoch: int, lr: float, seconds: float, train_losses: dict, train_acc: float, val_losses: dict,
                  val_acc: SplitAccuracy, is_best: bool) -> dict:
-    """One metrics.csv row: losses per part for train and val, accuracies (fractions), lr, time, best flag."""
+    """One metrics.csv row: every loss part (the objective's ``total`` and term names: the keys of
+    ``train_losses`` / ``val_losses``) for train and val, accuracies (fractions), lr, time, best flag."""
     row = {"epoch": epoch, "lr": lr, "time_s": round(seconds, 3)}
-    row.update({f"train_{k}": train_losses[k] for k in LOSS_PARTS})
+    row.update({f"train_{k}": v for k, v in train_losses.items()})
     row["train_acc"] = train_acc
-    row.update({f"val_{k}": val_losses[k] for k in LOSS_PARTS})
+    row.update({f"val_{k}": v for k, v in val_losses.items()})
     row["val_acc"] = val_acc.overall
     per_type = val_acc.by_type()
     row.update({f"val_acc_{t}": per_type[t] for t in QUESTION_TYPES})
@@ -46,14 +48,20 @@ def write_history(history: list[dict], run_dir: Path) -> None:
     write_text_atomic(run_dir / "metrics.csv", buffer.getvalue())
 
 
-def summary_line(row: dict, max_epochs: int, distillation: bool) -> str:
-    """Coloured one-line epoch summary."""
+def weighted_parts(row: dict, split: str, weights: dict) -> str:
+    """``total = w1 x term1 + w2 x term2 ...`` of one split, each term as its weight times its mean value, e.g.
+    ``35.78 = 1 x ce 1.65 + 100 x similarity 0.341 + 1e-06 x hsic 3.2e+03``; weight-0 terms are left out."""
+    terms = [f"{weight:g} x {name} {row[f'{split}_{name}']:.4g}" for name, weight in weights.items() if weight]
+    return f"{row[f'{split}_{TOTAL}']:.4f} = " + " + ".join(terms)
+
+
+def summary_line(row: dict, max_epochs: int, weights: dict) -> str:
+    """Coloured one-line epoch summary; ``weights``: term name -> weight of the objective (every weighted part of
+    the loss is shown)."""
     parts = [paint(f"epoch {row['epoch']:>3}/{max_epochs}", "cyan", bold=True),
-             f"train loss {row['train_total']:.4f} ce {row['train_ce']:.4f}"]
-    if distillation:
-        parts.append(f"kd_a {row['train_kd_appearance']:.4f} kd_m {row['train_kd_motion']:.4f}")
+             f"train loss {weighted_parts(row, 'train', weights)}"]
     parts.append(f"acc {100 * row['train_acc']:.2f}%")
-    parts.append(paint(f"val ce {row['val_ce']:.4f} acc {100 * row['val_acc']:.2f}%", "green"))
+    parts.append(paint(f"val loss {weighted_parts(row, 'val', weights)} acc {100 * row['val_acc']:.2f}%", "green"))
     if row.get("test_acc") is not None:
         parts.append(f"test acc {100 * row['test_acc']:.2f}%")
     parts.append(f"lr {row['lr']:.2e}  {row['time_s']:.0f}s")

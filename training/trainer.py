@@ -18,6 +18,9 @@ import torch
 
 from model import build_model
 from preprocess.question_file import first_nonfinite_row
+from model.cpu_ops import set_cpu_fast_path
+from model.losses import loss_term, objective_for
+from model.registry import architecture, model_spec
 from training import distributed
 from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
                                  load_checkpoint, restore_rng_state, save_checkpoint)
@@ -116,15 +119,18 @@ def amp_dtype_for(cfg, device: torch.device) -> torch.dtype | None:
     return amp_dtype
 
 
-def load_teacher(path: Path, source: str, cfg, signature, device: torch.device) -> torch.nn.Module:
-    """The frozen teacher (eval mode, no gradients) from its checkpoint; its model config comes from there."""
+def load_teacher(path: Path, source: str, cfg, signature, device: torch.device, objective) -> torch.nn.Module:
+    """The frozen teacher (eval mode, no gradients) from its checkpoint, built from the checkpoint's own model name
+    and config; the model-config keys the objective's teacher terms need equal (``same_config``) are checked."""
     if not path.is_file():
         raise CheckpointError(f"teacher checkpoint not found: {path} (from {source}); train the teacher first, e.g. "
                               "python train.py --cfg configs/msvd_qa_teacher.yml")
     ckpt = load_checkpoint(path, source)
-    check_against_data(ckpt, signature, path, source,
-                       model_dims={"word_dim": cfg.model.word_dim, "module_dim": cfg.model.module_dim})
+    shared = {key for name in objective.teacher_terms for key in loss_term(name).same_config}
+    check_against_data(ckpt, signature, path, source, model_dims={key: cfg.model.get(key) for key in sorted(shared)})
     teacher = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
+    objective.check_outputs(model_spec(cfg.model.name).output_fields,
+                            model_spec(ckpt["model_config"].get("name")).output_fields)
     teacher.load_state_dict(ckpt["model"])
     teacher.requires_grad_(False)
     return teacher.to(device).eval()
@@ -138,6 +144,9 @@ def build_student(cfg, bundle) -> torch.nn.Module:
                         f"(appearance, dataset.appearance_feat) and {sig.motion_dim}-d (motion, "
                         "dataset.motion_feat)")
     model = build_model(cfg.model, sig.num_question_tokens, sig.num_answers)
+    if cfg.model.glove and not hasattr(model, "load_glove"):
+        raise ConfigError(f"model.glove is true but model '{cfg.model.name}' has no word embedding to load GloVe "
+                          "into: set model.glove=false")
     if cfg.model.glove:
         source = f"{bundle.glove_source} (config key 'dataset.train_question_pt')"
         if bundle.glove is None:
@@ -171,10 +180,10 @@ def _check_resume(ckpt: dict, cfg, mode: str, signature, path: Path) -> None:
     problems = []
     if ckpt.get("mode") != mode:
         problems.append(f"train.mode: checkpoint {ckpt.get('mode')} vs this run {mode}")
-    current = to_dict(cfg.model)
-    for key in sorted(set(current) | set(ckpt["model_config"])):
-        if current.get(key) != ckpt["model_config"].get(key):
-            problems.append(f"model.{key}: checkpoint {ckpt['model_config'].get(key)} vs this run {current.get(key)}")
+    current, saved = architecture(cfg.model), architecture(ckpt["model_config"])
+    for key in sorted(set(current) | set(saved)):
+        if current.get(key) != saved.get(key):
+            problems.append(f"model.{key}: checkpoint {saved.get(key)} vs this run {current.get(key)}")
     if problems:
         raise CheckpointError(f"cannot resume from {path}: the run's config changed:\n  - " + "\n  - ".join(problems))
     check_against_data(ckpt, signature, path, "--resume")
@@ -203,6 +212,9 @@ class _Run:
         self.log = setup_logging(dist_ctx.is_main, self.run_dir / "train.log")
         self.show_progress = dist_ctx.is_main and sys.stderr.isatty()
         self.mode = resolve_mode(cfg)
+        self.objective = objective_for(cfg, self.mode)
+        self.objective.check_outputs(model_spec(cfg.model.name).output_fields, None)
+        set_cpu_fast_path(cfg.model.cpu_fast_path)
         self.amp_dtype = amp_dtype_for(cfg, self.device)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 work (Ampere and newer)
@@ -223,7 +235,7 @@ class _Run:
             self.teacher_path = resolve_path(cfg.distill.teacher_ckpt, REPO_ROOT)
             cfg.distill.teacher_ckpt = str(self.teacher_path)
             self.teacher = load_teacher(self.teacher_path, "config key 'distill.teacher_ckpt' / --teacher_ckpt",
-                                        cfg, self.signature, self.device)
+                                        cfg, self.signature, self.device, self.objective)
         torch.manual_seed(cfg.seed + dist_ctx.rank)  # dropout streams differ per rank, the model init does not
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
@@ -245,8 +257,7 @@ class _Run:
             forward_model = torch.nn.parallel.DistributedDataParallel(
                 forward_model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step_ctx = StepContext(model=forward_model, teacher=self.teacher, optimizer=self.optimizer,
-                                    scaler=self.scaler, train_cfg=cfg.train,
-                                    distill_cfg=cfg.distill if self.mode == "kd" else None, device=self.device,
+                                    scaler=self.scaler, objective=self.objective, device=self.device,
                                     amp_dtype=self.amp_dtype, grad_clip=cfg.train.grad_clip,
                                     share_video_dropout=cfg.dataset.questions_per_video > 0)
         self._build_loaders()
@@ -299,8 +310,9 @@ class _Run:
 
     def _evaluate(self, split: str, teacher=None):
         distributed.broadcast_buffers_(self.eval_model, self.dist)
-        return evaluate(self.eval_model, teacher, self.loaders[split], self.bundle.splits[split], self.cfg.train,
-                        self.cfg.distill if teacher is not None else None, self.device, self.amp_dtype, self.dist,
+        objective = self.objective if teacher is not None else objective_for(self.cfg, "student")
+        return evaluate(self.eval_model, teacher, self.loaders[split], self.bundle.splits[split], objective,
+                        self.device, self.amp_dtype, self.dist,
                         show_progress=self.show_progress, desc=f"{split}")
 
     def log_start(self) -> None:
@@ -328,7 +340,7 @@ class _Run:
             for epoch in range(self.completed_epochs + 1, cfg.train.max_epochs + 1):
                 start_step = self.resume_step if epoch == self.completed_epochs + 1 else 0
                 self.train_sampler.set_epoch(epoch, start_step)
-                totals = EpochTotals(len(train_split), self.device)
+                totals = EpochTotals(len(train_split), self.device, self.objective.part_names)
                 if start_step and self.resume_partial:
                     totals.load_state_dict(self.resume_partial)
                 started = time.time()
@@ -366,12 +378,12 @@ class _Run:
         if is_best:
             save_checkpoint(payload, self.best_path)
         write_history(self.history, self.run_dir)
-        plot_run(self.history, self.run_dir, distillation=self.mode == "kd")
+        plot_run(self.history, self.run_dir, teacher_terms=self.objective.teacher_terms if self.teacher else ())
         for key, value in row.items():
             if key not in ("epoch", "best") and value is not None:
                 writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
         writer.flush()
-        self.log.info(summary_line(row, self.cfg.train.max_epochs, self.mode == "kd"))
+        self.log.info(summary_line(row, self.cfg.train.max_epochs, self.objective.weights))
 
     def test(self, writer) -> dict:
         """Evaluate the best checkpoint on the test split; write test_results.{json,md} (rank 0)."""

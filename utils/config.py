@@ -3,10 +3,18 @@
 Every config is merged over ``configs/base.yml``, which lists every key the project knows with its default.
 A config may name ``_base_: other.yml`` (relative to itself) to inherit from another config first.
 Unknown keys and values of the wrong type are rejected with the key's dotted name and the file it came from.
+
+Three sections are open to registered names instead of base.yml's keys: ``model`` (its keys are the fields of the
+typed config of the model that ``model.name`` selects, see model/registry.py), ``losses`` and ``distill.losses``
+(their keys are registered loss term names, each with its typed parameters, see model/losses.py; a term set to
+``null`` is removed). A few older keys are aliases of keys of those sections (:data:`ALIASES`): reading or
+writing either gives the same value.
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
 from pathlib import Path
 
 import yaml
@@ -14,6 +22,19 @@ from easydict import EasyDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_CONFIG = REPO_ROOT / "configs" / "base.yml"
+
+
+# Older keys, kept read-compatible: each stands for the key it maps to (configs and overrides may use either).
+ALIASES = {
+    "train.alpha": "losses.similarity.weight",
+    "train.beta": "losses.hsic.weight",
+    "distill.lambda_appearance": "distill.losses.kd_appearance.weight",
+    "distill.lambda_motion": "distill.losses.kd_motion.weight",
+    "distill.temperature_appearance": "distill.losses.kd_appearance.temperature",
+    "distill.temperature_motion": "distill.losses.kd_motion.temperature",
+}
+LOSS_SECTIONS = ("losses", "distill.losses")
+MODEL_SECTION = "model"
 
 
 class ConfigError(ValueError):
@@ -67,6 +88,12 @@ def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
     merged = copy.deepcopy(defaults)
     for key, value in update.items():
         dotted = f"{prefix}{key}"
+        if dotted in LOSS_SECTIONS or dotted == MODEL_SECTION:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: key '{dotted}' is a section, got {value!r}")
+            merge_open = _merge_loss_section if dotted in LOSS_SECTIONS else _merge_model_section
+            merged[key] = merge_open(defaults.get(key) or {}, value, origin, dotted)
+            continue
         if key not in defaults:
             known = ", ".join(sorted(defaults)) or "(none)"
             raise ConfigError(f"{origin}: unknown config key '{dotted}' (known keys here: {known})")
@@ -79,6 +106,151 @@ def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
     return merged
 
 
+def _merge_loss_section(defaults: dict, update: dict, origin: str, section: str) -> dict:
+    """Merge ``{term name: {parameter: value} | None}`` into a loss section; names and parameters are checked
+    against the registered terms (model/losses.py), missing parameters take the term's defaults."""
+    from model.losses import loss_term
+    merged = copy.deepcopy(defaults)
+    for name, params in update.items():
+        dotted = f"{section}.{name}"
+        if params is None:
+            merged.pop(name, None)
+            continue
+        spec = loss_term(name, f"{origin}: key '{dotted}'")
+        if not isinstance(params, dict):
+            raise ConfigError(f"{origin}: key '{dotted}' is a section of term parameters, got {params!r}")
+        current = merged.get(name) or dataclasses.asdict(spec.params())
+        merged[name] = dataclasses.asdict(typed_from_dict(spec.params, {**current, **params}, dotted, origin))
+    return merged
+
+
+def _merge_model_section(defaults: dict, update: dict, origin: str, section: str) -> dict:
+    """Merge into the ``model`` section: the keys every model has (model/registry.py SECTION_KEYS) plus the
+    fields of the typed config of the model ``name`` selects. Choosing another model starts from that model's
+    config defaults (the other model's fields are dropped)."""
+    from model.registry import SECTION_KEYS, model_spec
+    name = update.get("name", defaults.get("name"))
+    spec = model_spec(name, f"{origin}: key '{section}.name'")
+    merged = copy.deepcopy(defaults)
+    if name != defaults.get("name"):
+        merged = {k: v for k, v in merged.items() if k in SECTION_KEYS}
+    fields = {f.name: f for f in dataclasses.fields(spec.config)}
+    for key, value in update.items():
+        dotted = f"{section}.{key}"
+        if key in SECTION_KEYS:
+            merged[key] = SECTION_KEYS[key](value, dotted, origin)
+        elif key in fields:
+            merged[key] = _coerce_typed(value, _field_types(spec.config)[key], merged.get(key), dotted, origin)
+        else:
+            known = ", ".join(sorted([*SECTION_KEYS, *fields]))
+            raise ConfigError(f"{origin}: unknown config key '{dotted}' for model '{name}' (known keys: {known})")
+    for key, field in fields.items():
+        if key not in merged and field.default is not dataclasses.MISSING:
+            merged[key] = field.default
+        elif key not in merged and field.default_factory is not dataclasses.MISSING:
+            merged[key] = _as_plain(field.default_factory())
+    return merged
+
+
+def _field_types(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _as_plain(value):
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+
+
+_SAMPLES = {bool: False, int: 0, float: 0.0, str: "", list: [], dict: {}}
+
+
+def _coerce_typed(value, annotation, current, key: str, origin: str):
+    """``value`` as a value of type ``annotation`` (bool, int, float, str, list, dict or a dataclass of those,
+    given as a mapping); ConfigError naming ``key`` otherwise."""
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{origin}: key '{key}' is a section, got {value!r}")
+        base = current if isinstance(current, dict) else {}
+        return dataclasses.asdict(typed_from_dict(annotation, {**base, **value}, key, origin))
+    if annotation not in _SAMPLES:
+        raise TypeError(f"config field '{key}' has an unsupported type {annotation!r}")
+    return _coerce(value, _SAMPLES[annotation], key, origin)
+
+
+def typed_from_dict(cls, values: dict, prefix: str, origin: str = "config"):
+    """An instance of dataclass ``cls`` from a mapping: unknown keys, values of the wrong type and missing fields
+    without a default raise ConfigError naming ``prefix.key``."""
+    types = _field_types(cls)
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ConfigError(f"{origin}: unknown config key '{prefix}.{unknown[0]}' (known keys here: "
+                          f"{', '.join(sorted(types))})")
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        key = f"{prefix}.{field.name}"
+        if field.name not in values:
+            if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"{origin}: config key '{key}' is missing")
+            continue
+        value = _coerce_typed(values[field.name], types[field.name], None, key, origin)
+        kwargs[field.name] = typed_from_dict(types[field.name], value, key, origin) \
+            if dataclasses.is_dataclass(types[field.name]) else value
+    return cls(**kwargs)
+
+
+def _split(dotted: str) -> list[str]:
+    return dotted.split(".")
+
+
+def _pop_path(data: dict, path: list[str]):
+    """Remove and return ``data[p0][p1]...``; (False, None) when absent."""
+    node = data
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            return False, None
+    if path[-1] not in node:
+        return False, None
+    return True, node.pop(path[-1])
+
+
+def _get_path(data: dict, path: list[str]):
+    node = data
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _set_path(data: dict, path: list[str], value) -> None:
+    node = data
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+
+def translate_aliases(update: dict, origin: str) -> dict:
+    """A copy of one config layer with every alias key (:data:`ALIASES`) moved to the key it stands for."""
+    update = copy.deepcopy(update)
+    for alias, target in ALIASES.items():
+        found, value = _pop_path(update, _split(alias))
+        if not found or value is None:
+            continue
+        given = _get_path(update, _split(target))
+        if given is not None and given != value:
+            raise ConfigError(f"{origin}: '{alias}' ({value!r}) and '{target}' ({given!r}) name the same setting "
+                              "with different values; keep one")
+        _set_path(update, _split(target), value)
+    return update
+
+
+def _refresh_alias_views(cfg: dict) -> dict:
+    """Set every alias key to the value of the key it stands for (None when that term is not configured)."""
+    for alias, target in ALIASES.items():
+        _set_path(cfg, _split(alias), _get_path(cfg, _split(target)))
+    return cfg
+
+
 def _load_chain(path: Path, defaults: dict, seen: tuple = ()) -> dict:
     """Load ``path`` over its ``_base_`` chain, itself over ``defaults``."""
     path = path.resolve()
@@ -88,7 +260,7 @@ def _load_chain(path: Path, defaults: dict, seen: tuple = ()) -> dict:
     base = data.pop("_base_", None)
     if base is not None:
         defaults = _load_chain((path.parent / base), defaults, seen + (path,))
-    return _merge(defaults, data, str(path))
+    return _merge(defaults, translate_aliases(data, str(path)), str(path))
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -110,20 +282,53 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         nested = value
         for k in reversed(keys):
             nested = {k: nested}
-        cfg = _merge(cfg, nested, f"override '{text}'")
-    return cfg
+        cfg = _merge(cfg, translate_aliases(nested, f"override '{text}'"), f"override '{text}'")
+    return _refresh_alias_views(cfg)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EasyDict:
-    """Load ``configs/base.yml``, then ``path`` (with its ``_base_`` chain), then ``overrides``.
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                data: dict | None = None) -> EasyDict:
+    """Load ``configs/base.yml``, then ``path`` (with its ``_base_`` chain) or ``data`` (a config as a dict, e.g.
+    the one stored in a checkpoint), then ``overrides``.
 
     Returns an EasyDict so values read as ``cfg.model.graph_layers``.
     """
     cfg = _read_yaml(BASE_CONFIG)
     if path is not None:
         cfg = _load_chain(Path(path), cfg)
+    if data is not None:
+        cfg = _restrict_loss_sections(_merge(cfg, translate_aliases(data, "stored config"), "stored config"), data)
     cfg = apply_overrides(cfg, overrides or [])
     return EasyDict(cfg)
+
+
+def _restrict_loss_sections(cfg: dict, stored: dict) -> dict:
+    """A stored (fully resolved) config lists every term it uses: drop the terms that only base.yml added."""
+    for section in LOSS_SECTIONS:
+        terms = _get_path(stored, _split(section))
+        if isinstance(terms, dict):
+            merged = _get_path(cfg, _split(section))
+            _set_path(cfg, _split(section), {k: v for k, v in merged.items() if k in terms})
+    return cfg
+
+
+def _mark_removed_terms(cfg: dict) -> dict:
+    """``cfg`` with every base.yml loss term it does not use set to null (so that the file reloads as it is)."""
+    base = _read_yaml(BASE_CONFIG)
+    for section in LOSS_SECTIONS:
+        terms = _get_path(cfg, _split(section)) or {}
+        removed = {k: None for k in (_get_path(base, _split(section)) or {}) if k not in terms}
+        _set_path(cfg, _split(section), {**terms, **removed})
+    return cfg
+
+
+def set_key(cfg, dotted: str, value) -> EasyDict:
+    """A copy of ``cfg`` with one key set, checked (name, type, aliases) as an override would be."""
+    nested = value
+    for key in reversed(_split(dotted)):
+        nested = {key: nested}
+    origin = f"setting '{dotted}'"
+    return EasyDict(_refresh_alias_views(_merge(to_dict(cfg), translate_aliases(nested, origin), origin)))
 
 
 def to_dict(cfg) -> dict:
@@ -139,7 +344,7 @@ def save_config(cfg, path: str | Path) -> None:
     """Write the fully resolved config as YAML (the file reloads with ``load_config``)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+        yaml.safe_dump(_mark_removed_terms(to_dict(cfg)), f, sort_keys=False)
 
 
 def add_config_arguments(parser, cfg_required: bool = True) -> None:

@@ -1,0 +1,111 @@
+"""Models by name: ``model.name`` in the config selects a registered builder (after timm's ``register_model``).
+
+Each model owns a typed config, a dataclass whose fields are its constructor arguments (after nanoGPT's
+``GPTConfig``); the config loader checks the ``model`` section against it (utils/config.py), so a misspelt or
+mistyped key stops with its name. Register a model with::
+
+    @dataclass
+    class MyConfig:
+        module_dim: int
+        dropout: float = 0.1
+
+    @register_model("mine", config=MyConfig, outputs=MyOutput)
+    def build_mine(config: MyConfig, num_question_tokens: int, num_answers: int) -> nn.Module: ...
+
+``outputs`` is the NamedTuple the model's forward returns: loss terms read its fields by name
+(model/losses.py). Checkpoints store the model section with its ``name`` (format 2), so any registered
+architecture can be rebuilt from a checkpoint, e.g. a teacher beside a student of another architecture.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Callable
+
+from utils.config import ConfigError, typed_from_dict
+
+DEFAULT_MODEL = "dualvgr"  # what a model section without a name (a format-1 checkpoint) means
+
+
+def _check_name(value, key: str, origin: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: key '{key}' expects a model name, got {value!r}")
+    return value
+
+
+def _check_bool(value, key: str, origin: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{origin}: key '{key}' expects bool, got {value!r}")
+    return value
+
+
+def _check_fast_path(value, key: str, origin: str):
+    if value not in ("auto", True, False):
+        raise ConfigError(f"{origin}: key '{key}' expects auto, true or false, got {value!r}")
+    return value
+
+
+# Keys of the model section that every model has (validators); all other keys are the model's config fields.
+SECTION_KEYS = {
+    "name": _check_name,              # the registered model
+    "glove": _check_bool,             # initialise the word embedding from GloVe (models with ``load_glove``)
+    "cpu_fast_path": _check_fast_path,  # model/cpu_ops.py: auto | true | false
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its builder, typed config class and output type (a NamedTuple class)."""
+    name: str
+    builder: Callable
+    config: type
+    outputs: type
+
+    @property
+    def output_fields(self) -> tuple[str, ...]:
+        return tuple(self.outputs._fields)
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, config: type, outputs: type):
+    """Decorator: register ``builder(config, num_question_tokens, num_answers) -> nn.Module`` under ``name``."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"register_model('{name}'): config must be a dataclass, got {config!r}")
+
+    def decorate(builder: Callable) -> Callable:
+        if name in _MODELS and _MODELS[name].builder is not builder:
+            raise ValueError(f"a model named '{name}' is already registered")
+        _MODELS[name] = ModelSpec(name, builder, config, outputs)
+        return builder
+    return decorate
+
+
+def model_spec(name: str | None, where: str = "model.name") -> ModelSpec:
+    """The registered model ``name`` (None means the default); ConfigError naming ``where`` otherwise."""
+    import model  # noqa: F401  (registers the built-in models)
+    name = DEFAULT_MODEL if name is None else name
+    if name not in _MODELS:
+        raise ConfigError(f"{where}: unknown model '{name}' (registered: {', '.join(sorted(_MODELS))})")
+    return _MODELS[name]
+
+
+def model_config(model_section) -> object:
+    """The typed config (dataclass instance) of a ``model`` section (dict / EasyDict / checkpoint's
+    ``model_config``); every field must be given. ConfigError names a missing, unknown or mistyped key."""
+    spec = model_spec(model_section.get("name"))
+    fields = {k: v for k, v in model_section.items() if k not in SECTION_KEYS}
+    return typed_from_dict(spec.config, fields, "model", "model config")
+
+
+def architecture(model_section) -> dict:
+    """What defines the weights of a model section: its name and typed config (no runtime switches)."""
+    spec = model_spec(model_section.get("name"))
+    return {"name": spec.name, **dataclasses.asdict(model_config(model_section))}
+
+
+def build_model(model_section, num_question_tokens: int, num_answers: int):
+    """Build the model a ``model`` section names (default ``dualvgr``) for V question tokens and A answers."""
+    spec = model_spec(model_section.get("name"))
+    return spec.builder(model_config(model_section), num_question_tokens, num_answers)
