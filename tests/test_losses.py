@@ -175,6 +175,6 @@ def test_total_matches_the_official_release_weighting(g):
     weights so that swapping them, or dropping the division, changes the result."""
     out = fake_output(g=g, seed=5)
     answers = torch.tensor([0, 5, 2])
-    train_cfg = EasyDict(alpha=7.0, beta=0.3)
-    total = compute_losses(out, answers, train_cfg)["total"].item()
+    objective = build_objective({"ce": {"weight": 1.0}, "similarity": {"weight": 7.0}, "hsic": {"weight": 0.3}})
+    total = compute_losses(objective, out, answers)["total"].item()
     np.testing.assert_allclose(total, official_hard_loss(out, answers, 7.0, 0.3), rtol=1e-5)

@@ -11,6 +11,7 @@ from easydict import EasyDict
 
 import validate
 from model import build_model
+from model.losses import objective_for
 from train_fixtures import ANSWERS, CLIPS, FRAMES, TINY_MODEL, VISION_DIM, write_config, write_tiny_dataset
 from training import trainer
 from training.data import load_data
@@ -155,12 +156,12 @@ def test_compare_shows_the_test_selected_column_when_the_runs_have_it(runs, tmp_
 
 
 # ---------------------------------------------------------------------------------------------- dropout per question
-def _appearance_encoder_outputs(model, batch, share_video_dropout: bool, train_cfg) -> torch.Tensor:
+def _appearance_encoder_outputs(model, batch, share_video_dropout: bool, cfg) -> torch.Tensor:
     """The appearance encoder's output (rows, C, d) in one training step on ``batch``."""
     captured = []
     hook = model.appearance_encoder.register_forward_hook(lambda _m, _i, out: captured.append(out.detach()))
     ctx = StepContext(model=model, teacher=None, optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-                      scaler=torch.amp.GradScaler("cuda", enabled=False), train_cfg=train_cfg, distill_cfg=None,
+                      scaler=torch.amp.GradScaler("cuda", enabled=False), objective=objective_for(cfg, "teacher"),
                       device=torch.device("cpu"), amp_dtype=None, grad_clip=0.0,
                       share_video_dropout=share_video_dropout)
     model.train()
@@ -177,9 +178,9 @@ def test_questions_on_one_video_get_their_own_dropout_masks_unless_shared():
     batch = {"appearance": video, "motion": torch.randn(1, CLIPS, VISION_DIM),
              "question": torch.tensor([[2, 7, 8, 9], [3, 8, 15, 0]]), "question_len": torch.tensor([4, 3]),
              "answer": torch.tensor([2, 3]), "video_index": torch.tensor([0, 0]), "question_index": torch.arange(2)}
-    per_question = _appearance_encoder_outputs(model, batch, False, cfg.train)
+    per_question = _appearance_encoder_outputs(model, batch, False, cfg)
     assert per_question.shape[0] == 2 and not torch.allclose(per_question[0], per_question[1])
-    shared = _appearance_encoder_outputs(model, batch, True, cfg.train)
+    shared = _appearance_encoder_outputs(model, batch, True, cfg)
     assert shared.shape[0] == 1  # one encoding (one set of masks) for both questions
     # evaluation (no dropout): encoding the video once or per question gives the same outputs
     model.eval()
