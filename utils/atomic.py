@@ -9,6 +9,9 @@ from pathlib import Path
 class OutputWriteError(OSError):
     """An output file or folder could not be written (read-only, full disk, a file in the way); names the path."""
 
+    def __str__(self) -> str:
+        return self.strerror  # the one-line message, without the "[Errno N]" prefix
+
 
 def output_error(path: str | Path, error: OSError) -> OutputWriteError:
     """One-line OutputWriteError for ``error`` raised while writing ``path``."""

@@ -157,8 +157,8 @@ def check_ranges(cfg) -> None:
                 raise ConfigError(f"config key '{key}' must be {wording}, got {value!r}")
     model = cfg.get("model", {})
     if "num_heads" in model and "module_dim" in model and model["module_dim"] % model["num_heads"]:
-        raise ConfigError(f"config key 'model.num_heads' ({model['num_heads']}) must divide model.module_dim "
-                          f"({model['module_dim']})")
+        raise ConfigError(f"config key 'model.num_heads' must divide model.module_dim ({model['module_dim']}), "
+                          f"got {model['num_heads']!r}")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
