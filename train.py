@@ -23,6 +23,7 @@ results (in <dataset.save_dir>/<exp_name>/):
   tensorboard/             TensorBoard events (tensorboard --logdir results)
   test_results.json, test_results.md   test accuracy per question type of the best checkpoint
   train.log                the console log
+  run.lock                 pid and host of the run writing the folder (removed when it ends)
 
 Ctrl-C (or SIGTERM) finishes the current step, saves last.pt and prints the command that resumes the run.
 """
