@@ -97,7 +97,8 @@ class RunLock:
                                  "run is gone, delete the lock file")
         if _pid_alive(pid):
             raise RunFolderError(f"{self.run_dir} is in use by process {pid} (lock {self.path}); wait for it to "
-                                 "finish or use another --exp_name")
+                                 "finish or use another --exp_name (if that process is no training run, delete the "
+                                 "lock file)")
         get_logger().warning(f"{self.path}: taking over the lock of process {pid}, which no longer runs")
         self.path.unlink(missing_ok=True)
 

@@ -291,16 +291,17 @@ class _Run:
         if best_epoch:
             found = self._epoch_of(self.best_path)
             if found != best_epoch:
+                holds = "is missing or unreadable" if found is None else f"holds epoch {found}"
                 if ckpt["epoch"] == best_epoch and not ckpt.get("step_in_epoch"):
-                    self.log.warning(f"{self.best_path} holds epoch {found}, but the best epoch is {best_epoch} (the "
-                                     "run stopped before writing it): restoring it from last.pt")
+                    self.log.warning(f"{self.best_path} {holds}, but the best epoch is {best_epoch} (the run stopped "
+                                     "before writing it): restoring it from last.pt")
+                    best_bytes = self.last_path.read_bytes()
                     with atomic_write(self.best_path) as f:
-                        f.write(self.last_path.read_bytes())
+                        f.write(best_bytes)
                 else:
                     raise CheckpointError(
-                        f"{self.best_path} holds epoch {found} but {self.last_path} names epoch {best_epoch} as the "
-                        "best, and that model is in neither file: the best checkpoint is lost; start over with "
-                        "--overwrite")
+                        f"{self.best_path} {holds} but {self.last_path} names epoch {best_epoch} as the best, and "
+                        "that model is in neither file: the best checkpoint is lost; start over with --overwrite")
         if self.history:
             write_history(self.history, self.run_dir)
             plot_run(self.history, self.run_dir, distillation=self.mode == "kd")
@@ -479,7 +480,7 @@ def run_training(cfg, resume: bool = False, overwrite: bool = False) -> dict:
         if dist_ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(log_dir=str(run.run_dir / "tensorboard"),
-                                   purge_step=run.completed_epochs + 1 if resume else None)
+                                   purge_step=run.completed_epochs + 1)  # drops events of epochs not in last.pt
         run.log_start()
         run.train(writer)
         return run.test(writer)
