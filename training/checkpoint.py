@@ -111,8 +111,8 @@ def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
         reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{path} (from {source}) is not a checkpoint written by this project: torch.load "
-                              f"failed ({type(e).__name__}: {reason})") from None
+        raise CheckpointError(f"{path} (from {source}) is not a checkpoint written by this project, or it is "
+                              f"damaged: torch.load failed ({type(e).__name__}: {reason})") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} (from {source}) is not a checkpoint written by this project: it holds a "
                               f"{type(ckpt).__name__}, not a dict")
