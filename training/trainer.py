@@ -215,6 +215,16 @@ class _Run:
             _check_resume_config(resume_ckpt, cfg, self.mode, self.last_path)
 
         self.bundle = load_data(cfg, device=self.device, show_progress=self.show_progress)
+        self.lock = RunLock(self.run_dir)
+        try:
+            self._set_up(resume_ckpt, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, resume_ckpt: dict | None, overwrite: bool) -> None:
+        """Model, teacher, optimiser and resume state; then the run folder (locked, rank 0) and the loaders."""
+        cfg, dist_ctx = self.cfg, self.dist
         self.signature = self.bundle.signature
         seed_everything(cfg.seed)  # the same initial weights for a given seed, with or without a teacher
         self.model = build_student(cfg, self.bundle).to(self.device)
@@ -236,18 +246,13 @@ class _Run:
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
 
-        self.lock = RunLock(self.run_dir)
-        try:
-            self._claim_run_dir(overwrite)
-            if dist_ctx.is_main:
-                self.log = setup_logging(True, self.run_dir / "train.log")
-                if resume_ckpt is not None:
-                    self._repair_after_crash(resume_ckpt)
-                save_config(cfg, self.run_dir / "config.yaml")
-            self._build_step_context()
-        except BaseException:
-            self.close()
-            raise
+        self._claim_run_dir(overwrite)
+        if dist_ctx.is_main:
+            self.log = setup_logging(True, self.run_dir / "train.log")
+            if resume_ckpt is not None:
+                self._repair_after_crash(resume_ckpt)
+            save_config(cfg, self.run_dir / "config.yaml")
+        self._build_step_context()
 
     def close(self) -> None:
         """Release the run folder's lock and the data files."""
