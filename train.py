@@ -24,6 +24,7 @@ results (in <dataset.save_dir>/<exp_name>/):
   tensorboard/             TensorBoard events (tensorboard --logdir results)
   test_results.json, test_results.md   test accuracy per question type of the best checkpoint
   train.log                the console log
+  run.lock                 pid and host of the run writing the folder (removed when it ends)
 
 Ctrl-C (or SIGTERM) finishes the current step, saves last.pt and prints the command that resumes the run.
 """
@@ -50,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--exp_name", help="run name: results go to <dataset.save_dir>/<exp_name>/ (exp_name)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in <dataset.save_dir>/<exp_name>/ from its last.pt (same epochs, "
-                             "same result as an uninterrupted run)")
+                             "same result as an uninterrupted run); any config key that differs from the "
+                             "checkpoint's is refused except those configs/base.yml's header lists (e.g. "
+                             "train.max_epochs)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in a run folder that already holds a run (last.pt / best.pt): its files "
+                             "are removed first; without --resume or --overwrite such a folder is refused")
     parser.add_argument("--seed", type=int, help="seed of python, numpy and torch (seed)")
     parser.add_argument("--device", help="auto | cpu | cuda | cuda:N (device); under torchrun each process uses "
                                          "cuda:LOCAL_RANK")
@@ -78,7 +84,7 @@ def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv`` and train; raises the trainer's errors (see training.trainer.run_training)."""
     from training.trainer import run_training
     args = build_parser().parse_intermixed_args(argv)
-    return run_training(config_from_args(args), resume=args.resume)
+    return run_training(config_from_args(args), resume=args.resume, overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     from training.checkpoint import CheckpointError
     from training.data import DataError
     from training.engine import NonFiniteLossError
+    from training.run_dir import RunFolderError
     from training.trainer import TrainingInterrupted
+    from utils.atomic import OutputWriteError
     from utils.config import ConfigError
     from utils.safe_pickle import UnsafePickleError
 
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(argv)
-    except (ConfigError, DataError, CheckpointError, UnsafePickleError) as e:
+    except (ConfigError, DataError, CheckpointError, UnsafePickleError, RunFolderError, OutputWriteError) as e:
         report(f"error: {e}", "red")
         return 2
     except NonFiniteLossError as e:
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as e:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         launcher = ["torchrun", "--nproc_per_node", str(world_size)] if world_size > 1 else ["python"]
-        command = launcher + ["train.py"] + [a for a in argv if a != "--resume"] + ["--resume"]
+        command = launcher + ["train.py"] + [a for a in argv if a not in ("--resume", "--overwrite")] + ["--resume"]
         report(f"{e}; last.pt is saved. Resume with:\n  {shlex.join(command)}", "yellow")
         return 130
     except KeyboardInterrupt:

@@ -105,11 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     from training.checkpoint import CheckpointError
     from training.data import DataError
     from training.engine import NonFiniteLossError
+    from utils.atomic import OutputWriteError
     from utils.config import ConfigError
     from utils.safe_pickle import UnsafePickleError
     try:
         run(argv)
-    except (ConfigError, DataError, CheckpointError, UnsafePickleError, NonFiniteLossError, ValueError) as e:
+    except (ConfigError, DataError, CheckpointError, UnsafePickleError, NonFiniteLossError, ValueError,
+            OutputWriteError) as e:
         print(colored(f"error: {e}", "red"), file=sys.stderr)
         return 2
     return 0

@@ -1,7 +1,10 @@
-"""Config loading: inheritance, overrides, and rejection of unknown keys and wrong types."""
+"""Config loading: inheritance, overrides, and rejection of unknown keys, wrong types and out-of-range values."""
+import re
+
 import pytest
 
-from utils.config import ConfigError, load_config, save_config
+from training.run_checks import flatten
+from utils.config import RANGES, ConfigError, load_config, save_config, to_dict
 
 
 def test_paper_configs_resolve():
@@ -48,3 +51,67 @@ def test_saved_config_round_trips(tmp_path):
     cfg = load_config("configs/msvd_qa_student.yml", ["seed=3"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.batch_size=-4", "train.batch_size"),
+    ("model.graph_layers=0", "model.graph_layers"),
+    ("model.unit_layers=0", "model.unit_layers"),
+    ("model.mfb_factor=0", "model.mfb_factor"),
+    ("model.mfb_dim=-1", "model.mfb_dim"),
+    ("model.module_dim=0", "model.module_dim"),
+    ("model.module_dim=63", "model.module_dim"),
+    ("model.word_dim=0", "model.word_dim"),
+    ("model.vision_dim=0", "model.vision_dim"),
+    ("model.num_heads=0", "model.num_heads"),
+    ("model.num_heads=5", "model.num_heads"),  # does not divide module_dim 768
+    ("model.dropout.word=1.0", "model.dropout.word"),
+    ("model.dropout.classifier=-0.1", "model.dropout.classifier"),
+    ("model.dropout.gat=.nan", "model.dropout.gat"),
+    ("dataset.num_workers=-1", "dataset.num_workers"),
+    ("dataset.questions_per_video=-2", "dataset.questions_per_video"),
+    ("train.lr=.nan", "train.lr"),
+    ("train.lr=.inf", "train.lr"),
+    ("train.lr=0", "train.lr"),
+    ("train.lr=-1e-4", "train.lr"),
+    ("train.max_epochs=0", "train.max_epochs"),
+    ("train.grad_clip=-1", "train.grad_clip"),
+    ("train.lr_decay_every=-1", "train.lr_decay_every"),
+    ("train.lr_decay_factor=0", "train.lr_decay_factor"),
+    ("distill.temperature_appearance=0", "distill.temperature_appearance"),
+    ("distill.temperature_motion=-0.7", "distill.temperature_motion"),
+    ("distill.temperature_motion=.nan", "distill.temperature_motion"),
+    ("distill.lambda_appearance=-1", "distill.lambda_appearance"),
+    ("distill.lambda_motion=.nan", "distill.lambda_motion"),
+    ("train.alpha=-100", "train.alpha"),
+    ("train.beta=.nan", "train.beta"),
+])
+def test_out_of_range_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}' must .*got") as error:
+        load_config("configs/msvd_qa_teacher.yml", [override])
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("override", ["train.grad_clip=0", "model.dropout.word=0", "train.beta=0",
+                                      "dataset.questions_per_video=0", "distill.lambda_motion=0"])
+def test_boundary_values_are_accepted(override):
+    load_config("configs/msvd_qa_teacher.yml", [override])
+
+
+def test_every_range_rule_names_a_known_key():
+    flat = flatten(to_dict(load_config(None)))
+    for key in RANGES:
+        prefix = key[:-1] if key.endswith("*") else None
+        assert (prefix and any(k.startswith(prefix) for k in flat)) or key in flat, key
+
+
+def test_out_of_range_flag_exits_2_before_any_data_is_read(tmp_path, capsys):
+    import train
+    cfg = load_config(None, ["dataset.data_dir=" + str(tmp_path / "no_data"), "device=cpu"])
+    save_config(cfg, tmp_path / "c.yml")
+    assert train.main(["--cfg", str(tmp_path / "c.yml"), "--graph_layers", "0",
+                       "dataset.save_dir=" + str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.graph_layers" in err and "no_data" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "results").exists()

@@ -28,7 +28,7 @@ def test_two_process_gloo_run_writes_results_once(tmp_path):
     assert len(summaries) == 2, proc.stdout  # one line per epoch: only rank 0 logs
     log_lines = (run_dir / "train.log").read_text().splitlines()
     assert sum("test accuracy of the best checkpoint" in line for line in log_lines) == 1
-    assert not list(run_dir.glob(".*tmp*"))
+    assert not list(run_dir.glob(".*tmp*")) and not (run_dir / "run.lock").exists()  # rank 0 released it
 
     rows = json.loads((run_dir / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == [1, 2]

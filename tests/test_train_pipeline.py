@@ -119,7 +119,8 @@ def test_help_explains_every_flag(capsys):
     text = capsys.readouterr().out
     for flag, key in (("--alpha", "train.alpha"), ("--beta", "train.beta"), ("--unit_layers", "model.unit_layers"),
                       ("--graph_layers", "model.graph_layers"), ("--teacher_ckpt", "distill.teacher_ckpt"),
-                      ("--exp_name", "exp_name"), ("--resume", "last.pt"), ("--seed", "seed"),
+                      ("--exp_name", "exp_name"), ("--resume", "last.pt"), ("--overwrite", "--resume"),
+                      ("--seed", "seed"),
                       ("--device", "device")):
         assert flag in text and key in text
 

@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 
 import h5py
@@ -150,3 +151,59 @@ def test_sigterm_between_epochs_stops_after_saving(setup, monkeypatch):
         train.run(["--cfg", cfg, "--exp_name", "terminated"])
     state = _final_state(root, "terminated")
     assert (state["epoch"], state["step_in_epoch"]) == (1, 0)
+
+
+def _rows(root, exp):
+    return [{k: v for k, v in row.items() if k != "time_s"}
+            for row in json.loads((root / "results" / exp / "metrics.json").read_text())]
+
+
+def test_ctrl_c_mid_epoch_affects_only_that_epoch_after_resume(setup, monkeypatch):
+    """Epochs after the resumed one start from their first batch and from zero sums, as in a straight run."""
+    cfg, root = setup["cfg"], setup["root"]
+    train.run(["--cfg", cfg, "--exp_name", "straight3", "train.max_epochs=3"])
+    calls = {"train": 0}
+    real = engine.compute_losses
+
+    def interrupting_losses(*args, **kwargs):
+        if torch.is_grad_enabled():
+            calls["train"] += 1
+            if calls["train"] == 2:  # epoch 1, its second step
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "compute_losses", interrupting_losses)
+    with pytest.raises(TrainingInterrupted, match="epoch 1 after step 2"):
+        train.run(["--cfg", cfg, "--exp_name", "early3", "train.max_epochs=3"])
+    monkeypatch.setattr(engine, "compute_losses", real)
+    train.run(["--cfg", cfg, "--exp_name", "early3", "train.max_epochs=3", "--resume"])
+    assert _rows(root, "early3") == _rows(root, "straight3")
+    a, b = _final_state(root, "straight3"), _final_state(root, "early3")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
+
+@pytest.mark.parametrize("override, line", [
+    ("train.lr=1e-3", "train.lr: checkpoint 0.003 vs this run 0.001"),
+    ("train.batch_size=4", "train.batch_size: checkpoint 8 vs this run 4"),
+    ("seed=4", "seed: checkpoint 3 vs this run 4"),
+    ("train.alpha=1", "train.alpha: checkpoint 100.0 vs this run 1.0"),
+    ("distill.temperature_motion=2", "distill.temperature_motion: checkpoint 0.7 vs this run 2.0"),
+    ("dataset.questions_per_video=0", "dataset.questions_per_video: checkpoint 2 vs this run 0"),
+])
+def test_resume_with_a_changed_setting_is_refused_naming_it(setup, override, line):
+    with pytest.raises(CheckpointError) as error:
+        train.run(["--cfg", setup["cfg"], "--exp_name", "straight", "--resume", override])
+    assert line in str(error.value)
+
+
+def test_resume_applies_and_logs_a_key_that_may_change(setup, capsys):
+    root = setup["root"]
+    shutil.copytree(root / "results/straight", root / "results/longer")
+    summary = train.run(["--cfg", setup["cfg"], "--exp_name", "longer", "--resume", "train.max_epochs=3",
+                         "dataset.num_workers=1"])
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3]
+    out = capsys.readouterr().out
+    assert "train.max_epochs: checkpoint 2 vs this run 3" in out and "dataset.num_workers: checkpoint 0" in out
+    assert "exp_name: checkpoint straight vs this run longer" in out

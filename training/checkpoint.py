@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model import build_model
 from utils.atomic import atomic_write
 
 CHECKPOINT_VERSION = 2  # 2: model_config names its model (model/registry.py)
@@ -98,6 +100,9 @@ def save_checkpoint(payload: dict, path: str | Path) -> None:
         torch.save(payload, f)
 
 
+REQUIRED_KEYS = ("model", "model_config", "vocab_fingerprint", "num_question_tokens", "num_answers")
+
+
 def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
     """Load a checkpoint with ``weights_only=True`` on the CPU; ``source`` names the flag/key that pointed here."""
     path = Path(path)
@@ -106,11 +111,16 @@ def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
-        raise CheckpointError(f"cannot read checkpoint {path} (from {source}): {type(e).__name__}: {e}") from None
-    required = ("model", "model_config", "vocab_fingerprint", "num_question_tokens", "num_answers")
-    missing = [k for k in required if not isinstance(ckpt, dict) or k not in ckpt]
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{path} (from {source}) is not a checkpoint written by this project, or it is "
+                              f"damaged: torch.load failed ({type(e).__name__}: {reason})") from None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} (from {source}) is not a checkpoint written by this project: it holds a "
+                              f"{type(ckpt).__name__}, not a dict")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
-        raise CheckpointError(f"{path} (from {source}) is not a kdvqa checkpoint: missing {', '.join(missing)}")
+        raise CheckpointError(f"{path} (from {source}) is not a checkpoint written by this project: missing "
+                              f"key(s) {', '.join(missing)}")
     if ckpt.get("format_version", 1) < 2:
         from model.registry import DEFAULT_MODEL
         ckpt["model_config"] = {"name": DEFAULT_MODEL, **ckpt["model_config"]}
@@ -140,3 +150,98 @@ def check_against_data(ckpt: dict, data: DataSignature, path: str | Path, source
                         f"data vocabulary fingerprint {data.vocab_fingerprint}")
         raise CheckpointError(f"checkpoint {path} (from {source}) does not match the data/model:\n  - "
                               + "\n  - ".join(problems) + f"\n  ({fingerprints})")
+
+
+def available_memory_bytes() -> int:
+    """Memory this process can still allocate: MemAvailable of /proc/meminfo, else free physical pages."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def model_bytes(model_cfg, num_question_tokens: int, num_answers: int) -> int:
+    """Bytes of the parameters and buffers of the model these sizes describe, counted without allocating them
+    (the model is built on the meta device). Raises ValueError for an invalid model config."""
+    with torch.device("meta"):
+        model = build_model(model_cfg, num_question_tokens, num_answers)
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def check_model_fits_memory(model_cfg, num_question_tokens: int, num_answers: int, where: str,
+                            error: type[Exception] = CheckpointError) -> None:
+    """Raise ``error`` (naming ``where``) when the model's sizes are invalid or its tensors alone would not fit
+    into the available memory, before anything is allocated."""
+    try:
+        needed = model_bytes(model_cfg, num_question_tokens, num_answers)
+    except (ValueError, TypeError) as e:
+        raise error(f"{where}: {e}") from None
+    available = available_memory_bytes()
+    if needed > available:
+        raise error(f"{where}: the model it declares (num_question_tokens {num_question_tokens}, num_answers "
+                    f"{num_answers}, module_dim {model_cfg.get('module_dim')}) needs {needed / 2 ** 30:.1f} GiB for its "
+                    f"weights alone, more than the {available / 2 ** 30:.1f} GiB available")
+
+
+# Tensor-name segments followed by a layer index -> the model-config key that counts those layers; model-config
+# keys that size tensors. Used to name the key behind a tensor that does not fit.
+LAYER_COUNT_KEYS = {"graph_layers": "graph_layers", "units": "unit_layers"}
+SIZE_KEYS = ("module_dim", "word_dim", "vision_dim", "num_heads", "mfb_factor", "mfb_dim")
+
+
+def _config_key_of(tensor_name: str, model_cfg) -> str:
+    """The model-config key(s) that decide whether a tensor of this name exists (layer counts)."""
+    segments = tensor_name.split(".")
+    for name, index in reversed(list(zip(segments, segments[1:]))):
+        if index.isdigit() and name in LAYER_COUNT_KEYS:
+            key = LAYER_COUNT_KEYS[name]
+            return f"model_config {key}={model_cfg.get(key)}"
+    return "model_config"
+
+
+def _keys_in_shape(shape: tuple, model_cfg) -> str:
+    """The model-config sizes that appear in ``shape`` (the sizes that decide it), e.g. 'module_dim=32'."""
+    keys = [f"{k}={v}" for k, v in model_cfg.items()
+            if isinstance(v, int) and not isinstance(v, bool) and k in SIZE_KEYS and v in shape]
+    return "model_config " + (", ".join(keys) if keys else "sizes")
+
+
+def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | Path, source: str) -> None:
+    """Load ``ckpt["model"]`` into ``model`` (built from ``ckpt["model_config"]``); CheckpointError naming the first
+    tensor that does not fit and the model-config key it depends on."""
+    model_cfg = ckpt["model_config"]
+    expected = model.state_dict()
+    stored = ckpt["model"]
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path} (from {source}): 'model' is a {type(stored).__name__}, not a state dict")
+    problem = None
+    for name, tensor in expected.items():
+        if name not in stored:
+            problem = f"tensor '{name}' that its {_config_key_of(name, model_cfg)} implies is missing"
+        elif not isinstance(stored[name], torch.Tensor) or stored[name].shape != tensor.shape:
+            shape = tuple(stored[name].shape) if isinstance(stored[name], torch.Tensor) else type(stored[name])
+            problem = (f"tensor '{name}' has shape {shape} but {_keys_in_shape(tuple(tensor.shape), model_cfg)} "
+                       f"make it {tuple(tensor.shape)}")
+        if problem:
+            break
+    if problem is None:
+        extra = [name for name in stored if name not in expected]
+        if extra:
+            problem = f"tensor '{extra[0]}' is not part of the model its {_config_key_of(extra[0], model_cfg)} builds"
+    if problem:
+        raise CheckpointError(f"{path} (from {source}): its model config does not match its tensors: {problem}")
+    model.load_state_dict(stored)
+
+
+def build_checkpoint_model(ckpt: dict, path: str | Path, source: str) -> torch.nn.Module:
+    """The checkpoint's model on the CPU (its own model config and vocabulary sizes), after checking that the sizes
+    fit into memory and that the tensors fit the config (CheckpointError otherwise)."""
+    where = f"{path} (from {source})"
+    check_model_fits_memory(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"], where)
+    model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
+    load_model_state(model, ckpt, path, source)
+    return model

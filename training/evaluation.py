@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model import build_model
 from model.cpu_ops import set_cpu_fast_path
 from model.losses import build_objective
-from training.checkpoint import CheckpointError, check_against_data, load_checkpoint
+from training.checkpoint import CheckpointError, build_checkpoint_model, check_against_data, load_checkpoint
 from training.data import build_loader, inverse_vocab, load_data
 from training.distributed import DistContext
 from training.engine import evaluate
@@ -74,11 +73,11 @@ def run_history(path: Path, ckpt: dict) -> list[dict]:
     return list(ckpt.get("history", []))
 
 
-def model_from_checkpoint(ckpt: dict, device: torch.device) -> torch.nn.Module:
-    """The checkpoint's model (its own model config and vocabulary sizes), in eval mode on ``device``."""
-    model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval()
+def model_from_checkpoint(ckpt: dict, device: torch.device, path: str | Path = "the checkpoint",
+                          source: str = "--ckpt") -> torch.nn.Module:
+    """The checkpoint's model (its own model config and vocabulary sizes), in eval mode on ``device``; a
+    CheckpointError naming ``path`` when its sizes do not fit into memory or its tensors do not fit its config."""
+    return build_checkpoint_model(ckpt, path, source).to(device).eval()
 
 
 class SplitEvaluator:
@@ -103,7 +102,7 @@ class SplitEvaluator:
         path = Path(path)
         ckpt = load_checkpoint(path, source)
         check_against_data(ckpt, self.bundle.signature, path, source)
-        model = model_from_checkpoint(ckpt, self.device)
+        model = model_from_checkpoint(ckpt, self.device, path, source)
         result = evaluate(model, None, self.loader, self.questions, self.objective, self.device, None, self.dist,
                           desc=self.split)
         parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from training.metrics import QUESTION_TYPES  # noqa: E402
+from utils.atomic import atomic_write  # noqa: E402
 
 
 def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -26,8 +27,11 @@ def _save(fig, path: Path) -> Path:
         if ax.get_xlabel() == "epoch":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_write(path) as f:  # a full disk leaves the previous plot, not half a PNG
+            fig.savefig(f, dpi=110, format=Path(path).suffix.lstrip("."))
+    finally:
+        plt.close(fig)
     return path
 
 

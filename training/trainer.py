@@ -17,22 +17,25 @@ import numpy as np
 import torch
 
 from model import build_model
-from preprocess.question_file import first_nonfinite_row
 from model.cpu_ops import set_cpu_fast_path
 from model.losses import loss_term, objective_for
 from model.registry import architecture, model_spec
+from preprocess.question_file import first_nonfinite_row
 from training import distributed
-from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
-                                 load_checkpoint, restore_rng_state, save_checkpoint)
+from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, build_checkpoint_model, capture_rng_state,
+                                 check_against_data, check_model_fits_memory, load_checkpoint, restore_rng_state,
+                                 save_checkpoint)
 from training.data import DataError, build_loader, inverse_vocab, load_data, resolve_path
 from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, train_epoch
 from training.log import get_logger, paint, setup_logging
 from training.metrics import accuracy_by_type
 from training.plots import plot_run
-from training.reporting import (best_test_epoch, epoch_record, summary_line, write_history,
-                                write_test_results)
+from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
+from training.run_checks import check_student_smaller, resume_differences
+from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
-from utils.config import ConfigError, REPO_ROOT, save_config, to_dict
+from utils.atomic import OutputWriteError, atomic_write
+from utils.config import ConfigError, REPO_ROOT, check_ranges, save_config, to_dict
 
 MODES = ("teacher", "student", "kd")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -128,10 +131,9 @@ def load_teacher(path: Path, source: str, cfg, signature, device: torch.device, 
     ckpt = load_checkpoint(path, source)
     shared = {key for name in objective.teacher_terms for key in loss_term(name).same_config}
     check_against_data(ckpt, signature, path, source, model_dims={key: cfg.model.get(key) for key in sorted(shared)})
-    teacher = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
     objective.check_outputs(model_spec(cfg.model.name).output_fields,
                             model_spec(ckpt["model_config"].get("name")).output_fields)
-    teacher.load_state_dict(ckpt["model"])
+    teacher = build_checkpoint_model(ckpt, path, source)
     teacher.requires_grad_(False)
     return teacher.to(device).eval()
 
@@ -143,6 +145,8 @@ def build_student(cfg, bundle) -> torch.nn.Module:
         raise DataError(f"model.vision_dim is {cfg.model.vision_dim} but the features are {sig.appearance_dim}-d "
                         f"(appearance, dataset.appearance_feat) and {sig.motion_dim}-d (motion, "
                         "dataset.motion_feat)")
+    check_model_fits_memory(cfg.model, sig.num_question_tokens, sig.num_answers,
+                            f"config section 'model' with {sig.num_question_tokens} question tokens", ConfigError)
     model = build_model(cfg.model, sig.num_question_tokens, sig.num_answers)
     if cfg.model.glove and not hasattr(model, "load_glove"):
         raise ConfigError(f"model.glove is true but model '{cfg.model.name}' has no word embedding to load GloVe "
@@ -176,7 +180,9 @@ def per_process_batch_size(cfg, world_size: int) -> int:
     return batch_size // world_size
 
 
-def _check_resume(ckpt: dict, cfg, mode: str, signature, path: Path) -> None:
+def _check_resume_config(ckpt: dict, cfg, mode: str, path: Path) -> None:
+    """CheckpointError naming every config key that differs from the checkpoint's config, except the keys that
+    may change on resume (run_checks.RESUME_MAY_CHANGE), which are logged. ``cfg`` is resolved (mode, teacher)."""
     problems = []
     if ckpt.get("mode") != mode:
         problems.append(f"train.mode: checkpoint {ckpt.get('mode')} vs this run {mode}")
@@ -184,9 +190,15 @@ def _check_resume(ckpt: dict, cfg, mode: str, signature, path: Path) -> None:
     for key in sorted(set(current) | set(saved)):
         if current.get(key) != saved.get(key):
             problems.append(f"model.{key}: checkpoint {saved.get(key)} vs this run {current.get(key)}")
+    allowed = []
+    if isinstance(ckpt.get("config"), dict):
+        refused, allowed = resume_differences(ckpt["config"], cfg)
+        problems += [line for line in refused if not line.startswith(("model.", "train.mode:"))]
     if problems:
-        raise CheckpointError(f"cannot resume from {path}: the run's config changed:\n  - " + "\n  - ".join(problems))
-    check_against_data(ckpt, signature, path, "--resume")
+        raise CheckpointError(f"cannot resume from {path}: the run's config changed (start a new --exp_name, or "
+                              "--overwrite to start this one over):\n  - " + "\n  - ".join(problems))
+    for line in allowed:
+        get_logger().info(f"resume: {line} (this key may change on resume)")
 
 
 def _agree(flag: bool, dist_ctx) -> bool:
@@ -201,15 +213,14 @@ def _agree(flag: bool, dist_ctx) -> bool:
 class _Run:
     """State of one training run (one process of it)."""
 
-    def __init__(self, cfg, resume: bool, dist_ctx):
+    def __init__(self, cfg, resume: bool, overwrite: bool, dist_ctx):
+        """Everything that can fail on bad input (config, run folder state, data, teacher, resume checkpoint) is
+        checked before the run folder is touched; then the folder is locked (rank 0) and written."""
         self.cfg = cfg
         self.dist = dist_ctx
         self.device = dist_ctx.device
         self.run_dir = run_dir_for(cfg)
-        if dist_ctx.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        distributed.barrier(dist_ctx)
-        self.log = setup_logging(dist_ctx.is_main, self.run_dir / "train.log")
+        self.log = setup_logging(dist_ctx.is_main)  # console only until the run folder is ours
         self.show_progress = dist_ctx.is_main and sys.stderr.isatty()
         self.mode = resolve_mode(cfg)
         self.objective = objective_for(cfg, self.mode)
@@ -220,22 +231,34 @@ class _Run:
             torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 work (Ampere and newer)
         configure_determinism(cfg.train.deterministic)
         self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
-        resume_ckpt = load_checkpoint(self.last_path, "--resume") if resume else None
-        if not resume and self.last_path.exists():
-            self.log.warning(f"{self.run_dir} holds an earlier run: starting afresh and overwriting it "
-                             "(--resume continues it instead)")
-
-        self.bundle = load_data(cfg, device=self.device, show_progress=self.show_progress)
-        self.signature = self.bundle.signature
-        seed_everything(cfg.seed)  # the same initial weights for a given seed, with or without a teacher
-        self.model = build_student(cfg, self.bundle).to(self.device)
-        self.teacher = None
+        check_start(self.run_dir, resume, overwrite)
         self.teacher_path = None
         if self.mode == "kd":
             self.teacher_path = resolve_path(cfg.distill.teacher_ckpt, REPO_ROOT)
             cfg.distill.teacher_ckpt = str(self.teacher_path)
+        resume_ckpt = load_checkpoint(self.last_path, "--resume") if resume else None
+        if resume_ckpt is not None:
+            _check_resume_config(resume_ckpt, cfg, self.mode, self.last_path)
+
+        self.bundle = load_data(cfg, device=self.device, show_progress=self.show_progress)
+        self.lock = RunLock(self.run_dir)
+        try:
+            self._set_up(resume_ckpt, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up(self, resume_ckpt: dict | None, overwrite: bool) -> None:
+        """Model, teacher, optimiser and resume state; then the run folder (locked, rank 0) and the loaders."""
+        cfg, dist_ctx = self.cfg, self.dist
+        self.signature = self.bundle.signature
+        seed_everything(cfg.seed)  # the same initial weights for a given seed, with or without a teacher
+        self.model = build_student(cfg, self.bundle).to(self.device)
+        self.teacher = None
+        if self.mode == "kd":
             self.teacher = load_teacher(self.teacher_path, "config key 'distill.teacher_ckpt' / --teacher_ckpt",
                                         cfg, self.signature, self.device, self.objective)
+            check_student_smaller(self.model, self.teacher, cfg, self.teacher_path)
         torch.manual_seed(cfg.seed + dist_ctx.rank)  # dropout streams differ per rank, the model init does not
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.train.lr)
@@ -248,9 +271,22 @@ class _Run:
         self.resume_step, self.resume_partial = 0, None
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
-        if dist_ctx.is_main:
-            save_config(cfg, self.run_dir / "config.yaml")
 
+        self._claim_run_dir(overwrite)
+        if dist_ctx.is_main:
+            self.log = setup_logging(True, self.run_dir / "train.log")
+            if resume_ckpt is not None:
+                self._repair_after_crash(resume_ckpt)
+            save_config(cfg, self.run_dir / "config.yaml")
+        self._build_step_context()
+
+    def close(self) -> None:
+        """Release the run folder's lock and the data files."""
+        self.bundle.close()
+        self.lock.release()
+
+    def _build_step_context(self) -> None:
+        cfg, dist_ctx = self.cfg, self.dist
         forward_model = CompiledWithFallback(self.model) if cfg.train.compile else self.model
         self.eval_model = forward_model
         if dist_ctx.is_distributed:
@@ -262,8 +298,57 @@ class _Run:
                                     share_video_dropout=cfg.dataset.questions_per_video > 0)
         self._build_loaders()
 
+    def _claim_run_dir(self, overwrite: bool) -> None:
+        """Rank 0 takes the run folder's lock (and, with --overwrite, removes the earlier run's files); every rank
+        raises if that failed."""
+        error = None
+        if self.dist.is_main:
+            try:
+                self.lock.acquire()
+                if overwrite:
+                    removed = clear_run_outputs(self.run_dir)
+                    if removed:
+                        self.log.warning(f"--overwrite: removed the earlier run's {', '.join(removed)} from "
+                                         f"{self.run_dir}")
+            except (RunFolderError, OutputWriteError) as e:
+                error = e
+        if _agree(error is not None, self.dist):
+            raise error or RunFolderError(f"rank 0 could not take the run folder {self.run_dir}")
+
+    def _repair_after_crash(self, ckpt: dict) -> None:
+        """Bring the files written after last.pt up to date with it (a crash may have stopped the run between
+        writes): best.pt must hold last.pt's best epoch, metrics and plots its history."""
+        best_epoch = ckpt["best_epoch"]
+        if best_epoch:
+            found = self._epoch_of(self.best_path)
+            if found != best_epoch:
+                holds = "is missing or unreadable" if found is None else f"holds epoch {found}"
+                if ckpt["epoch"] == best_epoch and not ckpt.get("step_in_epoch"):
+                    self.log.warning(f"{self.best_path} {holds}, but the best epoch is {best_epoch} (the run stopped "
+                                     "before writing it): restoring it from last.pt")
+                    best_bytes = self.last_path.read_bytes()
+                    with atomic_write(self.best_path) as f:
+                        f.write(best_bytes)
+                else:
+                    raise CheckpointError(
+                        f"{self.best_path} {holds} but {self.last_path} names epoch {best_epoch} as the best, and "
+                        "that model is in neither file: the best checkpoint is lost; start over with --overwrite")
+        if self.history:
+            write_history(self.history, self.run_dir)
+            plot_run(self.history, self.run_dir, teacher_terms=self.objective.teacher_terms if self.teacher else ())
+
+    @staticmethod
+    def _epoch_of(path: Path):
+        """The epoch a checkpoint holds, or None if it is missing or unreadable."""
+        if not path.is_file():
+            return None
+        try:
+            return load_checkpoint(path, "the run's best.pt")["epoch"]
+        except CheckpointError:
+            return None
+
     def _restore(self, ckpt: dict) -> None:
-        _check_resume(ckpt, self.cfg, self.mode, self.signature, self.last_path)
+        check_against_data(ckpt, self.signature, self.last_path, "--resume")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
@@ -338,11 +423,11 @@ class _Run:
         types = torch.from_numpy(train_split.types).to(self.device)
         with StopRequest() as stop:
             for epoch in range(self.completed_epochs + 1, cfg.train.max_epochs + 1):
-                start_step = self.resume_step if epoch == self.completed_epochs + 1 else 0
+                start_step, partial = self._take_resume_point()
                 self.train_sampler.set_epoch(epoch, start_step)
                 totals = EpochTotals(len(train_split), self.device, self.objective.part_names)
-                if start_step and self.resume_partial:
-                    totals.load_state_dict(self.resume_partial)
+                if start_step and partial:
+                    totals.load_state_dict(partial)
                 started = time.time()
                 lr = self.optimizer.param_groups[0]["lr"]
                 outcome = train_epoch(self.step_ctx, self.loaders["train"], totals, epoch, start_step,
@@ -372,17 +457,27 @@ class _Run:
                 if _agree(stop.requested, self.dist) and epoch < cfg.train.max_epochs:
                     raise TrainingInterrupted(f"stopped after epoch {epoch}")
 
+    def _take_resume_point(self) -> tuple[int, dict | None]:
+        """(first step, running sums) of the next epoch: the interrupted step for the first epoch after a mid-epoch
+        resume, (0, None) for every other epoch."""
+        point = (self.resume_step, self.resume_partial)
+        self.resume_step, self.resume_partial = 0, None
+        return point
+
     def _write_epoch(self, row: dict, is_best: bool, writer) -> None:
+        """An epoch's files, in an order that a crash between any two writes cannot corrupt: TensorBoard first
+        (a resume purges the steps after last.pt), then last.pt (what --resume continues from), then best.pt,
+        metrics and plots (a resume rewrites them from last.pt, see _repair_after_crash)."""
+        for key, value in row.items():
+            if key not in ("epoch", "best") and value is not None:
+                writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+        writer.flush()
         payload = self._payload(row["epoch"])
         save_checkpoint(payload, self.last_path)
         if is_best:
             save_checkpoint(payload, self.best_path)
         write_history(self.history, self.run_dir)
         plot_run(self.history, self.run_dir, teacher_terms=self.objective.teacher_terms if self.teacher else ())
-        for key, value in row.items():
-            if key not in ("epoch", "best") and value is not None:
-                writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
-        writer.flush()
         self.log.info(summary_line(row, self.cfg.train.max_epochs, self.objective.weights))
 
     def test(self, writer) -> dict:
@@ -391,6 +486,9 @@ class _Run:
             raise CheckpointError(f"no best checkpoint at {self.best_path}: no epoch finished (train.max_epochs is "
                                   f"{self.cfg.train.max_epochs})")
         best = load_checkpoint(self.best_path, "the run's best.pt")
+        if best["epoch"] != self.best_epoch:
+            raise CheckpointError(f"{self.best_path} holds epoch {best['epoch']}, but the run's best epoch is "
+                                  f"{self.best_epoch}: the file was replaced outside this run")
         self.model.load_state_dict(best["model"])
         result = self._evaluate("test")
         test_selected = best_test_epoch(self.history)
@@ -412,21 +510,24 @@ class _Run:
                 "test_selected": test_selected, "history": self.history}
 
 
-def run_training(cfg, resume: bool = False) -> dict:
+def run_training(cfg, resume: bool = False, overwrite: bool = False) -> dict:
     """Train (or resume) the run that ``cfg`` describes, then test its best checkpoint. Returns a summary dict.
 
-    Raises ConfigError / DataError / CheckpointError on bad input, engine.NonFiniteLossError on NaN/inf losses,
-    TrainingInterrupted after saving last.pt on Ctrl-C / SIGTERM.
+    ``overwrite``: start over in a run folder that holds an earlier run (its files are removed first).
+    Raises ConfigError / DataError / CheckpointError on bad input, RunFolderError when the run folder is in use
+    or would be replaced without --overwrite, OutputWriteError when it cannot be written,
+    engine.NonFiniteLossError on NaN/inf losses, TrainingInterrupted after saving last.pt on Ctrl-C / SIGTERM.
     """
+    check_ranges(to_dict(cfg))
     dist_ctx = distributed.setup(cfg.device)
     run = None
     writer = None
     try:
-        run = _Run(cfg, resume, dist_ctx)
+        run = _Run(cfg, resume, overwrite, dist_ctx)
         if dist_ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
             writer = SummaryWriter(log_dir=str(run.run_dir / "tensorboard"),
-                                   purge_step=run.completed_epochs + 1 if resume else None)
+                                   purge_step=run.completed_epochs + 1)  # drops events of epochs not in last.pt
         run.log_start()
         run.train(writer)
         return run.test(writer)
@@ -434,5 +535,5 @@ def run_training(cfg, resume: bool = False) -> dict:
         if writer is not None:
             writer.close()
         if run is not None:
-            run.bundle.close()
+            run.close()
         distributed.cleanup()

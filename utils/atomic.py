@@ -6,25 +6,54 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 
+class OutputWriteError(OSError):
+    """An output file or folder could not be written (read-only, full disk, a file in the way); names the path."""
+
+    def __str__(self) -> str:
+        return self.strerror  # the one-line message, without the "[Errno N]" prefix
+
+
+def output_error(path: str | Path, error: OSError) -> OutputWriteError:
+    """One-line OutputWriteError for ``error`` raised while writing ``path``."""
+    reason = error.strerror or type(error).__name__
+    return OutputWriteError(error.errno, f"cannot write {path}: {reason}")
+
+
+def make_output_dir(path: str | Path) -> Path:
+    """Create ``path`` (and its parents) as an output folder; OutputWriteError naming it if that fails."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise output_error(path, e) from None
+    return path
+
+
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "wb"):
     """Open a temporary file beside ``path`` for writing. When the block ends normally the file is flushed, fsynced
     and renamed over ``path``; when it raises (or is interrupted) the temporary file is removed and ``path`` is
-    left as it was. Creates the parent folder. A failure while cleaning up after an error (closing a file on a full
-    disk, removing it from a read-only folder) never hides that first error."""
+    left as it was. Creates the parent folder. An OSError of the file system (read-only folder, full disk) becomes
+    OutputWriteError naming ``path``; a failure while cleaning up after an error (closing a file on a full disk,
+    removing it from a read-only folder) never hides that first error."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_output_dir(path.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    f = open(tmp, mode)
+    try:
+        f = open(tmp, mode)
+    except OSError as e:
+        raise output_error(path, e) from None
     try:
         yield f
         f.flush()
         os.fsync(f.fileno())
         f.close()
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with suppress(OSError):
             f.close()
         with suppress(OSError):
             tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, OutputWriteError):
+            raise output_error(path, error) from None
         raise

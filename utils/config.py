@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import typing
 from pathlib import Path
 
 import yaml
 from easydict import EasyDict
+
+from utils.atomic import atomic_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_CONFIG = REPO_ROOT / "configs" / "base.yml"
@@ -263,6 +266,86 @@ def _load_chain(path: Path, defaults: dict, seen: tuple = ()) -> dict:
     return _merge(defaults, translate_aliases(data, str(path)), str(path))
 
 
+def _positive(v) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+def _probability(v) -> bool:
+    return 0 <= v < 1  # NaN compares False
+
+
+# Allowed values of numeric keys: dotted key (a trailing ".*" covers every key of that section) -> (test, wording).
+# check_ranges applies them after every merge; add a key here to have it checked with a one-line error.
+RANGES = {
+    "train.batch_size": (_positive, "> 0"),
+    "train.max_epochs": (lambda v: v >= 1, ">= 1"),
+    "train.lr": (_positive, "a finite number > 0"),
+    "train.lr_decay_every": (_non_negative, ">= 0"),
+    "train.lr_decay_factor": (_positive, "a finite number > 0"),
+    "train.grad_clip": (_non_negative, "a finite number >= 0 (0 = off)"),
+    "train.alpha": (_non_negative, "a finite number >= 0"),
+    "train.beta": (_non_negative, "a finite number >= 0"),
+    "model.module_dim": (lambda v: v > 0 and v % 2 == 0, "an even number > 0"),
+    "model.word_dim": (_positive, "> 0"),
+    "model.vision_dim": (_positive, "> 0"),
+    "model.num_heads": (_positive, "> 0"),
+    "model.graph_layers": (_positive, "> 0"),
+    "model.unit_layers": (_positive, "> 0"),
+    "model.mfb_factor": (_positive, "> 0"),
+    "model.mfb_dim": (_positive, "> 0"),
+    "model.dropout.*": (_probability, "in [0, 1)"),
+    "dataset.num_workers": (_non_negative, ">= 0"),
+    "dataset.questions_per_video": (_non_negative, ">= 0"),
+    "distill.temperature_appearance": (_positive, "a finite number > 0"),
+    "distill.temperature_motion": (_positive, "a finite number > 0"),
+    "distill.lambda_appearance": (_non_negative, "a finite number >= 0"),
+    "distill.lambda_motion": (_non_negative, "a finite number >= 0"),
+}
+
+
+# Parameters of every loss term (``losses.<term>.<name>`` and ``distill.losses.<term>.<name>``).
+LOSS_PARAMETER_RANGES = {
+    "weight": (_non_negative, "a finite number >= 0"),
+    "temperature": (_positive, "a finite number > 0"),
+}
+
+
+def _lookup(cfg: dict, dotted: str):
+    """The values of ``dotted`` in ``cfg`` as (key, value) pairs: one, none if absent, or a section's keys (".*")."""
+    *sections, last = dotted.split(".")
+    for name in sections:
+        cfg = cfg.get(name) if isinstance(cfg, dict) else None
+    if not isinstance(cfg, dict):
+        return []
+    prefix = dotted[:-len(last)]
+    if last == "*":
+        return [(prefix + k, v) for k, v in cfg.items()]
+    return [(dotted, cfg[last])] if last in cfg else []
+
+
+def check_ranges(cfg) -> None:
+    """Raise ConfigError naming the first key whose value is outside its range in RANGES (or that breaks a rule
+    between keys: model.num_heads must divide model.module_dim)."""
+    for dotted, (valid, wording) in RANGES.items():
+        for key, value in _lookup(cfg, dotted):
+            if value is not None and not valid(value):
+                raise ConfigError(f"config key '{key}' must be {wording}, got {value!r}")
+    for section in LOSS_SECTIONS:
+        for term, params in (_get_path(cfg, _split(section)) or {}).items():
+            for name, (valid, wording) in LOSS_PARAMETER_RANGES.items():
+                value = params.get(name) if isinstance(params, dict) else None
+                if value is not None and not valid(value):
+                    raise ConfigError(f"config key '{section}.{term}.{name}' must be {wording}, got {value!r}")
+    model = cfg.get("model", {})
+    if "num_heads" in model and "module_dim" in model and model["module_dim"] % model["num_heads"]:
+        raise ConfigError(f"config key 'model.num_heads' must divide model.module_dim ({model['module_dim']}), "
+                          f"got {model['num_heads']!r}")
+
+
 def parse_override(text: str) -> tuple[list[str], object]:
     """Split ``a.b.c=VALUE`` into (['a', 'b', 'c'], parsed VALUE); VALUE is read as YAML."""
     if "=" not in text:
@@ -299,6 +382,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if data is not None:
         cfg = _restrict_loss_sections(_merge(cfg, translate_aliases(data, "stored config"), "stored config"), data)
     cfg = apply_overrides(cfg, overrides or [])
+    check_ranges(cfg)
     return EasyDict(cfg)
 
 
@@ -341,9 +425,8 @@ def to_dict(cfg) -> dict:
 
 
 def save_config(cfg, path: str | Path) -> None:
-    """Write the fully resolved config as YAML (the file reloads with ``load_config``)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
+    """Write the fully resolved config as YAML, atomically (the file reloads with ``load_config``)."""
+    with atomic_write(path, "w") as f:
         yaml.safe_dump(_mark_removed_terms(to_dict(cfg)), f, sort_keys=False)
 
 

@@ -1,0 +1,58 @@
+"""Checks a training run makes before it touches its run folder: may ``--resume`` continue with this config, and
+is a distilled student smaller than its teacher.
+
+Resuming continues the run with the settings it started with. Only the keys in RESUME_MAY_CHANGE may differ from
+the checkpoint's config (they change where files are, how fast data loads, or how long the run goes on); any
+other difference is refused with the key named, so that a resumed run is never a hybrid of two configs.
+"""
+from __future__ import annotations
+
+from utils.config import ConfigError, load_config, to_dict
+
+RESUME_MAY_CHANGE = (
+    "exp_name", "device", "dataset.save_dir", "dataset.data_dir", "dataset.num_workers",
+    "dataset.features_in_memory", "train.max_epochs", "distill.allow_larger_student",
+)
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    """{'a.b': value} for every leaf of a nested config dict."""
+    flat = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def resume_differences(saved: dict, current) -> tuple[list[str], list[str]]:
+    """Compare the config stored in a checkpoint with this run's (both resolved: train.mode and
+    distill.teacher_ckpt as the run uses them). Returns (refused, allowed) lines 'key: checkpoint X vs this run Y'.
+
+    A key the checkpoint does not hold (added to the project later) counts as its base.yml default there.
+    """
+    defaults = flatten(to_dict(load_config(None)))
+    saved_flat, current_flat = flatten(saved), flatten(to_dict(current))
+    refused, allowed = [], []
+    for key in current_flat:
+        theirs = saved_flat.get(key, defaults.get(key))
+        if theirs != current_flat[key]:
+            line = f"{key}: checkpoint {theirs} vs this run {current_flat[key]}"
+            (allowed if key in RESUME_MAY_CHANGE else refused).append(line)
+    return refused, allowed
+
+
+def count_parameters(model) -> int:
+    """Number of parameter elements (trainable or frozen; buffers excluded)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_student_smaller(student, teacher, cfg, teacher_path) -> None:
+    """ConfigError unless the student has fewer parameters than its teacher or distill.allow_larger_student."""
+    student_size, teacher_size = count_parameters(student), count_parameters(teacher)
+    if student_size >= teacher_size and not cfg.distill.allow_larger_student:
+        raise ConfigError(
+            f"the student to distil ({student_size:,} parameters, model.graph_layers={cfg.model.graph_layers}) is "
+            f"not smaller than its teacher {teacher_path} ({teacher_size:,} parameters): pass --graph_layers 1 for "
+            "the paper's student, or set config key 'distill.allow_larger_student=true' to distil into it anyway")
