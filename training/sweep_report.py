@@ -41,14 +41,16 @@ def _checkpoint_stamp(ckpt: Path) -> dict:
 
 
 def _read_cache(path: Path, stamp: dict) -> dict | None:
-    """The cached predictions when they belong to this very checkpoint file, else None."""
+    """The cached predictions when they belong to this checkpoint file (same modification time and size; the path
+    may differ, so a moved sweep folder keeps its caches), else None."""
     if not path.is_file():
         return None
     try:
         cached = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
-    return cached if all(cached.get(k) == v for k, v in stamp.items()) else None
+    same = all(cached.get(k) == stamp[k] for k in ("checkpoint_mtime_ns", "checkpoint_size"))
+    return cached if same else None
 
 
 def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
