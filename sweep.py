@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
     parser.add_argument("--seeds", nargs="+", type=_seed, default=[0, 1, 2], metavar="SEED",
-                        help="seeds: every model is trained once per seed (default: 0 1 2)")
+                        help="seeds: each student is trained once per seed, a shared teacher with the first "
+                             "(default: 0 1 2)")
     parser.add_argument("--grid", nargs="+", default=[], metavar="KEY=V1,V2",
                         help="values to sweep per config key; every combination is a grid point with its own "
                              "students (teachers do not vary). distill.* keys only change distilled students")
@@ -99,9 +100,11 @@ def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, complete the sweep's runs, evaluate them and write the reports; returns summary.json's
     content. Raises SweepError / ConfigError / DataError / CheckpointError on bad input or failed runs."""
     from training import sweep_launch, sweep_report
-    from training.sweep_plan import parse_grid, plan_sweep, teacher_config
+    from training.sweep_plan import SweepError, parse_grid, plan_sweep, teacher_config
 
     args = build_parser().parse_intermixed_args(argv)
+    if args.rounds < 1:
+        raise SweepError(f"--rounds must be at least 1, got {args.rounds}")
     cfg = Path(args.cfg)
     out = Path(args.out).resolve() if args.out else REPO_ROOT / "results" / "sweeps" / cfg.stem
     teacher_cfg = Path(args.teacher_cfg) if args.teacher_cfg else None
@@ -143,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.checkpoint import CheckpointError
     from training.data import DataError
+    from training.engine import NonFiniteLossError
     from training.sweep_plan import SweepError
     from training.trainer import TrainingInterrupted
     from utils.config import ConfigError
@@ -153,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SweepError, ConfigError, DataError, CheckpointError, UnsafePickleError) as e:
         print(colored(f"error: {e}", "red"), file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(colored(f"error: {e}", "red"), file=sys.stderr)
+        return 1
     except (TrainingInterrupted, KeyboardInterrupt) as e:
         print(colored(f"interrupted ({e or 'Ctrl-C'}); rerun the same command to resume the sweep", "yellow"),
               file=sys.stderr)

@@ -140,6 +140,8 @@ def test_bad_arguments_fail_early_naming_the_flag(tmp_path, capsys):
         parse_grid(["distill.lambda_motion"])
     assert sweep.main(["--cfg", str(student), "--teacher_ckpt", str(tmp_path / "missing.pt")]) == 2
     assert "--teacher_ckpt" in capsys.readouterr().err
+    assert sweep.main(["--cfg", str(student), "--rounds", "0"]) == 2
+    assert "--rounds" in capsys.readouterr().err
 
 
 def test_several_gpus_run_one_subprocess_each(tmp_path):

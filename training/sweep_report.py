@@ -17,7 +17,7 @@ import numpy as np
 
 from training.metrics import TYPE_NAMES, UNANSWERABLE
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
-from training.sweep_plan import TEACHER, Plan
+from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
 from utils.atomic import atomic_write
 
 PREDICTIONS_FILE = "test_predictions.json"
@@ -86,7 +86,7 @@ def collect_scores(plan: Plan, get_evaluator) -> dict[str, list[RunScores]]:
         by_model.setdefault(run.model, []).append(
             run_scores(run.folder, run.seed, run_dir / "best.pt", run_dir / PREDICTIONS_FILE, get_evaluator))
     if plan.teacher_ckpt is not None:
-        by_model[TEACHER.capitalize()] = [run_scores(str(plan.teacher_ckpt), -1, plan.teacher_ckpt,
+        by_model[DISPLAY[TEACHER]] = [run_scores(str(plan.teacher_ckpt), -1, plan.teacher_ckpt,
                                                      plan.out / "given_teacher" / PREDICTIONS_FILE, get_evaluator)]
     return by_model
 
@@ -117,7 +117,7 @@ def paired_tests(by_model: dict[str, list[RunScores]], pairs: list[tuple[str, st
     for a, b in pairs:
         ids = by_model[a][0].question_ids
         if any(not np.array_equal(s.question_ids, ids) for s in by_model[a] + by_model[b]):
-            raise ValueError(f"{a} and {b} were scored on different test questions")
+            raise SweepError(f"{a} and {b} were scored on different test questions")
         result = paired_permutation_test(np.stack([s.correct for s in by_model[a]]),
                                          np.stack([s.correct for s in by_model[b]]), rounds=rounds)
         tests.append({"a": a, "b": b, "mean_difference": result.mean_difference, "p_value": result.p_value,
