@@ -145,7 +145,7 @@ def table3(models: dict[str, dict], extra_rows: list[tuple[str, str, dict]] = ()
     lines = ["| model | parameters | " + " | ".join(c.capitalize() for c in COLUMNS) + " |",
              "|---|---:|" + "---:|" * len(COLUMNS)]
     for name, params, cells in extra_rows:
-        lines.append(f"| {name} | {params} | " + " | ".join(cells.get(c, "") for c in COLUMNS) + " |")
+        lines.append(f"| {name} | {params} | " + " | ".join(cells.get(c, "-") for c in COLUMNS) + " |")
     for name, entry in models.items():
         cells = [_cell(entry["accuracy"])] + [_cell(entry["per_type"].get(c)) for c in COLUMNS[1:]]
         lines.append(f"| {name} | {entry['parameters']:,} | " + " | ".join(cells) + " |")
