@@ -100,7 +100,8 @@ def build_stages(args) -> list[Stage]:
             "-m", "preprocess.preprocess_features", "--dataset", "msvd-qa", "--dataset_dir", str(RAW), "--model",
             backbone, "--random_init", "--num_clips", "4", "--num_frames", str(frames), "--image_height", "64",
             "--image_width", "64", *extra, "--device", args.device, "--out", str(out)], [out], after=("dataset",)))
-    stages.append(Stage("sweep", ["sweep.py", "--cfg", STUDENT_CONFIG, f"device={args.device}", "--seeds", *map(str, args.seeds), "--out", str(SWEEP)],
+    stages.append(Stage("sweep", ["sweep.py", "--cfg", STUDENT_CONFIG, f"device={args.device}", "--seeds",
+                                  *map(str, args.seeds), "--out", str(SWEEP)],
                         [SWEEP / "summary.json", SWEEP], flags={"seeds": list(args.seeds)},
                         after=("questions", "appearance_features", "motion_features"), incremental=True))
     return stages

@@ -60,7 +60,8 @@ def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
     correct = (result.predictions == q.answers) & (q.answers != UNANSWERABLE)
     return {**stamp, "split": evaluator.split, "parameters": result.parameters, "accuracy": result.accuracy.to_dict(),
             "questions": {"question_id": q.question_ids.tolist(), "type": [TYPE_NAMES[t] for t in q.types],
-                          "answer": [tokens[a] for a in q.answers], "prediction": [tokens[p] for p in result.predictions],
+                          "answer": [tokens[a] for a in q.answers],
+                          "prediction": [tokens[p] for p in result.predictions],
                           "correct": correct.astype(int).tolist()}}
 
 
