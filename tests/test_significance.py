@@ -1,0 +1,81 @@
+"""The paired sign-flip permutation test: its edge cases, its power on a clear difference, and its statistic and
+p-value against an independent enumeration of every sign flip."""
+import itertools
+
+import numpy as np
+import pytest
+
+from training.significance import paired_permutation_test
+
+
+def _brute_force_p(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[float, float]:
+    """(T, exact two-sided p) by flipping every question's seed-averaged difference in every way, plainly."""
+    d = [float(np.mean(correct_a[:, q]) - np.mean(correct_b[:, q])) for q in range(correct_a.shape[1])]
+    observed = sum(d) / len(d)
+    extreme = 0
+    patterns = list(itertools.product((1, -1), repeat=len(d)))
+    for signs in patterns:
+        flipped = sum(s * x for s, x in zip(signs, d)) / len(d)
+        extreme += abs(flipped) >= abs(observed) - 1e-12
+    return observed, extreme / len(patterns)
+
+
+def test_identical_predictions_give_p_one():
+    correct = np.random.default_rng(0).random((3, 500)) < 0.4
+    result = paired_permutation_test(correct, correct.copy())
+    assert result.p_value == 1.0 and result.mean_difference == 0.0 and result.num_differing == 0
+
+
+def test_clear_difference_is_significant():
+    rng = np.random.default_rng(1)
+    n = 2000
+    a = np.zeros(n, dtype=bool)
+    a[rng.permutation(n)[:int(0.6 * n)]] = True
+    b = np.zeros(n, dtype=bool)
+    b[rng.permutation(n)[:int(0.4 * n)]] = True
+    result = paired_permutation_test(a, b, rounds=2000)
+    assert result.mean_difference == pytest.approx(0.2)
+    assert 0.0 <= result.p_value < 0.01
+    assert paired_permutation_test(b, a, rounds=2000).mean_difference == pytest.approx(-0.2)
+
+
+def test_no_difference_gives_a_large_p_in_range():
+    rng = np.random.default_rng(2)
+    a, b = rng.random((2, 3000)) < 0.5
+    p = paired_permutation_test(a, b, rounds=2000).p_value
+    assert 0.0 <= p <= 1.0 and p > 0.01
+
+
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_statistic_and_p_match_every_sign_flip(seeds):
+    rng = np.random.default_rng(seeds)
+    a, b = rng.random((2, seeds, 10)) < np.array([0.7, 0.35])[:, None, None]
+    observed, exact_p = _brute_force_p(a.astype(float), b.astype(float))
+    exact = paired_permutation_test(a, b)
+    assert exact.mean_difference == pytest.approx(observed)
+    assert exact.p_value == pytest.approx(exact_p)
+    assert exact.method.startswith("exact")
+    sampled = paired_permutation_test(a, b, rounds=40_000, seed=5, exact_up_to=0)  # Monte Carlo on the same data
+    assert sampled.p_value == pytest.approx(exact_p, abs=0.01)
+
+
+def test_a_shared_teacher_enters_with_its_one_run():
+    students = np.array([[1, 1, 0, 0], [1, 0, 1, 0]])
+    teacher = np.array([1, 0, 0, 0])
+    result = paired_permutation_test(students, teacher)
+    # per question: (1 - 1), (0.5 - 0), (0.5 - 0), (0 - 0) -> mean 0.25
+    assert result.mean_difference == pytest.approx(0.25) and result.num_differing == 2
+
+
+def test_random_rounds_are_seeded_and_chunked(monkeypatch):
+    import training.significance as significance
+    rng = np.random.default_rng(3)
+    a, b = rng.random((2, 2, 300)) < np.array([0.55, 0.5])[:, None, None]
+    whole = paired_permutation_test(a, b, rounds=3000, seed=7, exact_up_to=0)
+    monkeypatch.setattr(significance, "CHUNK_ELEMENTS", 1000)  # many small chunks, the same random stream
+    assert paired_permutation_test(a, b, rounds=3000, seed=7, exact_up_to=0).p_value == whole.p_value
+
+
+def test_mismatched_questions_are_rejected():
+    with pytest.raises(ValueError, match="different numbers of questions"):
+        paired_permutation_test(np.ones((2, 5)), np.ones((2, 6)))

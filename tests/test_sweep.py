@@ -1,0 +1,222 @@
+"""sweep.py on the tiny dataset: the runs it plans, the summary it writes, reuse and resume on a second invocation,
+seeds that reproduce, the one-subprocess-per-GPU launcher and the Slurm path through submitit's local executor."""
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import sweep
+import train
+import training.evaluation
+import training.trainer
+from train_fixtures import write_config, write_tiny_dataset
+from training import sweep_launch
+from training.sweep_plan import SweepError, parse_grid, plan_sweep
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+SEEDS = ["0", "1"]
+
+
+def _configs(root):
+    data = write_tiny_dataset(root / "data")
+    write_config(root / "tiny.yml", data, root / "results", train={"max_epochs": 1})
+    student = root / "tiny_student.yml"
+    student.write_text("_base_: tiny.yml\nmodel:\n  graph_layers: 1\n")
+    return student
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, single_thread):
+    """A finished two-seed sweep (shared teacher, no grid), trained in this process without per-epoch plots."""
+    root = tmp_path_factory.mktemp("sweep")
+    student = _configs(root)
+    argv = ["--cfg", str(student), "--out", str(root / "sweep"), "--seeds", *SEEDS]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.trainer, "plot_run", lambda *a, **k: None)
+        summary = sweep.run(argv)
+    return {"root": root, "out": root / "sweep", "argv": argv, "summary": summary, "student": student}
+
+
+def _predictions(run_dir):
+    return json.loads((run_dir / "test_predictions.json").read_text())
+
+
+def test_summary_has_every_model_with_seed_statistics(swept):
+    out, summary = swept["out"], swept["summary"]
+    assert json.loads((out / "summary.json").read_text()) == summary
+    models = summary["models"]
+    assert list(models) == ["Teacher", "Student", "Student-KD"]
+    assert models["Teacher"]["seeds"] == [0] and models["Student-KD"]["seeds"] == [0, 1]
+    for name, entry in models.items():
+        truth = [json.loads((out / run / "test_results.json").read_text())["all"] for run in entry["runs"]]
+        assert entry["accuracy"]["values"] == pytest.approx(truth)
+        assert entry["accuracy"]["mean"] == pytest.approx(np.mean(truth))
+        assert entry["accuracy"]["std"] == pytest.approx(np.std(truth, ddof=1) if len(truth) > 1 else 0.0)
+        assert set(entry["per_type"]) <= {"what", "who", "how", "when", "where", "other"} and entry["per_type"]
+        assert entry["parameters"] > 0
+        for run in entry["runs"]:
+            predictions = _predictions(out / run)
+            assert sum(predictions["questions"]["correct"]) == predictions["accuracy"]["correct"]
+    assert models["Student"]["settings"]["train.mode"] == "student"
+    assert {(t["a"], t["b"]) for t in summary["tests"]} == {("Student-KD", "Student"), ("Student-KD", "Teacher")}
+    for test in summary["tests"]:
+        assert 0.0 <= test["p_value"] <= 1.0
+        kd = models[test["a"]]["accuracy"]["mean"]
+        assert test["mean_difference"] == pytest.approx(kd - models[test["b"]]["accuracy"]["mean"])
+    text = (out / "summary.md").read_text()
+    assert "| model | parameters | All | What | Who | How | When | Where |" in text and "Method:" in text
+    assert "| Student-KD | Teacher |" in text and "Seeds: Teacher 0; Student 0, 1" in text
+    assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_second_invocation_reuses_runs_and_predictions(swept, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the second invocation must not train or evaluate")
+    monkeypatch.setattr(train, "run", refuse)
+    monkeypatch.setattr(training.evaluation, "SplitEvaluator", refuse)
+    mtimes = {p: p.stat().st_mtime_ns for p in swept["out"].glob("*/best.pt")}
+    assert sweep.run(swept["argv"]) == swept["summary"]
+    assert mtimes == {p: p.stat().st_mtime_ns for p in swept["out"].glob("*/best.pt")}
+
+
+def test_an_interrupted_run_is_resumed(swept, monkeypatch):
+    run_dir = swept["out"] / "student__seed1"
+    (run_dir / "test_results.json").unlink()
+    calls = []
+    real_run = train.run
+
+    def record(argv):
+        calls.append(argv)
+        return real_run(argv)
+    monkeypatch.setattr(train, "run", record)
+    monkeypatch.setattr(training.trainer, "plot_run", lambda *a, **k: None)
+    sweep.run(swept["argv"])
+    assert len(calls) == 1 and "--resume" in calls[0] and calls[0][calls[0].index("--exp_name") + 1] == run_dir.name
+    assert (run_dir / "test_results.json").is_file()
+
+
+def test_seeds_give_different_models(swept):
+    weights = [torch.load(swept["out"] / f"student__seed{s}" / "best.pt", weights_only=True)["model"] for s in SEEDS]
+    assert any(not torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_grid_plan_shares_plain_students_across_distill_values(tmp_path):
+    student = _configs(tmp_path)
+    grid = parse_grid(["distill.lambda_motion=1,10", "train.lr=0.001,0.01"])
+    plan = plan_sweep(student, [0, 1], grid, tmp_path / "out", ["train.max_epochs=2"])
+    assert [r.folder for r in plan.teachers] == ["teacher__seed0"]
+    plain = sorted(r.folder for r in plan.students if r.kind == "student")
+    assert plain == ["student__train.lr=0.001__seed0", "student__train.lr=0.001__seed1",
+                     "student__train.lr=0.01__seed0", "student__train.lr=0.01__seed1"]
+    kd = [r for r in plan.students if r.kind == "kd"]
+    assert len(kd) == 8 and kd[0].model == "Student-KD[distill.lambda_motion=1,train.lr=0.001]"
+    assert kd[0].folder == "student_kd__distill.lambda_motion=1,train.lr=0.001__seed0"
+    assert "train.max_epochs=2" in kd[0].train_args and "distill.lambda_motion=1" in kd[0].train_args
+    assert str(tmp_path / "out" / "teacher__seed0" / "best.pt") in kd[1].train_args  # the shared teacher, seed 1
+    assert ("Student-KD[distill.lambda_motion=10,train.lr=0.01]", "Student[train.lr=0.01]") in plan.pairs
+
+
+def test_per_seed_teachers(tmp_path):
+    plan = plan_sweep(_configs(tmp_path), [3, 4], [], tmp_path / "out", [], teacher_mode="per_seed")
+    assert [r.folder for r in plan.teachers] == ["teacher__seed3", "teacher__seed4"]
+    kd4 = next(r for r in plan.students if r.kind == "kd" and r.seed == 4)
+    assert str(tmp_path / "out" / "teacher__seed4" / "best.pt") in kd4.train_args
+
+
+def test_bad_arguments_fail_early_naming_the_flag(tmp_path, capsys):
+    student = _configs(tmp_path)
+    lone = tmp_path / "lone.yml"
+    lone.write_text("model:\n  graph_layers: 1\n")
+    with pytest.raises(SweepError, match="--teacher_cfg"):
+        plan_sweep(lone, [0], [], tmp_path / "out", [])
+    with pytest.raises(SweepError, match="--grid distill.lambda_motoin"):
+        plan_sweep(student, [0], parse_grid(["distill.lambda_motoin=1,2"]), tmp_path / "out", [])
+    with pytest.raises(SweepError, match="use --seeds"):
+        plan_sweep(student, [0], [], tmp_path / "out", ["seed=3"])
+    with pytest.raises(SweepError, match="KEY=V1,V2"):
+        parse_grid(["distill.lambda_motion"])
+    assert sweep.main(["--cfg", str(student), "--teacher_ckpt", str(tmp_path / "missing.pt")]) == 2
+    assert "--teacher_ckpt" in capsys.readouterr().err
+    assert sweep.main(["--cfg", str(student), "--rounds", "0"]) == 2
+    assert "--rounds" in capsys.readouterr().err
+
+
+def test_several_gpus_run_one_subprocess_each(tmp_path):
+    script = "import os, sys, time; time.sleep(0.3); open(sys.argv[1], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
+    jobs = [sweep_launch.Job(f"job{i}", [sys.executable, "-c", script, str(tmp_path / f"gpu{i}")],
+                             tmp_path / "logs" / f"job{i}.log") for i in range(3)]
+    jobs.append(sweep_launch.Job("fails", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "logs/f.log"))
+    failed = sweep_launch.run_on_gpus(jobs, ["5", "7"], poll_seconds=0.05)
+    assert [job.label for job in failed] == ["fails"]
+    used = [(tmp_path / f"gpu{i}").read_text() for i in range(3)]
+    assert set(used) == {"5", "7"}
+
+
+def test_local_launcher_uses_subprocesses_with_two_gpus(tmp_path, monkeypatch):
+    plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
+    batches = []
+    monkeypatch.setattr(sweep_launch, "run_on_gpus", lambda jobs, gpus: batches.append((jobs, gpus)) or [])
+    sweep_launch.launch_local(plan, gpu_ids=["0", "1"])
+    assert [len(jobs) for jobs, _ in batches] == [1, 2]  # the teacher first, then both students
+    command = batches[1][0][1].command
+    assert command[:2] == [sys.executable, str(sweep_launch.TRAIN_SCRIPT)] and "train.mode=kd" in command
+
+
+def test_slurm_launcher_without_submitit_says_how_to_install(tmp_path, monkeypatch):
+    plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(SweepError, match="pip install submitit"):
+        sweep_launch.launch_slurm(plan, sweep_launch.SlurmOptions(cluster="local"))
+
+
+class _RecordingExecutor:
+    """Stands in for submitit.AutoExecutor: records submissions and waits instead of running jobs."""
+    events: list = []
+
+    def __init__(self, folder, cluster):
+        self.events.clear()
+
+    def update_parameters(self, **params):
+        self.events.append(("parameters", params))
+
+    def submit(self, function):
+        events, name = self.events, function.command[function.command.index("--exp_name") + 1]
+        events.append(("submit", name))
+
+        class Job:
+            job_id = name
+
+            def result(self):
+                events.append(("wait", name))
+        return Job()
+
+
+def test_slurm_launcher_waits_for_the_teacher_before_submitting_students(tmp_path, monkeypatch):
+    import submitit
+    plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
+    monkeypatch.setattr(submitit, "AutoExecutor", _RecordingExecutor)
+    sweep_launch.launch_slurm(plan, sweep_launch.SlurmOptions(partition="gpu", gpus_per_node=2, time_min=30))
+    events = _RecordingExecutor.events
+    assert events[0][1]["slurm_partition"] == "gpu" and events[0][1]["gpus_per_node"] == 2
+    assert events[0][1]["timeout_min"] == 30
+    assert events[1:] == [("submit", "teacher__seed0"), ("wait", "teacher__seed0"), ("submit", "student__seed0"),
+                          ("submit", "student_kd__seed0"), ("wait", "student__seed0"), ("wait", "student_kd__seed0")]
+
+
+def test_slurm_path_through_the_local_executor_reproduces_the_seed(swept):
+    """The Slurm launcher through submitit's local executor (a process per job) on seed 0, with the finished
+    teacher and plain student copied in (one job only: each costs a fresh torch import): the distilled student's
+    job gives exactly the in-process sweep's seed-0 predictions. Same seed, same numbers, in another process."""
+    out = swept["root"] / "slurm_sweep"
+    for run in ("teacher__seed0", "student__seed0"):
+        shutil.copytree(swept["out"] / run, out / run)
+    summary = sweep.run(["--cfg", str(swept["student"]), "--out", str(out), "--seeds", "0", "--launcher", "slurm",
+                         "--slurm_cluster", "local", "--slurm_gpus_per_node", "0"])
+    assert len(list((out / "slurm").glob("*/*_result.pkl"))) == 1
+    here, there = _predictions(swept["out"] / "student_kd__seed0"), _predictions(out / "student_kd__seed0")
+    assert here["questions"] == there["questions"] and here["accuracy"] == there["accuracy"]
+    assert summary["models"]["Student-KD"]["accuracy"]["values"] == \
+        swept["summary"]["models"]["Student-KD"]["accuracy"]["values"][:1]
