@@ -11,6 +11,8 @@ Writes results/demo/summary.json: {"baseline_accuracy", "models": {"teacher", "s
 "per_type", "parameters"}, "stage_seconds"} (accuracies are fractions of the test split).
 """
 from __future__ import annotations
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 
 import argparse
 import collections

@@ -12,6 +12,9 @@ twice keeps its first vector.
 """
 from __future__ import annotations
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import argparse
 import time
 from dataclasses import dataclass, field

@@ -9,6 +9,9 @@ with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
 """
 from __future__ import annotations
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import argparse
 import sys
 from pathlib import Path

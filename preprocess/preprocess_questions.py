@@ -22,6 +22,9 @@ from termcolor import colored
 if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_questions.py): repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 from preprocess.glove import GloveTable, load_glove
 from preprocess.question_file import QuestionFileError, load_vocab
 from preprocess.text import encode_tokens, tokenize_question
