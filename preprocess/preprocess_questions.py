@@ -232,6 +232,7 @@ def preprocess_split(dataset: str, dataset_dir, mode: str, output_dir=None, glov
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
+        prog="python -m preprocess.preprocess_questions",
         description="Tokenise MSVD-QA / MSRVTT-QA questions into the HCRN/DualVGR vocabulary and question files.")
     parser.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES),
                         help="dataset (msvd = msvd-qa, msrvtt = msrvtt-qa); names the output files")

@@ -366,6 +366,7 @@ def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), show_progre
 def build_parser() -> argparse.ArgumentParser:
     defaults = SyntheticSpec()
     parser = argparse.ArgumentParser(
+        prog="python -m preprocess.synthetic_dataset",
         description="Generate the synthetic video QA dataset (MSVD-QA layout: YouTubeClips/, youtube_mapping.txt, "
                     "{train,val,test}_qa.json, plus metadata.json with the ground truth).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
