@@ -9,7 +9,7 @@ import train
 import validate
 from train_fixtures import ANSWERS, QUESTION_TOKENS, write_config, write_tiny_dataset
 from training.checkpoint import CheckpointError
-from training.evaluation import compare_checkpoints, model_from_checkpoint
+from training.evaluation import compare_checkpoints, default_names, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 TYPES = ("what", "who", "how", "when", "where")
@@ -107,3 +107,15 @@ def test_function_api_and_fingerprint_check(trained, tmp_path):
     cfg = write_config(tmp_path / "other.yml", other, tmp_path / "results")
     with pytest.raises(CheckpointError, match="vocabulary fingerprint"):
         validate.run(["--ckpt", str(root / "results/teacher/best.pt"), "--cfg", str(cfg)])
+
+
+def test_default_names_tell_checkpoints_of_one_run_apart():
+    assert default_names(["r/my_teacher/best.pt", "r/my_teacher/last.pt", "r/student/best.pt"]) == \
+        ["my_teacher/best", "my_teacher/last", "student"]
+    assert default_names(["a/run/best.pt", "b/run/best.pt"]) == ["a/run/best", "b/run/best"]
+    assert default_names(["r/teacher/best.pt", "r/student/best.pt"]) == ["teacher", "student"]
+
+
+def test_compare_refuses_repeated_names():
+    with pytest.raises(ValueError, match="--names must differ: T given more than once"):
+        compare_checkpoints(["a.pt", "b.pt"], ["T", "T"])

@@ -171,6 +171,25 @@ def disagreement_table(rows: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _repeated(names: list[str]) -> set[str]:
+    """The names that occur more than once."""
+    return {n for n in names if names.count(n) > 1}
+
+
+def default_names(paths: list[str | Path]) -> list[str]:
+    """Display names for checkpoints: the run folder (``results/my_teacher/best.pt`` -> ``my_teacher``), and where
+    that repeats, the shortest tail of the path without ``.pt`` that tells them apart (``my_teacher/best``,
+    ``my_teacher/last``; ``a/my_teacher/best``, ``b/my_teacher/best``)."""
+    parts = [Path(p).resolve().with_suffix("").parts for p in paths]
+    names = [Path(p).resolve().parent.name for p in paths]
+    for depth in range(2, max(len(p) for p in parts) + 1):
+        repeated = _repeated(names)
+        if not repeated:
+            break
+        names = ["/".join(p[-depth:]) if n in repeated else n for p, n in zip(parts, names)]
+    return names
+
+
 def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None, cfg_path: str | Path | None = None,
                         overrides: list[str] = (), split: str = "test", max_examples: int = 20) -> dict:
     """Evaluate several checkpoints on one split of the same data and compare them.
@@ -178,9 +197,11 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
     Returns {"split", "models": [summary per model], "num_questions", "num_disagreements", "disagreements":
     [rows], "markdown": {"table", "disagreements"}}. ``table`` is the paper's Table 3/4 layout.
     """
-    names = list(names) if names else [Path(p).parent.name for p in paths]
+    names = list(names) if names else default_names(paths)
     if len(names) != len(paths):
         raise ValueError(f"--names gives {len(names)} names for {len(paths)} checkpoints")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--names must differ: {', '.join(sorted(_repeated(names)))} given more than once")
     first = load_checkpoint(paths[0], "--compare")
     evaluator = SplitEvaluator(resolve_config(cfg_path, list(overrides), first), split)
     try:
