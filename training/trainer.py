@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -186,7 +185,7 @@ class _Run:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         distributed.barrier(dist_ctx)
         self.log = setup_logging(dist_ctx.is_main, self.run_dir / "train.log")
-        self.show_progress = dist_ctx.is_main and sys.stderr.isatty()
+        self.show_progress = dist_ctx.is_main  # a bar on a terminal, timed lines in logs (utils.progress)
         self.mode = resolve_mode(cfg)
         self.amp_dtype = amp_dtype_for(cfg, self.device)
         if self.device.type == "cuda":
