@@ -90,7 +90,8 @@ def run(argv: list[str] | None = None) -> dict:
         if args.plot:
             from training.plots import plot_comparison
             Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-            plot_comparison(result["models"], result["histories"], Path(args.plot))
+            title = f"{result['dataset']} {args.split} accuracy per question type: {', '.join(result['histories'])}"
+            plot_comparison(result["models"], result["histories"], Path(args.plot), title, result["baseline"])
             log.info(f"figure: {args.plot}")
     if args.json:
         _write(args.json, json.dumps(result, indent=1, ensure_ascii=False))

@@ -171,6 +171,17 @@ def disagreement_table(rows: list[dict], names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def majority_baseline(answers: np.ndarray, answer_tokens: list[str]) -> tuple[str, float] | None:
+    """(most frequent answer, accuracy of always answering it) over ``answers`` (N,) answer ids; questions whose
+    answer is out of vocabulary count as wrong. None when no answer is in the vocabulary."""
+    known = answers[answers != UNANSWERABLE]
+    if len(known) == 0:
+        return None
+    counts = np.bincount(known)
+    best = int(counts.argmax())
+    return answer_tokens[best], float(counts[best] / len(answers))
+
+
 def _repeated(names: list[str]) -> set[str]:
     """The names that occur more than once."""
     return {n for n in names if names.count(n) > 1}
@@ -194,7 +205,8 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
                         overrides: list[str] = (), split: str = "test", max_examples: int = 20) -> dict:
     """Evaluate several checkpoints on one split of the same data and compare them.
 
-    Returns {"split", "models": [summary per model], "num_questions", "num_disagreements", "disagreements":
+    Returns {"split", "dataset", "models": [summary per model], "baseline": {"answer", "accuracy"} (always answering
+    the split's most frequent answer) or None, "histories", "num_questions", "num_disagreements", "disagreements":
     [rows], "markdown": {"table", "disagreements"}}. ``table`` is the paper's Table 3/4 layout.
     """
     names = list(names) if names else default_names(paths)
@@ -208,8 +220,10 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
         results = [evaluator.evaluate(p, n, "--compare") for p, n in zip(paths, names)]
         predictions = np.stack([r.predictions for r in results])
         rows = _disagreements(evaluator, results, max_examples)
-        table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results])
-        return {"split": split, "models": [r.summary() for r in results],
+        baseline = majority_baseline(evaluator.questions.answers, evaluator.answer_tokens())
+        table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results], baseline)
+        return {"split": split, "dataset": evaluator.cfg.dataset.name, "models": [r.summary() for r in results],
+                "baseline": None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
                 "histories": {r.name: run_history(r.path, r.checkpoint) for r in results},
                 "num_questions": len(evaluator.questions),
                 "num_disagreements": int((predictions != predictions[:1]).any(axis=0).sum()),
