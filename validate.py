@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--compare", nargs="+", metavar="PATH",
                         help="checkpoints to compare on the same data (the paper's Table 3/4 and Figure 7)")
     parser.add_argument("--names", nargs="+", metavar="NAME",
-                        help="one display name per --compare checkpoint, all different (default: their run folder names, "
-                             "with as much of the path as tells them apart: my_teacher/best, my_teacher/last)")
+                        help="one display name per --compare checkpoint, all different (default: their run folder "
+                             "names, with as much of the path as tells them apart: my_teacher/best, my_teacher/last)")
     parser.add_argument("--split", choices=("val", "test"), default="test", help="split to evaluate (default test)")
     parser.add_argument("--write_preds", metavar="FILE",
                         help="--ckpt only: write a JSON list with, per question, its text, answer, prediction, "
