@@ -45,11 +45,10 @@ def cpu_model() -> str:
 
 def describe_machine(device: torch.device) -> str:
     """One line: the device, torch threads (CPU), the OpenMP wait policy in effect and the torch version."""
+    policy = os.environ.get(OMP_ENV, "unset")
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return (f"{name} (CUDA {torch.version.cuda}) | host {cpu_model()} | {OMP_ENV}={os.environ.get(OMP_ENV, 'unset')} "
-                f"| torch {torch.__version__}")
-    policy = os.environ.get(OMP_ENV, "unset")
+        return f"{name} (CUDA {torch.version.cuda}) | host {cpu_model()} | {OMP_ENV}={policy} | torch {torch.__version__}"
     return (f"{cpu_model()} ({os.cpu_count()} logical CPUs) | {torch.get_num_threads()} torch threads | "
             f"{OMP_ENV}={policy} | torch {torch.__version__}")
 
