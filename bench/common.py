@@ -48,7 +48,8 @@ def describe_machine(device: torch.device) -> str:
     policy = os.environ.get(OMP_ENV, "unset")
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return f"{name} (CUDA {torch.version.cuda}) | host {cpu_model()} | {OMP_ENV}={policy} | torch {torch.__version__}"
+        return (f"{name} (CUDA {torch.version.cuda}) | host {cpu_model()} | {OMP_ENV}={policy} | "
+                f"torch {torch.__version__}")
     return (f"{cpu_model()} ({os.cpu_count()} logical CPUs) | {torch.get_num_threads()} torch threads | "
             f"{OMP_ENV}={policy} | torch {torch.__version__}")
 
