@@ -25,6 +25,8 @@ Writes results/demo/summary.json:
 results/demo/sweep/summary.{md,png,json}.
 """
 from __future__ import annotations
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 
 import argparse
 import json

@@ -7,6 +7,9 @@
 """
 from __future__ import annotations
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import argparse
 import os
 import shlex
@@ -33,6 +36,7 @@ Ctrl-C (or SIGTERM) finishes the current step, saves last.pt and prints the comm
 def build_parser() -> argparse.ArgumentParser:
     from utils.config import add_config_arguments
     parser = argparse.ArgumentParser(
+        prog="python train.py",
         description="Train a teacher, student or distilled student VideoQA model (KEY=VALUE overrides any config "
                     "key; the flags below are shortcuts for the keys they name).",
         epilog=RESULTS_LAYOUT, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -16,6 +16,9 @@ twice keeps its first vector.
 """
 from __future__ import annotations
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import argparse
 import time
 from dataclasses import dataclass, field
@@ -221,6 +224,7 @@ def _report(stats: ConversionStats, input_path: Path, output_path: Path, seconds
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
+        prog="python txt2pickle.py",
         description="Convert GloVe text into the compact GloVe pickle read by preprocess.preprocess_questions "
                     "(streaming; peak memory about the size of the vectors).")
     parser.add_argument("--input", type=Path, default=REPO_ROOT / "data" / "glove" / "glove.840B.300d.txt",

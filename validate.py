@@ -9,6 +9,9 @@
 """
 from __future__ import annotations
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import argparse
 import json
 import sys
@@ -18,6 +21,7 @@ from pathlib import Path
 def build_parser() -> argparse.ArgumentParser:
     from utils.config import add_config_arguments
     parser = argparse.ArgumentParser(
+        prog="python validate.py",
         description="Evaluate a checkpoint (--ckpt) or compare several (--compare) on the val or test split. "
                     "Data paths come from --cfg, or else from the config stored in the (first) checkpoint; "
                     "KEY=VALUE overrides either.",
@@ -28,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--compare", nargs="+", metavar="PATH",
                         help="checkpoints to compare on the same data (the paper's Table 3/4 and Figure 7)")
     parser.add_argument("--names", nargs="+", metavar="NAME",
-                        help="one display name per --compare checkpoint (default: their run folder names)")
+                        help="one display name per --compare checkpoint, all different (default: their run folder "
+                             "names, with as much of the path as tells them apart: my_teacher/best, my_teacher/last)")
     parser.add_argument("--split", choices=("val", "test"), default="test",
                         help="split to evaluate (default test). Every question is scored; one whose video has no "
                              "features is answered from all-zero features (eval.missing_features=exclude leaves "
@@ -91,7 +96,8 @@ def run(argv: list[str] | None = None) -> dict:
         if args.plot:
             from training.plots import plot_comparison
             Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-            plot_comparison(result["models"], result["histories"], Path(args.plot))
+            title = f"{result['dataset']} {args.split} accuracy per question type: {', '.join(result['histories'])}"
+            plot_comparison(result["models"], result["histories"], Path(args.plot), title, result["baseline"])
             log.info(f"figure: {args.plot}")
     if args.json:
         _write(args.json, json.dumps(result, indent=1, ensure_ascii=False))

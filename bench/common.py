@@ -44,11 +44,12 @@ def cpu_model() -> str:
 
 
 def describe_machine(device: torch.device) -> str:
-    """One line: the device, torch threads and OpenMP wait policy (CPU) and the torch version."""
+    """One line: the device, torch threads (CPU), the OpenMP wait policy in effect and the torch version."""
+    policy = os.environ.get(OMP_ENV, "unset")
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        return f"{name} (CUDA {torch.version.cuda}) | host {cpu_model()} | torch {torch.__version__}"
-    policy = os.environ.get(OMP_ENV, "unset")
+        return (f"{name} (CUDA {torch.version.cuda}) | host {cpu_model()} | {OMP_ENV}={policy} | "
+                f"torch {torch.__version__}")
     return (f"{cpu_model()} ({os.cpu_count()} logical CPUs) | {torch.get_num_threads()} torch threads | "
             f"{OMP_ENV}={policy} | torch {torch.__version__}")
 
@@ -75,7 +76,8 @@ def busy_machine_note(device: torch.device) -> str | None:
         return None
     return (f"note: the machine is busy (load {load:.1f} on {cpus} CPUs) and idle OpenMP threads spin: with "
             f"{threads} threads each parallel operator waits for a descheduled partner; timings are "
-            f"pessimistic and noisy. Compare at equal load, or run with {OMP_ENV}=PASSIVE (or --threads 1).")
+            f"pessimistic and noisy. Compare at equal load, or leave {OMP_ENV} unset (PASSIVE is the default) "
+            f"or run with --threads 1.")
 
 
 def synchronize(device: torch.device) -> None:

@@ -36,13 +36,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import h5py
 import numpy as np
 import torch
 from termcolor import colored
 
 from bench.common import describe_machine, device_from_flag, format_bytes, load_average, synchronize
-from training.data import APPEARANCE_DATASET, MOTION_DATASET, batch_to_device, build_loader, load_data
+from training.data import (APPEARANCE_DATASET, MOTION_DATASET, batch_to_device, build_loader, choose_feature_placement,
+                           host_memory_available, load_data)
 from training.samplers import VideoGroupedBatchSampler
 from utils.config import ConfigError, add_config_arguments, load_config
 from utils.progress import progress
@@ -209,9 +213,20 @@ def print_table(results: list[LoaderResult], rates: dict) -> None:
               f"{(f'{rate:.1f}' if rate else '-'):>10} {ratio}")
 
 
-def print_verdict(results: list[LoaderResult], rates: dict, dataset_cfg, batch_size: int) -> None:
-    """The line comparing the loader at the config's own settings with the model's rate."""
-    features = "memory" if dataset_cfg.features_in_memory else "hdf5"
+def config_features(dataset_cfg, shape: DataShape, device: torch.device) -> str:
+    """``'memory'`` or ``'hdf5'``: where train.py would keep these features (``features_in_memory`` auto resolved
+    with this machine's free memory, as training.data does)."""
+    item = 2 if dataset_cfg.feature_dtype == "float16" else 4
+    needed = item * shape.num_videos * shape.num_clips * (shape.num_frames + 1) * shape.feature_dim
+    gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" else None
+    placement = choose_feature_placement(dataset_cfg.features_in_memory, needed, device, gpu_free,
+                                         host_memory_available())
+    return "hdf5" if placement is None else "memory"
+
+
+def print_verdict(results: list[LoaderResult], rates: dict, dataset_cfg, batch_size: int, features: str) -> None:
+    """The line comparing the loader at the config's own settings (``features``: memory | hdf5) with the model's
+    rate."""
     k = dataset_cfg.questions_per_video
     matching = [r for r in results if r.features == features and r.questions_per_video == k
                 and (features == "memory" and r.dtype == dataset_cfg.feature_dtype
@@ -232,6 +247,7 @@ def print_verdict(results: list[LoaderResult], rates: dict, dataset_cfg, batch_s
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="python bench/data_loading.py",
         description="Questions/s of the training loader (HDF5 with 0-4 workers, in-memory float32/float16, ordinary "
                     "and video-grouped batches) against the model's training rate, on MSVD-QA-sized random data. "
                     "--cfg defaults to configs/msvd_qa_teacher.yml; its dataset section gives the settings of the "
@@ -310,7 +326,7 @@ def main(argv=None) -> int:
             rates[args.questions_per_video] = args.model_rate_grouped or model_rate(args, args.questions_per_video)
         print(f"load after   | {load_average()}")
         print_table(results, rates)
-        print_verdict(results, rates, base.dataset, args.batch_size)
+        print_verdict(results, rates, base.dataset, args.batch_size, config_features(base.dataset, shape, device))
     finally:
         if temporary is not None:
             temporary.cleanup()

@@ -3,7 +3,7 @@
     python bench/train_step.py --cfg configs/msvd_qa_teacher.yml --batch_size 32 --steps 10
     python bench/train_step.py --cfg configs/msvd_qa_teacher.yml --batch_size 32 --questions_per_video 16
     python bench/train_step.py --cfg configs/msvd_qa_student.yml --mode kd --batch_size 256 --device cuda --amp bf16
-    OMP_WAIT_POLICY=PASSIVE python bench/train_step.py --cfg configs/msvd_qa_teacher.yml --threads 2 --batch_size 32
+    OMP_WAIT_POLICY=ACTIVE python bench/train_step.py --cfg configs/msvd_qa_teacher.yml --threads 2 --batch_size 32
 
 One step is what ``train.py`` runs per batch (``training.engine.train_step``): forward, the configured losses
 (CE + alpha * similarity + beta * HSIC, plus the distillation terms from a frozen teacher in kd mode), backward,
@@ -16,8 +16,9 @@ bench/data_loading.py's job).
 
 Prints the median ms/step over --steps timed steps (after --warmup untimed ones), questions/s, peak memory, the
 projected epoch time at the MSVD-QA and MSRVTT-QA training-split sizes, and as its LAST line ``questions/s: X``.
-On a shared CPU, compare figures at equal load (the load average is printed before and after) and consider
-OMP_WAIT_POLICY=PASSIVE: spinning OpenMP threads that wait for a descheduled partner make steps several times slower.
+On a shared CPU, compare figures at equal load (the load average is printed before and after). Like every entry
+point it runs with OMP_WAIT_POLICY=PASSIVE unless the environment sets another policy (the header says which):
+spinning OpenMP threads that wait for a descheduled partner make steps several times slower on a busy machine.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 
 import torch
 from termcolor import colored
@@ -46,6 +50,7 @@ ADAM_IMPLEMENTATIONS = ("default", "fused", "foreach", "forloop")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
+        prog="python bench/train_step.py",
         description="Time training steps (forward, losses, backward, grad clip, Adam) of the configured model on "
                     "random inputs; the last line printed is 'questions/s: X'.")
     add_config_arguments(parser)

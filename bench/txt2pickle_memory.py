@@ -53,7 +53,8 @@ def run_conversion(text: Path, output: Path, dim: int) -> tuple[float, int]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Wall time and peak RSS of txt2pickle.py, projected to GloVe 840B.")
+    parser = argparse.ArgumentParser(prog="python bench/txt2pickle_memory.py",
+                                     description="Wall time and peak RSS of txt2pickle.py, projected to GloVe 840B.")
     parser.add_argument("--words", type=int, default=400_000,
                         help="tokens in the generated file (default: %(default)s)")
     parser.add_argument("--dim", type=int, default=300, help="numbers per token (default: %(default)s)")

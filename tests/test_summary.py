@@ -23,7 +23,7 @@ def last_line_count(text):
                                               ("configs/msvd_qa_teacher.yml", 30_294_700),
                                               ("configs/msrvtt_qa_teacher.yml", 35_031_756)])
 def test_paper_counts_from_the_cli(capsys, config, expected):
-    assert main(["--cfg", config, "--question-tokens", "4000", "--answers", "1002", "model.mfb_factor=2"]) == 0
+    assert main(["--cfg", config, "--question_tokens", "4000", "--answers", "1002", "model.mfb_factor=2"]) == 0
     assert last_line_count(capsys.readouterr().out) == expected
 
 
@@ -49,13 +49,13 @@ def test_missing_vocabulary_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="vocabulary file not found"):
         main(["--cfg", "configs/msvd_qa_teacher.yml", "--vocab", str(tmp_path / "absent.json")])
     with pytest.raises(SystemExit):
-        main(["--cfg", "configs/msvd_qa_teacher.yml", "--question-tokens", "40"])
+        main(["--cfg", "configs/msvd_qa_teacher.yml", "--question_tokens", "40"])
 
 
 def test_runs_as_a_module():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-m", "model.summary", "--cfg", "configs/msvd_qa_student.yml",
-                             "--question-tokens", "4000", "--answers", "1002", "model.mfb_factor=4"],
+                             "--question_tokens", "4000", "--answers", "1002", "model.mfb_factor=4"],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert last_line_count(result.stdout) == 23_189_116 + 787_456
@@ -66,5 +66,5 @@ def test_help_explains_every_flag(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
-    for flag in ("--cfg", "--vocab", "--question-tokens", "--answers", "KEY=VALUE", "thousands"):
+    for flag in ("--cfg", "--vocab", "--question_tokens", "--answers", "KEY=VALUE", "thousands"):
         assert flag in help_text

@@ -9,7 +9,7 @@ import train
 import validate
 from train_fixtures import ANSWERS, QUESTION_TOKENS, write_config, write_tiny_dataset
 from training.checkpoint import CheckpointError
-from training.evaluation import compare_checkpoints, model_from_checkpoint
+from training.evaluation import compare_checkpoints, default_names, model_from_checkpoint
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 TYPES = ("what", "who", "how", "when", "where")
@@ -72,16 +72,30 @@ def test_unanswerable_questions_are_never_correct(trained, tmp_path):
     assert unknown and not any(r["correct"] for r in unknown)
 
 
+def pickle_answers(data, split):
+    """Answers of the split's questions whose video has features (what the evaluator sees)."""
+    import pickle
+    with open(data.question_path(split), "rb") as f:
+        raw = pickle.load(f)  # the test's own file
+    return np.asarray(raw["answers"])[np.isin(raw["video_ids"], list(data.colour))]
+
+
 def test_compare_layout_and_disagreements(trained, tmp_path):
     root, data, cfg = trained
     paths = [root / "results/teacher/best.pt", root / "results/student/best.pt"]
     out, json_out = tmp_path / "cmp.md", tmp_path / "cmp.json"
     validate.run(["--compare", *map(str, paths), "--names", "Teacher", "Student", "--cfg", str(cfg),
-                  "--out", str(out), "--json", str(json_out), "--max_examples", "100"])
+                  "--out", str(out), "--json", str(json_out), "--max_examples", "100",
+                  "--plot", str(tmp_path / "c.png")])
     result = json.loads(json_out.read_text())
+    assert (tmp_path / "c.png").stat().st_size > 0
+    answers = pickle_answers(data, "test")
+    known = answers[answers != 1]
+    assert result["baseline"]["accuracy"] == np.bincount(known).max() / len(answers)
+    assert f"| majority answer ('{result['baseline']['answer']}') |" in result["markdown"]["table"]
     assert [m["name"] for m in result["models"]] == ["Teacher", "Student"]
     table = result["markdown"]["table"].splitlines()
-    assert table[0] == "| Model | What | Who | How | When | Where | All | Parameters |"
+    assert table[0] == "| Model | All | What | Who | How | When | Where | Parameters |"
     predictions = [_independent_predictions(p, data, "test")[1] for p in paths]
     disagree = sum(a != b for a, b in zip(*predictions))
     assert result["num_disagreements"] == disagree == len(result["disagreements"])
@@ -107,3 +121,15 @@ def test_function_api_and_fingerprint_check(trained, tmp_path):
     cfg = write_config(tmp_path / "other.yml", other, tmp_path / "results")
     with pytest.raises(CheckpointError, match="vocabulary fingerprint"):
         validate.run(["--ckpt", str(root / "results/teacher/best.pt"), "--cfg", str(cfg)])
+
+
+def test_default_names_tell_checkpoints_of_one_run_apart():
+    assert default_names(["r/my_teacher/best.pt", "r/my_teacher/last.pt", "r/student/best.pt"]) == \
+        ["my_teacher/best", "my_teacher/last", "student"]
+    assert default_names(["a/run/best.pt", "b/run/best.pt"]) == ["a/run/best", "b/run/best"]
+    assert default_names(["r/teacher/best.pt", "r/student/best.pt"]) == ["teacher", "student"]
+
+
+def test_compare_refuses_repeated_names():
+    with pytest.raises(ValueError, match="--names must differ: T given more than once"):
+        compare_checkpoints(["a.pt", "b.pt"], ["T", "T"])

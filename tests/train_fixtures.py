@@ -155,7 +155,8 @@ def write_config(path: Path, data: TinyDataset, save_dir: Path, exp_name: str = 
         "dataset": {"name": "tiny", "data_dir": str(data.data_dir), "appearance_feat": data.appearance_path.name,
                     "motion_feat": data.motion_path.name, "vocab_json": "tiny_vocab.json",
                     "train_question_pt": "tiny_train_questions.pt", "val_question_pt": "tiny_val_questions.pt",
-                    "test_question_pt": "tiny_test_questions.pt", "save_dir": str(save_dir), "num_workers": 0},
+                    "test_question_pt": "tiny_test_questions.pt", "save_dir": str(save_dir), "num_workers": 0,
+                    "features_in_memory": False},  # the HDF5 path; tests that want memory say so
         "model": dict(TINY_MODEL),
         "train": {"batch_size": 8, "max_epochs": 2, "lr": 3e-3, "mode": "teacher"},
     }

@@ -476,20 +476,80 @@ class DataBundle:
         self.features.close()
 
 
-def _feature_placement(cfg, table: VideoTable, device: torch.device) -> tuple[torch.dtype, torch.device]:
+FEATURE_MEMORY_SHARE = 0.5  # auto: in-memory features may take at most this share of the free memory
+
+
+def host_memory_available() -> int | None:
+    """Bytes of host RAM available to new allocations (Linux MemAvailable; else free pages), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def choose_feature_placement(mode, needed: int, run_device: torch.device, gpu_free: int | None,
+                             host_available: int | None, processes_per_host: int = 1) -> torch.device | None:
+    """Where the features go: a device to hold them in memory, or None to stream them from the HDF5 files.
+
+    ``mode`` is ``dataset.features_in_memory``: ``"auto"`` holds them on the run's GPU if they take at most half its
+    free memory, else in host RAM if they take at most half of what is available there (shared by the
+    ``processes_per_host`` ranks of this machine, each holding its own copy), else streams them; ``True`` holds them
+    in memory (GPU first, then host RAM if they fit in it at all) or raises DataError with the sizes; ``False``
+    streams them. ``needed``, ``gpu_free`` and ``host_available`` are bytes (None: unknown).
+    """
+    if mode is False:
+        return None
+    if run_device.type == "cuda" and gpu_free is not None and needed <= FEATURE_MEMORY_SHARE * gpu_free:
+        return run_device
+    host_share = None if host_available is None else host_available / max(processes_per_host, 1)
+    if mode == "auto":
+        fits = host_share is not None and needed <= FEATURE_MEMORY_SHARE * host_share
+        return torch.device("cpu") if fits else None
+    if host_share is None or needed <= host_share:
+        return torch.device("cpu")
+    raise DataError(f"config key 'dataset.features_in_memory' is true, but the features need {_size_text(needed)} and "
+                    f"this process has {_size_text(host_share)} of host RAM available"
+                    + (f" ({_size_text(gpu_free)} free on {run_device}, of which it may take half)" if gpu_free else "")
+                    + ": set it to auto or false to read them from the HDF5 files")
+
+
+def _size_text(size: float) -> str:
+    """``size`` bytes in the largest binary unit that keeps it >= 1: '20.0 GiB', '22.5 KiB'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
+def _feature_dtype(cfg) -> torch.dtype:
     if cfg.dataset.feature_dtype not in ("float32", "float16"):
         raise DataError(f"config key 'dataset.feature_dtype' must be float32 or float16, got "
                         f"'{cfg.dataset.feature_dtype}'")
-    dtype = getattr(torch, cfg.dataset.feature_dtype)
-    if device.type != "cuda":
-        return dtype, torch.device("cpu")
-    free, _ = torch.cuda.mem_get_info(device)
+    return getattr(torch, cfg.dataset.feature_dtype)
+
+
+def _feature_placement(cfg, table: VideoTable, device: torch.device) -> tuple[torch.dtype, torch.device | None]:
+    """(storage dtype, device holding the features in memory or None for HDF5 streaming), decided and logged."""
+    dtype = _feature_dtype(cfg)
+    mode = cfg.dataset.features_in_memory
     needed = features_bytes(table, dtype)
-    if needed < 0.5 * free:
-        return dtype, device
-    get_logger().warning(f"in-memory features need {needed / 2**30:.1f} GiB, more than half the free GPU memory "
-                         f"({free / 2**30:.1f} GiB): keeping them in host RAM")
-    return dtype, torch.device("cpu")
+    gpu_free = torch.cuda.mem_get_info(device)[0] if device.type == "cuda" and mode is not False else None
+    host = host_memory_available()
+    placement = choose_feature_placement(mode, needed, device, gpu_free, host,
+                                         int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    where = "HDF5 files (streamed)" if placement is None else f"{placement.type} memory"
+    free = ", ".join(f"{name} {_size_text(size)}" for name, size in (("GPU free", gpu_free), ("host available", host))
+                     if size is not None)
+    get_logger().info(f"features: {where} (dataset.features_in_memory={str(mode).lower()}; "
+                      f"{len(table.video_ids)} videos, {_size_text(needed)} as {cfg.dataset.feature_dtype}; {free})")
+    return dtype, placement
 
 
 def missing_feature_policy(cfg) -> str:
@@ -535,10 +595,8 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
         _log_split_coverage(part)
         if len(part) == 0:
             raise DataError(f"{part.path} (config key 'dataset.{key}'): no question has usable video features")
-    if cfg.dataset.features_in_memory:
-        dtype, placement = _feature_placement(cfg, table, device)
-        log.info(f"loading features of {len(table.video_ids)} videos into {placement.type} memory as "
-                 f"{cfg.dataset.feature_dtype} ({features_bytes(table, dtype) / 2**20:.0f} MiB)")
+    dtype, placement = _feature_placement(cfg, table, device)
+    if placement is not None:
         features = InMemoryFeatures.load(appearance_path, motion_path, table, dtype, placement, show_progress)
     else:
         features = H5Features(appearance_path, motion_path, table)

@@ -199,25 +199,59 @@ def comparison_notes(split: str, scoring: dict, with_test_selected: bool) -> str
     return "\n".join(notes)
 
 
+def majority_baseline(answers: np.ndarray, answer_tokens: list[str]) -> tuple[str, float] | None:
+    """(most frequent answer, accuracy of always answering it) over ``answers`` (N,) answer ids; questions whose
+    answer is out of vocabulary count as wrong. None when no answer is in the vocabulary."""
+    known = answers[answers != UNANSWERABLE]
+    if len(known) == 0:
+        return None
+    counts = np.bincount(known)
+    best = int(counts.argmax())
+    return answer_tokens[best], float(counts[best] / len(answers))
+
+
+def _repeated(names: list[str]) -> set[str]:
+    """The names that occur more than once."""
+    return {n for n in names if names.count(n) > 1}
+
+
+def default_names(paths: list[str | Path]) -> list[str]:
+    """Display names for checkpoints: the run folder (``results/my_teacher/best.pt`` -> ``my_teacher``), and where
+    that repeats, the shortest tail of the path without ``.pt`` that tells them apart (``my_teacher/best``,
+    ``my_teacher/last``; ``a/my_teacher/best``, ``b/my_teacher/best``)."""
+    parts = [Path(p).resolve().with_suffix("").parts for p in paths]
+    names = [Path(p).resolve().parent.name for p in paths]
+    for depth in range(2, max(len(p) for p in parts) + 1):
+        repeated = _repeated(names)
+        if not repeated:
+            break
+        names = ["/".join(p[-depth:]) if n in repeated else n for p, n in zip(parts, names)]
+    return names
+
+
 def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None, cfg_path: str | Path | None = None,
                         overrides: list[str] = (), split: str = "test", max_examples: int = 20) -> dict:
     """Evaluate several checkpoints on one split of the same data and compare them.
 
-    Returns {"split", "models": [summary per model], "num_questions", "num_disagreements", "disagreements":
+    Returns {"split", "dataset", "models": [summary per model], "baseline": {"answer", "accuracy"} (always answering
+    the split's most frequent answer) or None, "histories", "num_questions", "num_disagreements", "disagreements":
     [rows], "scoring", "markdown": {"table", "notes", "disagreements"}}. ``table`` is the paper's Table 3/4
     layout, with a "test-selected (optimistic)" column when split is test and the runs' metrics.json hold
     per-epoch test accuracies (eval.test_every_epoch); each model's summary then has "test_selected".
     """
-    names = list(names) if names else [Path(p).parent.name for p in paths]
+    names = list(names) if names else default_names(paths)
     if len(names) != len(paths):
         raise ValueError(f"--names gives {len(names)} names for {len(paths)} checkpoints")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--names must differ: {', '.join(sorted(_repeated(names)))} given more than once")
     first = load_checkpoint(paths[0], "--compare")
     evaluator = SplitEvaluator(resolve_config(cfg_path, list(overrides), first), split)
     try:
         results = [evaluator.evaluate(p, n, "--compare") for p, n in zip(paths, names)]
         predictions = np.stack([r.predictions for r in results])
         rows = _disagreements(evaluator, results, max_examples)
-        table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results])
+        baseline = majority_baseline(evaluator.questions.answers, evaluator.answer_tokens())
+        table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results], baseline)
         histories = {r.name: run_history(r.path, r.checkpoint) for r in results}
         selected = [best_test_epoch(histories[r.name]) if split == "test" else None for r in results]
         models = [dict(r.summary(), test_selected=s) for r, s in zip(results, selected)]
@@ -225,7 +259,9 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
         if with_test_selected:
             table = add_test_selected_column(table, selected)
         scoring = evaluator.questions.scoring()
-        return {"split": split, "models": models, "histories": histories,
+        return {"split": split, "dataset": evaluator.cfg.dataset.name, "models": models,
+                "baseline": None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
+                "histories": histories,
                 "num_questions": len(evaluator.questions),
                 "num_disagreements": int((predictions != predictions[:1]).any(axis=0).sum()),
                 "disagreements": rows, "scoring": scoring,

@@ -100,18 +100,27 @@ def accuracy_table(acc: SplitAccuracy, title: str = "Accuracy (%)") -> str:
     return "\n".join([header, rule, values, counts])
 
 
-def comparison_table(rows: list[tuple[str, SplitAccuracy, int]]) -> str:
-    """The paper's Table 3/4 layout: per model accuracy per type, overall, and trainable parameters.
+def comparison_table(rows: list[tuple[str, SplitAccuracy, int]], baseline: tuple[str, float] | None = None) -> str:
+    """The paper's Table 3/4 layout: per model accuracy overall (``All``, first as in every table) and per type,
+    and trainable parameters; then the question counts per column.
 
-    ``rows``: (model name, accuracy, trainable parameter count).
+    ``rows``: (model name, accuracy, trainable parameter count); ``baseline``: (majority answer, its accuracy), a
+    first row when given.
     """
     with_other = any(acc.total[OTHER_TYPE] for _, acc, _ in rows)
-    names = [t.capitalize() for t in QUESTION_TYPES] + (["Other"] if with_other else [])
-    lines = ["| Model | " + " | ".join(names) + " | All | Parameters |",
-             "|---|" + "---|" * (len(names) + 2)]
+    types = list(TYPE_NAMES if with_other else QUESTION_TYPES)
+    lines = ["| Model | All | " + " | ".join(t.capitalize() for t in types) + " | Parameters |",
+             "|---|" + "---|" * (len(types) + 2)]
+    if baseline is not None:
+        answer, accuracy = baseline
+        lines.append(f"| majority answer ('{answer}') | {_pct(accuracy)} |" + " |" * (len(types) + 1))
     for name, acc, params in rows:
         per_type = acc.by_type()
-        values = [_pct(per_type[t]) for t in TYPE_NAMES[:len(names)]]
+        values = [_pct(acc.overall)] + [_pct(per_type[t]) for t in types]
         size = f"{params / 1e6:.2f} M" if params >= 1e6 else f"{params:,}"
-        lines.append(f"| {name} | " + " | ".join(values) + f" | {_pct(acc.overall)} | {size} |")
+        lines.append(f"| {name} | " + " | ".join(values) + f" | {size} |")
+    if rows:
+        acc = rows[0][1]
+        counts = [acc.overall_total] + [acc.total[TYPE_NAMES.index(t)] for t in types]
+        lines.append("| questions | " + " | ".join(f"{n:,}" for n in counts) + " | |")
     return "\n".join(lines)

@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,16 @@ def _series(history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [p[0] for p in points], [p[1] for p in points]
 
 
+# Per question type: colour, marker and line style, so the curves stay apart in colour and in black and white.
+TYPE_STYLES = {"what": ("tab:green", "^", ":"), "who": ("tab:red", "v", "-."), "how": ("tab:purple", "D", ":"),
+               "when": ("tab:brown", "P", "-."), "where": ("tab:pink", "X", ":")}
+
+
+def _legend_outside(ax) -> None:
+    """The legend to the right of the axes, where it cannot cover data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
 def _save(fig, path: Path) -> Path:
     for ax in fig.axes:
         if ax.get_xlabel() == "epoch":
@@ -29,86 +40,116 @@ def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     try:
         with atomic_write(path) as f:  # a full disk leaves the previous plot, not half a PNG
-            fig.savefig(f, dpi=110, format=Path(path).suffix.lstrip("."))
+            fig.savefig(f, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
     finally:
         plt.close(fig)
     return path
 
 
-def plot_ce(history: list[dict], path: Path) -> Path:
+def ce_figure(history: list[dict], run: str):
     """Train and validation cross-entropy (the hard loss) per epoch."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for split, style in (("train", "-o"), ("val", "--s")):
         ax.plot(*_series(history, f"{split}_ce"), style, label=f"{split} CE", markersize=3)
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title="Hard loss (CE)")
+    ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{run}: hard loss (CE)")
     ax.grid(alpha=0.3)
-    ax.legend()
-    return _save(fig, path)
+    _legend_outside(ax)
+    return fig
 
 
-def plot_distillation(history: list[dict], path: Path, terms: tuple) -> Path:
+def distillation_figure(history: list[dict], run: str, terms: tuple):
     """Train and validation values of the terms that read the teacher (e.g. ``kd_appearance``, ``kd_motion``:
     the paper's Figs. 4-5), one panel per term, per epoch."""
     fig, axes = plt.subplots(1, len(terms), figsize=(5 * len(terms), 3.8), squeeze=False)
     for ax, part in zip(axes[0], terms):
         for split, style in (("train", "-o"), ("val", "--s")):
             ax.plot(*_series(history, f"{split}_{part}"), style, label=split, markersize=3)
-        ax.set(xlabel="epoch", ylabel="loss", title=f"Distillation term {part}")
+        ax.set(xlabel="epoch", ylabel="loss", title=f"{run}: distillation term {part}")
         ax.grid(alpha=0.3)
-        ax.legend()
-    return _save(fig, path)
+    _legend_outside(axes[0][-1])
+    return fig
 
 
-def plot_accuracy(history: list[dict], path: Path) -> Path:
+def accuracy_figure(history: list[dict], run: str):
     """Train accuracy, validation accuracy overall and per question type, per epoch (percent)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for key, label, style in (("train_acc", "train", "-o"), ("val_acc", "val (all)", "-s")):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label, style, colour in (("train_acc", "train", "-o", "tab:blue"),
+                                      ("val_acc", "val (all)", "-s", "tab:orange")):
         epochs, values = _series(history, key)
-        ax.plot(epochs, [100 * v for v in values], style, label=label, markersize=3, linewidth=2)
+        ax.plot(epochs, [100 * v for v in values], style, color=colour, label=label, markersize=3, linewidth=2)
     for qtype in QUESTION_TYPES:
         epochs, values = _series(history, f"val_acc_{qtype}")
         if epochs:
-            ax.plot(epochs, [100 * v for v in values], ":", label=f"val {qtype}", linewidth=1)
-    ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+            colour, marker, line = TYPE_STYLES[qtype]
+            ax.plot(epochs, [100 * v for v in values], color=colour, marker=marker, linestyle=line,
+                    label=f"val {qtype}", linewidth=1.2, markersize=4)
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{run}: accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    return _save(fig, path)
+    _legend_outside(ax)
+    return fig
 
 
 def plot_run(history: list[dict], run_dir: Path, teacher_terms: tuple = ()) -> list[Path]:
-    """Write the run's figures into ``run_dir``; returns their paths. ``teacher_terms``: the computed loss terms
-    that read a teacher (distillation runs), drawn in loss_distillation.png."""
-    paths = [plot_ce(history, run_dir / "loss_ce.png"), plot_accuracy(history, run_dir / "accuracy.png")]
+    """Write the run's figures into ``run_dir`` (titles name the run: the folder's name); returns their paths.
+    ``teacher_terms``: the computed loss terms that read a teacher (distillation runs), drawn in
+    loss_distillation.png."""
+    run = run_dir.name
+    paths = [_save(ce_figure(history, run), run_dir / "loss_ce.png"),
+             _save(accuracy_figure(history, run), run_dir / "accuracy.png")]
     if teacher_terms:
-        paths.append(plot_distillation(history, run_dir / "loss_distillation.png", tuple(teacher_terms)))
+        paths.append(_save(distillation_figure(history, run, tuple(teacher_terms)), run_dir / "loss_distillation.png"))
     return paths
 
 
-def plot_comparison(models: list[dict], histories: dict, path: Path) -> Path:
-    """Summary figure of several models: test accuracy per type (bars) and validation accuracy curves.
+def _bar_columns(models: list[dict]) -> list[tuple[str, str | None, int]]:
+    """(label, type key or None for All, question count) per bar group: All first, then the types with questions."""
+    acc = models[0]["accuracy"]
+    counts = acc.get("counts", {})
+    columns = [("All", None, acc.get("count", 0))]
+    columns += [(t.capitalize(), t, counts.get(t, 0)) for t in QUESTION_TYPES]
+    return columns
 
-    models: [{"name", "accuracy": {"all", "by_type": {type: acc}}}]; histories: name -> history (may be empty).
+
+def comparison_figure(models: list[dict], histories: dict, title: str, baseline: dict | None = None):
+    """Summary figure of several models: accuracy per type (labelled bars) and validation accuracy curves.
+
+    models: [{"name", "accuracy": {"all", "count", "by_type": {type: acc}, "counts": {type: n}}}]; histories:
+    name -> history (may be empty); baseline: {"answer", "accuracy"} of always giving the most frequent answer.
+    A 0 % bar shows as an outlined line at the base with its label; a type without questions is labelled n/a.
     """
     with_curves = any(histories.get(m["name"]) for m in models)
-    fig, axes = plt.subplots(1, 2 if with_curves else 1, figsize=(12 if with_curves else 7, 4), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if with_curves else 1, figsize=(14 if with_curves else 8, 4.5), squeeze=False)
     bar_ax = axes[0, 0]
-    columns = ["all"] + list(QUESTION_TYPES)
+    columns = _bar_columns(models)
     width = 0.8 / max(len(models), 1)
     for i, model in enumerate(models):
         acc = model["accuracy"]
-        values = [acc["all"]] + [acc["by_type"].get(t) for t in QUESTION_TYPES]
+        values = [acc["all"] if key is None else acc["by_type"].get(key) for _, key, _ in columns]
         xs = [c + (i - (len(models) - 1) / 2) * width for c in range(len(columns))]
-        bar_ax.bar(xs, [100 * v if v is not None else 0 for v in values], width, label=model["name"])
-    bar_ax.set_xticks(range(len(columns)), [c.capitalize() for c in columns])
-    bar_ax.set(ylabel="accuracy (%)", title="Test accuracy per question type")
+        bars = bar_ax.bar(xs, [100 * v if v is not None else 0 for v in values], width, label=model["name"],
+                          edgecolor="black", linewidth=0.8)
+        bar_ax.bar_label(bars, labels=[f"{100 * v:.1f}" if v is not None else "n/a" for v in values],
+                         padding=2, fontsize=7, rotation=90 if len(models) > 3 else 0)
+    if baseline is not None:
+        bar_ax.axhline(100 * baseline["accuracy"], color="dimgray", linestyle="--", linewidth=1,
+                       label=f"majority answer '{baseline['answer']}' ({100 * baseline['accuracy']:.1f})")
+    bar_ax.set_xticks(range(len(columns)), [f"{label}\n(n={count:,})" for label, _, count in columns])
+    bar_ax.set_ylim(0, max(100, bar_ax.get_ylim()[1]) * 1.05)
+    bar_ax.set(ylabel="accuracy (%)", title=title)
     bar_ax.grid(axis="y", alpha=0.3)
-    bar_ax.legend(fontsize=8)
+    _legend_outside(bar_ax)
     if with_curves:
         curve_ax = axes[0, 1]
-        for model in models:
+        for model, marker in zip(models, itertools.cycle("osD^vPX")):
             epochs, values = _series(histories.get(model["name"]) or [], "val_acc")
-            curve_ax.plot(epochs, [100 * v for v in values], "-o", markersize=3, label=model["name"])
-        curve_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="Validation accuracy")
+            curve_ax.plot(epochs, [100 * v for v in values], marker=marker, markersize=4, label=model["name"])
+        curve_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy per epoch")
         curve_ax.grid(alpha=0.3)
-        curve_ax.legend(fontsize=8)
-    return _save(fig, path)
+        _legend_outside(curve_ax)
+    return fig
+
+
+def plot_comparison(models: list[dict], histories: dict, path: Path, title: str,
+                    baseline: dict | None = None) -> Path:
+    """:func:`comparison_figure` saved as ``path``."""
+    return _save(comparison_figure(models, histories, title, baseline), path)

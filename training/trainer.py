@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -221,7 +220,7 @@ class _Run:
         self.device = dist_ctx.device
         self.run_dir = run_dir_for(cfg)
         self.log = setup_logging(dist_ctx.is_main)  # console only until the run folder is ours
-        self.show_progress = dist_ctx.is_main and sys.stderr.isatty()
+        self.show_progress = dist_ctx.is_main  # a bar on a terminal, timed lines in logs (utils.progress)
         self.mode = resolve_mode(cfg)
         self.objective = objective_for(cfg, self.mode)
         self.objective.check_outputs(model_spec(cfg.model.name).output_fields, None)

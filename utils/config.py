@@ -86,6 +86,18 @@ def _coerce(value, default, key: str, origin: str):
     raise ConfigError(f"{origin}: key '{key}' expects {type(default).__name__}, got {value!r}")
 
 
+# Keys that take one of a few values of different types (checked by value instead of by the default's type).
+CHOICES = {"dataset.features_in_memory": ("auto", True, False)}
+
+
+def _choice(value, key: str, origin: str):
+    """``value`` if it is one of ``CHOICES[key]`` (True is not 1), else ConfigError listing them."""
+    if any(value == c and type(value) is type(c) for c in CHOICES[key]):
+        return value
+    allowed = " | ".join(str(c).lower() for c in CHOICES[key])
+    raise ConfigError(f"{origin}: key '{key}' expects {allowed}, got {value!r}")
+
+
 def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
     """Merge ``update`` into a copy of ``defaults``, checking every key and type against ``defaults``."""
     merged = copy.deepcopy(defaults)
@@ -104,6 +116,8 @@ def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: key '{dotted}' is a section, got {value!r}")
             merged[key] = _merge(defaults[key], value, origin, dotted + ".")
+        elif dotted in CHOICES:
+            merged[key] = _choice(value, dotted, origin)
         else:
             merged[key] = _coerce(value, defaults[key], dotted, origin)
     return merged
