@@ -48,3 +48,11 @@ def test_saved_config_round_trips(tmp_path):
     cfg = load_config("configs/msvd_qa_student.yml", ["seed=3"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_demo_student_is_the_demo_teacher_with_one_graph_layer():
+    teacher = load_config("configs/demo.yml")
+    student = load_config("configs/demo_student.yml")
+    assert teacher.model.graph_layers == 4 and student.model.graph_layers == 1 and student.exp_name == "student"
+    assert student.dataset == teacher.dataset and student.train == teacher.train
+    assert teacher.dataset.questions_per_video > 0  # video-grouped batches: the demo's CPU speed option
