@@ -115,3 +115,11 @@ def test_out_of_range_flag_exits_2_before_any_data_is_read(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "model.graph_layers" in err and "no_data" not in err and len(err.splitlines()) == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_demo_student_is_the_demo_teacher_with_one_graph_layer():
+    teacher = load_config("configs/demo.yml")
+    student = load_config("configs/demo_student.yml")
+    assert teacher.model.graph_layers == 4 and student.model.graph_layers == 1 and student.exp_name == "student"
+    assert student.dataset == teacher.dataset and student.train == teacher.train
+    assert teacher.dataset.questions_per_video > 0  # video-grouped batches: the demo's CPU speed option
