@@ -214,7 +214,7 @@ class BatchShape:
 
 
 def random_batch(shape: BatchShape, device: torch.device, seed: int = 0) -> dict:
-    """A batch in the training loader's format (training/data.py), made of random numbers on ``device``.
+    """A batch in the training loader's format (training/data/batches.py), made of random numbers on ``device``.
 
     appearance (N, C, F, D) float32, motion (N, C, D), question (B, L) int64 0-padded beyond question_len (B,)
     (lengths in [L/2, L], the first question full length), answer (B,), video_index (B,) (question b is about

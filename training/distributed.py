@@ -70,6 +70,14 @@ def all_reduce_(tensor: torch.Tensor, ctx: DistContext, op: str = "sum") -> torc
     return tensor
 
 
+def any_rank(flag: bool, ctx: DistContext) -> bool:
+    """True on every rank if it is True on any rank."""
+    if not ctx.is_distributed:
+        return flag
+    value = torch.tensor([float(flag)], device=ctx.device)
+    return bool(all_reduce_(value, ctx, "max").item())
+
+
 def broadcast_buffers_(module: torch.nn.Module, ctx: DistContext) -> None:
     """Copy rank 0's buffers (BatchNorm running statistics) to every rank, in place. No-op on one process.
 

@@ -7,6 +7,11 @@ other difference is refused with the key named, so that a resumed run is never a
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from model.registry import architecture
+from training.checkpoint import CheckpointError
+from training.log import get_logger
 from utils.config import ConfigError, load_config, to_dict
 
 RESUME_MAY_CHANGE = (
@@ -56,3 +61,24 @@ def check_student_smaller(student, teacher, cfg, teacher_path) -> None:
             f"the student to distil ({student_size:,} parameters, model.graph_layers={cfg.model.graph_layers}) is "
             f"not smaller than its teacher {teacher_path} ({teacher_size:,} parameters): pass --graph_layers 1 for "
             "the paper's student, or set config key 'distill.allow_larger_student=true' to distil into it anyway")
+
+
+def check_resume_config(ckpt: dict, cfg, mode: str, path: Path) -> None:
+    """CheckpointError naming every config key that differs from the checkpoint's config, except the keys that
+    may change on resume (RESUME_MAY_CHANGE), which are logged. ``cfg`` is resolved (mode, teacher)."""
+    problems = []
+    if ckpt.get("mode") != mode:
+        problems.append(f"train.mode: checkpoint {ckpt.get('mode')} vs this run {mode}")
+    current, saved = architecture(cfg.model), architecture(ckpt["model_config"])
+    for key in sorted(set(current) | set(saved)):
+        if current.get(key) != saved.get(key):
+            problems.append(f"model.{key}: checkpoint {saved.get(key)} vs this run {current.get(key)}")
+    allowed = []
+    if isinstance(ckpt.get("config"), dict):
+        refused, allowed = resume_differences(ckpt["config"], cfg)
+        problems += [line for line in refused if not line.startswith(("model.", "train.mode:"))]
+    if problems:
+        raise CheckpointError(f"cannot resume from {path}: the run's config changed (start a new --exp_name, or "
+                              "--overwrite to start this one over):\n  - " + "\n  - ".join(problems))
+    for line in allowed:
+        get_logger().info(f"resume: {line} (this key may change on resume)")

@@ -1,0 +1,27 @@
+"""The vocabulary file: question tokens and answers, read and checked, and its index -> token lists."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from training.data.paths import DataError, require_file
+
+
+def load_vocab(path: Path, key: str = "dataset.vocab_json") -> dict:
+    from preprocess.question_file import QuestionFileError, load_vocab as read_vocab
+    require_file(path, key)
+    try:
+        vocab = read_vocab(path)
+    except QuestionFileError as e:
+        raise DataError(f"{e} (config key '{key}')") from None
+    for field_name in ("question_token_to_idx", "answer_token_to_idx"):
+        if not vocab[field_name]:
+            raise DataError(f"{path} (config key '{key}'): '{field_name}' is empty")
+    return vocab
+
+
+def inverse_vocab(mapping: dict) -> list[str]:
+    """Token list in index order from a token -> index mapping."""
+    tokens = [""] * len(mapping)
+    for token, index in mapping.items():
+        tokens[index] = token
+    return tokens

@@ -1,0 +1,53 @@
+"""The run's settings read from its config, each checked: run folder, mode, autocast dtype, per-process batch."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from training.data import resolve_path
+from training.log import get_logger
+from utils.config import ConfigError, REPO_ROOT
+
+MODES = ("teacher", "student", "kd")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def run_dir_for(cfg) -> Path:
+    return resolve_path(cfg.dataset.save_dir, REPO_ROOT) / cfg.exp_name
+
+
+def resolve_mode(cfg) -> str:
+    """The run's mode; a teacher checkpoint with mode teacher means a distilled student (base.yml)."""
+    mode = cfg.train.mode
+    if mode not in MODES:
+        raise ConfigError(f"config key 'train.mode' must be one of {', '.join(MODES)}, got '{mode}'")
+    ckpt = cfg.distill.teacher_ckpt
+    if mode == "teacher" and ckpt:
+        get_logger().info(f"teacher checkpoint given ({ckpt}): training a distilled student (train.mode=kd)")
+        mode = "kd"
+    elif mode == "student" and ckpt:
+        get_logger().info("train.mode=student: distill.teacher_ckpt is ignored (no distillation)")
+    if mode == "kd" and not ckpt:
+        raise ConfigError("train.mode=kd needs a teacher checkpoint: set config key 'distill.teacher_ckpt' or pass "
+                          "--teacher_ckpt PATH (e.g. results/<teacher exp_name>/best.pt)")
+    cfg.train.mode = mode
+    return mode
+
+
+def amp_dtype_for(cfg, device: torch.device) -> torch.dtype | None:
+    if cfg.train.amp not in AMP_DTYPES:
+        raise ConfigError(f"config key 'train.amp' must be one of {', '.join(AMP_DTYPES)}, got '{cfg.train.amp}'")
+    amp_dtype = AMP_DTYPES[cfg.train.amp]
+    if amp_dtype is not None and device.type != "cuda":
+        get_logger().warning(f"train.amp={cfg.train.amp} needs a CUDA device; running in float32 on {device}")
+        return None
+    return amp_dtype
+
+def per_process_batch_size(cfg, world_size: int) -> int:
+    """``train.batch_size`` is the global batch: each of ``world_size`` processes takes an equal share."""
+    batch_size = cfg.train.batch_size
+    if batch_size < 1 or batch_size % world_size:
+        raise ConfigError(f"config key 'train.batch_size' ({batch_size}) is the global batch and must be a positive "
+                          f"multiple of the number of processes ({world_size})")
+    return batch_size // world_size
