@@ -186,11 +186,14 @@ def run_stages(stages: list[Stage], stamps: dict) -> list[str]:
 
 
 def baseline_rows(baselines: dict) -> list[tuple[str, str, dict]]:
-    """Table 3 rows (name, parameters, {column: text}) for the two answer-prior baselines."""
+    """Table 3 rows (name, parameters, {column: text}) for the answer-prior baselines."""
     rows = []
     for key, label in (("majority", f"majority answer ('{baselines['majority']['answer']}')"),
-                       ("per_type_majority", "per-type majority answer")):
-        entry = baselines[key]
+                       ("per_type_majority", "per-type majority answer"),
+                       ("question_only", "question only (most frequent answer per question text)")):
+        entry = baselines.get(key)
+        if entry is None:
+            continue
         cells = {"all": f"{100 * entry['accuracy']:.2f}"}
         cells.update({t: f"{100 * a:.2f}" for t, a in entry["per_type"].items()})
         rows.append((label, "", cells))

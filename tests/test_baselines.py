@@ -48,3 +48,36 @@ def test_from_question_files_matches_a_plain_count(tmp_path):
     assert result["majority"]["accuracy"] == pytest.approx(np.mean([h[0] for h in hits]))
     assert result["per_type_majority"]["accuracy"] == pytest.approx(np.mean([h[1] for h in hits]))
     assert json.loads(json.dumps(result)) == result
+
+
+def test_question_only_baseline_by_hand():
+    tokens = ["<UNK0>", "<UNK1>", "red", "blue", "left"]
+    # question keys: "a" asked 3x in train (red, blue, blue), "b" once (left); test asks a, b and an unseen c
+    train_keys = [b"a", b"a", b"a", b"b", b"c0"]
+    train_answers = np.array([2, 3, 3, 4, 0])                   # c0's only answer is <UNK0>: never chosen
+    train_types = _types("what", "what", "what", "how", "who")
+    test_keys = [b"a", b"b", b"c", b"c0"]
+    test_answers = np.array([3, 2, 3, 3])
+    test_types = _types("what", "how", "who", "who")            # c, c0: the per-type ("who") fallback
+    result = prior_baselines(train_answers, train_types, test_answers, test_types, tokens, train_keys, test_keys)
+    # a -> blue (right), b -> left (wrong), c and c0 -> the "who" majority, which falls back to the overall "blue"
+    assert result["question_only"]["accuracy"] == pytest.approx(3 / 4)
+    assert result["question_only"]["per_type"] == pytest.approx({"what": 1.0, "how": 0.0, "who": 1.0})
+    assert "question_only" not in prior_baselines(train_answers, train_types, test_answers, test_types, tokens)
+
+
+def test_question_only_from_files_matches_a_plain_count(tmp_path):
+    data = write_tiny_dataset(tmp_path)
+    load = lambda split: pickle.loads(data.question_path(split).read_bytes())  # noqa: E731
+    train, test = load("train"), load("test")
+    text = lambda q, n: tuple(q[:n])  # noqa: E731
+    by_text = {}
+    for q, n, a in zip(train["questions"], train["questions_len"], train["answers"]):
+        if a >= 2:
+            by_text.setdefault(text(q, n), Counter())[int(a)] += 1
+    result = baselines_from_files(data.question_path("train"), data.question_path("test"),
+                                  tmp_path / "tiny_vocab.json")
+    assert all(text(q, n) in by_text for q, n in zip(test["questions"], test["questions_len"]))  # no fallback here
+    expected = [max(sorted(by_text[text(q, n)].items()), key=lambda item: item[1])[0] == a
+                for q, n, a in zip(test["questions"], test["questions_len"], test["answers"])]
+    assert result["question_only"]["accuracy"] == pytest.approx(np.mean(expected))
