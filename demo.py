@@ -102,8 +102,8 @@ def build_stages(args) -> list[Stage]:
             "-m", "preprocess.preprocess_features", "--dataset", "msvd-qa", "--dataset_dir", str(RAW), "--model",
             backbone, "--random_init", "--num_clips", "4", "--num_frames", str(frames), "--image_height", "64",
             "--image_width", "64", *extra, "--device", args.device, "--out", str(out)], [out], after=("dataset",)))
-    stages.append(Stage("sweep", ["sweep.py", "--cfg", STUDENT_CONFIG, f"device={args.device}", "--seeds",
-                                  *map(str, args.seeds), "--out", str(SWEEP)],
+    stages.append(Stage("sweep", ["sweep.py", "--cfg", STUDENT_CONFIG, f"device={args.device}", "--jobs",
+                                  str(args.jobs), "--seeds", *map(str, args.seeds), "--out", str(SWEEP)],
                         [SWEEP / "summary.json", SWEEP], flags={"seeds": list(args.seeds)},
                         after=("questions", "appearance_features", "motion_features"), incremental=True))
     return stages
@@ -225,8 +225,10 @@ def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--num_videos", type=int, default=240, help="synthetic videos to render")
+    parser.add_argument("--num_videos", type=int, default=200, help="synthetic videos to render")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="training runs at once on a machine without GPUs, sharing the cores (sweep.py --jobs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                         help="training seeds: one teacher (the first seed), a student and a distilled student each")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N, for extraction and training")

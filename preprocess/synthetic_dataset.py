@@ -6,7 +6,7 @@ English whose words are all in GloVe 6B, in the five MSVD-QA types by first word
 the video: appearance (colour, shape), motion (direction, speed, when it moves) and both ("what color is the shape
 moving left?"). Two-shape videos have distinct colours, shapes and directions, so questions must bind attributes.
 A video is asked many questions (about 38 by default: features are computed per video, so questions are cheap), which
-gives the default 240 videos a test split of over 2,000 questions with at least 100 of every type.
+gives the default 200 videos a test split of over 2,000 questions with at least 100 of every type.
 
 Written under --out (the layout of docs/data_formats.md, so the MSVD-QA preprocessing runs on it unchanged):
     YouTubeClips/synth_00042.avi     MJPEG video, --size x --size pixels, --frames frames
@@ -15,7 +15,7 @@ Written under --out (the layout of docs/data_formats.md, so the MSVD-QA preproce
                                      JSON lists of {"answer", "id", "question", "video_id"}; splits disjoint by video
     metadata.json                    ground truth per video (shapes, colours, directions, speeds, positions per frame)
 
-    python -m preprocess.synthetic_dataset --out data/demo/raw --num_videos 240 --seed 0
+    python -m preprocess.synthetic_dataset --out data/demo/raw --num_videos 200 --seed 0
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ SCENE_STREAM, QUESTION_STREAM, SPLIT_STREAM = 0, 1, 2   # independent random str
 @dataclass(frozen=True)
 class SyntheticSpec:
     """Everything that determines the generated dataset: the same spec gives byte-identical files."""
-    num_videos: int = 240
+    num_videos: int = 200
     seed: int = 0
     frames: int = 24
     size: int = 64
@@ -86,7 +86,7 @@ class SyntheticSpec:
     questions_per_video: int = 48
     two_shape_fraction: float = 0.6
     val_fraction: float = 0.1
-    test_fraction: float = 0.25
+    test_fraction: float = 0.3
 
     def validate(self) -> None:
         """Raise ValueError naming the offending setting."""

@@ -10,7 +10,7 @@ import demo
 
 
 def _args(**changes):
-    values = {"num_videos": 240, "seed": 0, "seeds": [0, 1, 2], "device": "auto", **changes}
+    values = {"num_videos": 200, "seed": 0, "seeds": [0, 1, 2], "device": "auto", "jobs": 2, **changes}
     return argparse.Namespace(**values)
 
 
@@ -62,7 +62,7 @@ def test_changed_dataset_flags_rebuild_it_and_what_reads_it(fake_pipeline, tmp_p
                                                     "sweep"]
     assert not any(existed for _, existed in fake_pipeline)  # old outputs were removed first
     assert not marker.exists()
-    assert "rebuilding (flags changed: --num_videos 240 -> 60)" in capsys.readouterr().out
+    assert "rebuilding (flags changed: --num_videos 200 -> 60)" in capsys.readouterr().out
     assert demo.load_stamps()["dataset"]["flags"] == {"num_videos": 60, "seed": 0}
 
 

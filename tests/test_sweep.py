@@ -142,6 +142,8 @@ def test_bad_arguments_fail_early_naming_the_flag(tmp_path, capsys):
     assert "--teacher_ckpt" in capsys.readouterr().err
     assert sweep.main(["--cfg", str(student), "--rounds", "0"]) == 2
     assert "--rounds" in capsys.readouterr().err
+    assert sweep.main(["--cfg", str(student), "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
 
 
 def test_several_gpus_run_one_subprocess_each(tmp_path):
@@ -149,7 +151,7 @@ def test_several_gpus_run_one_subprocess_each(tmp_path):
     jobs = [sweep_launch.Job(f"job{i}", [sys.executable, "-c", script, str(tmp_path / f"gpu{i}")],
                              tmp_path / "logs" / f"job{i}.log") for i in range(3)]
     jobs.append(sweep_launch.Job("fails", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "logs/f.log"))
-    failed = sweep_launch.run_on_gpus(jobs, ["5", "7"], poll_seconds=0.05)
+    failed = sweep_launch.run_parallel(jobs, sweep_launch.gpu_slots(["5", "7"]), poll_seconds=0.05)
     assert [job.label for job in failed] == ["fails"]
     used = [(tmp_path / f"gpu{i}").read_text() for i in range(3)]
     assert set(used) == {"5", "7"}
@@ -158,11 +160,32 @@ def test_several_gpus_run_one_subprocess_each(tmp_path):
 def test_local_launcher_uses_subprocesses_with_two_gpus(tmp_path, monkeypatch):
     plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
     batches = []
-    monkeypatch.setattr(sweep_launch, "run_on_gpus", lambda jobs, gpus: batches.append((jobs, gpus)) or [])
+    monkeypatch.setattr(sweep_launch, "run_parallel", lambda jobs, slots: batches.append((jobs, slots)) or [])
     sweep_launch.launch_local(plan, gpu_ids=["0", "1"])
-    assert [len(jobs) for jobs, _ in batches] == [1, 2]  # the teacher first, then both students
-    command = batches[1][0][1].command
-    assert command[:2] == [sys.executable, str(sweep_launch.TRAIN_SCRIPT)] and "train.mode=kd" in command
+    # the teacher with the plain student (it needs no teacher), then the distilled student
+    assert [sorted("train.mode=kd" in job.command for job in jobs) for jobs, _ in batches] == [[False, False], [True]]
+    command = batches[1][0][0].command
+    assert command[:2] == [sys.executable, str(sweep_launch.TRAIN_SCRIPT)]
+    assert [env for _, env in batches[0][1]] == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+
+
+def test_local_launcher_shares_the_cpu_cores_between_jobs(tmp_path, monkeypatch):
+    plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
+    batches = []
+    monkeypatch.setattr(sweep_launch, "run_parallel", lambda jobs, slots: batches.append((jobs, slots)) or [])
+    monkeypatch.setattr(sweep_launch.os, "cpu_count", lambda: 4)
+    sweep_launch.launch_local(plan, gpu_ids=[], cpu_jobs=2)
+    assert [env for _, env in batches[0][1]] == [{"OMP_NUM_THREADS": "2", "CUDA_VISIBLE_DEVICES": ""}] * 2
+    assert [len(jobs) for jobs, _ in batches] == [2, 1]
+    assert sweep_launch.cpu_slots(3, cores=2)[0][1]["OMP_NUM_THREADS"] == "1"  # never zero threads
+
+
+def test_one_thread_per_job_reaches_the_run(tmp_path):
+    script = "import sys, torch; open(sys.argv[1], 'w').write(str(torch.get_num_threads()))"
+    jobs = [sweep_launch.Job(f"job{i}", [sys.executable, "-c", script, str(tmp_path / f"threads{i}")],
+                             tmp_path / "logs" / f"job{i}.log") for i in range(2)]
+    assert sweep_launch.run_parallel(jobs, sweep_launch.cpu_slots(2, cores=2), poll_seconds=0.05) == []
+    assert [(tmp_path / f"threads{i}").read_text() for i in range(2)] == ["1", "1"]
 
 
 def test_slurm_launcher_without_submitit_says_how_to_install(tmp_path, monkeypatch):

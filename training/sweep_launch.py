@@ -65,27 +65,43 @@ def run_in_process(todo: list[tuple[Run, list[str]]]) -> None:
         train.run(args)
 
 
-def run_on_gpus(jobs: list[Job], gpu_ids: list[str], poll_seconds: float = 0.5) -> list[Job]:
-    """Run ``jobs`` as subprocesses from the repository root, one per GPU id at a time (CUDA_VISIBLE_DEVICES set to
-    that id, output to the job's log). Returns the jobs that failed."""
-    queue, free, running, failed = list(jobs), list(gpu_ids), {}, []
+def run_parallel(jobs: list[Job], slots: list[tuple[str, dict]], poll_seconds: float = 0.5) -> list[Job]:
+    """Run ``jobs`` as subprocesses from the repository root, one per slot at a time; a slot is (label, environment
+    variables it sets: a GPU's CUDA_VISIBLE_DEVICES, or a CPU share's thread count). Each job's output goes to its
+    log. Returns the jobs that failed."""
+    queue, free, running, failed = list(jobs), list(slots), {}, []
     while queue or running:
         while queue and free:
-            job, gpu = queue.pop(0), free.pop(0)
+            job, (where, env) = queue.pop(0), free.pop(0)
             job.log.parent.mkdir(parents=True, exist_ok=True)
             log = open(job.log, "w")
-            print(f"[sweep] {job.label} on GPU {gpu}; log: {job.log}", flush=True)
+            print(f"[sweep] {job.label} on {where}; log: {job.log}", flush=True)
             proc = subprocess.Popen(job.command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
-            running[proc] = (job, gpu, log)
+                                    env={**os.environ, **env})
+            running[proc] = (job, (where, env), log)
         time.sleep(poll_seconds)
         for proc in [p for p in running if p.poll() is not None]:
-            job, gpu, log = running.pop(proc)
+            job, slot, log = running.pop(proc)
             log.close()
-            free.append(gpu)
+            free.append(slot)
             if proc.returncode != 0:
                 failed.append(job)
     return failed
+
+
+def gpu_slots(gpu_ids: list[str]) -> list[tuple[str, dict]]:
+    """One slot per GPU: the run sees only that GPU."""
+    return [(f"GPU {gpu}", {"CUDA_VISIBLE_DEVICES": gpu}) for gpu in gpu_ids]
+
+
+def cpu_slots(jobs: int, cores: int | None = None) -> list[tuple[str, dict]]:
+    """``jobs`` slots that share the CPU cores: each run gets ``cores // jobs`` threads (at least one) and no GPU.
+    Small models use two threads poorly, so two one-thread runs at once finish about twice as fast as one after
+    the other (docs/notes.md)."""
+    cores = cores or os.cpu_count() or 1
+    threads = str(max(1, cores // jobs))
+    return [(f"CPU slot {i} ({threads} thread(s))", {"OMP_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""})
+            for i in range(jobs)]
 
 
 def _jobs(todo: list[tuple[Run, list[str]]], out: Path) -> list[Job]:
@@ -93,18 +109,32 @@ def _jobs(todo: list[tuple[Run, list[str]]], out: Path) -> list[Job]:
             for run, args in todo]
 
 
-def launch_local(plan: Plan, gpu_ids: list[str] | None = None) -> None:
-    """Teachers, then students: in this process (fewer than two GPUs), else one subprocess per GPU at once."""
+def _run_stage(todo: list[tuple[Run, list[str]]], slots: list[tuple[str, dict]] | None, out: Path) -> None:
+    """Train ``todo``: in this process when ``slots`` is None, else as parallel subprocesses over the slots."""
+    if slots is None:
+        run_in_process(todo)
+        return
+    failed = run_parallel(_jobs(todo, out), slots)
+    if failed:
+        raise SweepError("runs failed (their logs say why; rerun the sweep to retry): " +
+                         ", ".join(f"{job.label} -> {job.log}" for job in failed))
+
+
+def launch_local(plan: Plan, gpu_ids: list[str] | None = None, cpu_jobs: int = 1) -> None:
+    """Teachers with the plain students (which need no teacher), then the distilled students. On several GPUs one
+    subprocess per GPU at once; else, with ``cpu_jobs`` > 1 on a machine without GPUs, that many subprocesses
+    sharing the cores; else one run after another in this process."""
     gpu_ids = visible_gpus() if gpu_ids is None else gpu_ids
-    for runs in (plan.teachers, plan.students):
-        todo = pending(runs, plan.out)
-        if len(gpu_ids) < 2:
-            run_in_process(todo)
-            continue
-        failed = run_on_gpus(_jobs(todo, plan.out), gpu_ids)
-        if failed:
-            raise SweepError("runs failed (their logs say why; rerun the sweep to retry): " +
-                             ", ".join(f"{job.label} -> {job.log}" for job in failed))
+    if len(gpu_ids) >= 2:
+        slots = gpu_slots(gpu_ids)
+    elif cpu_jobs > 1 and not gpu_ids:
+        slots = cpu_slots(cpu_jobs)
+    else:
+        slots = None
+    distilled = [run for run in plan.students if run.kind == "kd"]
+    first = plan.teachers + [run for run in plan.students if run.kind != "kd"]
+    for runs in (first, distilled):
+        _run_stage(pending(runs, plan.out), slots, plan.out)
 
 
 def launch_slurm(plan: Plan, options: SlurmOptions) -> None:
