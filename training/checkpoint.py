@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 
 from model import build_model
 from utils.atomic import atomic_write
+from utils.memory import host_memory_available
 
 CHECKPOINT_VERSION = 2  # 2: model_config names its model (model/registry.py)
 
@@ -152,18 +152,6 @@ def check_against_data(ckpt: dict, data: DataSignature, path: str | Path, source
                               + "\n  - ".join(problems) + f"\n  ({fingerprints})")
 
 
-def available_memory_bytes() -> int:
-    """Memory this process can still allocate: MemAvailable of /proc/meminfo, else free physical pages."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 def model_bytes(model_cfg, num_question_tokens: int, num_answers: int) -> int:
     """Bytes of the parameters and buffers of the model these sizes describe, counted without allocating them
     (the model is built on the meta device). Raises ValueError for an invalid model config."""
@@ -180,8 +168,8 @@ def check_model_fits_memory(model_cfg, num_question_tokens: int, num_answers: in
         needed = model_bytes(model_cfg, num_question_tokens, num_answers)
     except (ValueError, TypeError) as e:
         raise error(f"{where}: {e}") from None
-    available = available_memory_bytes()
-    if needed > available:
+    available = host_memory_available()
+    if available is not None and needed > available:
         raise error(f"{where}: the model it declares (num_question_tokens {num_question_tokens}, num_answers "
                     f"{num_answers}, module_dim {model_cfg.get('module_dim')}) needs {needed / 2 ** 30:.1f} GiB for its "
                     f"weights alone, more than the {available / 2 ** 30:.1f} GiB available")

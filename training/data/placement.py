@@ -10,6 +10,7 @@ import torch
 from training.data.features import VideoTable
 from training.data.paths import DataError
 from training.log import get_logger
+from utils.memory import host_memory_available
 
 FEATURE_MEMORY_SHARE = 0.5  # auto: in-memory features may take at most this share of the free memory
 
@@ -17,21 +18,6 @@ FEATURE_MEMORY_SHARE = 0.5  # auto: in-memory features may take at most this sha
 def features_bytes(table: VideoTable, dtype: torch.dtype) -> int:
     item = torch.tensor([], dtype=dtype).element_size()
     return item * len(table.video_ids) * (math.prod(table.appearance_shape[1:]) + math.prod(table.motion_shape[1:]))
-
-
-def host_memory_available() -> int | None:
-    """Bytes of host RAM available to new allocations (Linux MemAvailable; else free pages), None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def choose_feature_placement(mode, needed: int, run_device: torch.device, gpu_free: int | None,
