@@ -203,13 +203,14 @@ def baseline_rows(baselines: dict) -> list[tuple[str, str, dict]]:
 def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
     """results/demo/summary.json from the sweep's summary and the baselines; print the headline table."""
     from training.baselines import baselines_from_files
+    from training.reporting import write_text_atomic
     from training.sweep_report import seeds_line, table3, tests_table
 
     sweep = json.loads((ROOT / SWEEP / "summary.json").read_text())
     baselines = baselines_from_files(ROOT / QUESTION_FILES[0], ROOT / QUESTION_FILES[-1], ROOT / VOCAB)
     summary = {**sweep, "baselines": baselines,
                "stage_seconds": {s.name: stamps[s.name]["seconds"] for s in stages}, "reused_stages": reused}
-    (ROOT / RESULTS / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(ROOT / RESULTS / "summary.json", json.dumps(summary, indent=1) + "\n")
 
     print(colored("\nTest accuracy (%), mean ± std over seeds (Table 3 layout)", "cyan", attrs=["bold"]))
     print(table3(sweep["models"], baseline_rows(baselines)))

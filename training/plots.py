@@ -33,13 +33,15 @@ def _legend_outside(ax) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Lay out ``fig`` (integer ticks on epoch axes), write it to ``path`` atomically (a full disk leaves the previous
+    file, not half a PNG) and close it; returns ``path``."""
     for ax in fig.axes:
         if ax.get_xlabel() == "epoch":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     try:
-        with atomic_write(path) as f:  # a full disk leaves the previous plot, not half a PNG
+        with atomic_write(path) as f:
             fig.savefig(f, dpi=110, bbox_inches="tight", format=Path(path).suffix.lstrip("."))
     finally:
         plt.close(fig)
@@ -94,10 +96,11 @@ def plot_run(history: list[dict], run_dir: Path, teacher_terms: tuple = ()) -> l
     ``teacher_terms``: the computed loss terms that read a teacher (distillation runs), drawn in
     loss_distillation.png."""
     run = run_dir.name
-    paths = [_save(ce_figure(history, run), run_dir / "loss_ce.png"),
-             _save(accuracy_figure(history, run), run_dir / "accuracy.png")]
+    paths = [save_figure(ce_figure(history, run), run_dir / "loss_ce.png"),
+             save_figure(accuracy_figure(history, run), run_dir / "accuracy.png")]
     if teacher_terms:
-        paths.append(_save(distillation_figure(history, run, tuple(teacher_terms)), run_dir / "loss_distillation.png"))
+        figure = distillation_figure(history, run, tuple(teacher_terms))
+        paths.append(save_figure(figure, run_dir / "loss_distillation.png"))
     return paths
 
 
@@ -152,4 +155,4 @@ def comparison_figure(models: list[dict], histories: dict, title: str, baseline:
 def plot_comparison(models: list[dict], histories: dict, path: Path, title: str,
                     baseline: dict | None = None) -> Path:
     """:func:`comparison_figure` saved as ``path``."""
-    return _save(comparison_figure(models, histories, title, baseline), path)
+    return save_figure(comparison_figure(models, histories, title, baseline), path)

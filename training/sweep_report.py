@@ -18,7 +18,7 @@ import numpy as np
 from training.metrics import TYPE_NAMES, UNANSWERABLE
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
-from utils.atomic import atomic_write
+from training.reporting import write_text_atomic
 
 PREDICTIONS_FILE = "test_predictions.json"
 COLUMNS = ("all", "what", "who", "how", "when", "where")  # the paper's Table 3 columns, 'All' first
@@ -72,8 +72,7 @@ def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator) -
     cached = _read_cache(cache, stamp)
     if cached is None:
         cached = _evaluate(get_evaluator(), ckpt, stamp)
-        with atomic_write(cache, "w") as f:
-            json.dump(cached, f)
+        write_text_atomic(cache, json.dumps(cached))
     questions = cached["questions"]
     return RunScores(folder, seed, np.array(questions["correct"], dtype=bool),
                      np.array(questions["question_id"], dtype=np.int64), cached["accuracy"], cached["parameters"])
@@ -172,9 +171,7 @@ def markdown(summary: dict, title: str) -> str:
 
 def plot_summary(summary: dict, path: Path) -> Path:
     """summary.png: test accuracy per model, one dot per seed, a bar for mean ± std, the values written beside."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from training.plots import plt, save_figure
 
     names = list(summary["models"])
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))
@@ -192,17 +189,11 @@ def plot_summary(summary: dict, path: Path) -> Path:
     ax.margins(x=0.25)
     ax.set(xlabel="test accuracy (%)", title="Test accuracy per model: seeds (dots), mean ± std (bar)")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_reports(summary: dict, out: Path, title: str) -> None:
     """summary.json, summary.md and summary.png in ``out``."""
-    with atomic_write(out / "summary.json", "w") as f:
-        f.write(json.dumps(summary, indent=1) + "\n")
-    with atomic_write(out / "summary.md", "w") as f:
-        f.write(markdown(summary, title))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1) + "\n")
+    write_text_atomic(out / "summary.md", markdown(summary, title))
     plot_summary(summary, out / "summary.png")
