@@ -87,6 +87,7 @@ class _Run:
         cfg = self.cfg
         self.mode = resolve_mode(cfg)
         self.objective = objective_for(cfg, self.mode)
+        self.objective_without_teacher = objective_for(cfg, "student")  # evaluation without the teacher (test)
         self.objective.check_outputs(model_spec(cfg.model.name).output_fields, None)
         set_cpu_fast_path(cfg.model.cpu_fast_path)
         self.amp_dtype = amp_dtype_for(cfg, self.device)
@@ -257,7 +258,7 @@ class _Run:
 
     def _evaluate(self, split: str, teacher=None):
         distributed.broadcast_buffers_(self.eval_model, self.dist)
-        objective = self.objective if teacher is not None else objective_for(self.cfg, "student")
+        objective = self.objective if teacher is not None else self.objective_without_teacher
         return evaluate(self.eval_model, teacher, self.loaders[split], self.bundle.splits[split], objective,
                         self.device, self.amp_dtype, self.dist,
                         show_progress=self.show_progress, desc=f"{split}")
