@@ -42,14 +42,14 @@ from tqdm import tqdm
 
 from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, WeightsError, build_extractor, file_sha256,
                                   input_normalisation, recalibrate_batchnorm, resize_to_uint8, resolve_weights)
-from preprocess.datasets import DatasetLayoutError, VideoEntry, canonical_dataset_name, list_videos
+from preprocess.datasets import (DatasetLayoutError, VideoEntry, canonical_dataset_name, dataset_names,
+                                 get_dataset, list_videos)
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
 from utils.device import resolve_device
 from utils.progress import progress
 
 FEATURE_DIM = 2048
-DEFAULT_NUM_CLIPS = {"msvd-qa": 8, "msrvtt-qa": 16}  # DualVGR: 8 clips for MSVD-QA, 16 for MSRVTT-QA
 DEFAULT_BATCH_SIZE = {"resnet101": 128, "resnext101": 16}  # frames / clips per CNN batch
 CALIBRATION_BATCH = {"resnet101": 64, "resnext101": 8}  # fixed: recalibrated statistics must not depend on --batch_size
 CLIP_SAMPLING = ("centres = int(linspace(0, n_frames, C+2)[1:C+1]); clip = frames centre-F//2 .. centre+(F-1)//2, "
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m preprocess.preprocess_features", description=__doc__.split("\n\n")[0],
         formatter_class=_HelpFormatter)
-    parser.add_argument("--dataset", required=True, choices=["msvd-qa", "msrvtt-qa", "msvd", "msrvtt"],
+    parser.add_argument("--dataset", required=True, choices=dataset_names(with_aliases=True),
                         help="which published layout --dataset_dir has")
     parser.add_argument("--dataset_dir", required=True,
                         help="MSVD-QA: YouTubeClips/ and youtube_mapping.txt; MSRVTT-QA: TrainValVideo/ and "
@@ -250,7 +250,7 @@ def extraction_settings(args: argparse.Namespace, dataset: str, weights: Path | 
 
 def validate_args(args: argparse.Namespace, dataset: str) -> None:
     info = BACKBONES[args.model]
-    args.num_clips = args.num_clips or DEFAULT_NUM_CLIPS[dataset]
+    args.num_clips = args.num_clips or get_dataset(dataset).default_num_clips
     args.image_height = args.image_height or info["default_size"]
     args.image_width = args.image_width or info["default_size"]
     args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE[args.model]

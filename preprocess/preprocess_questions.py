@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,89 +24,18 @@ if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_q
 from utils.threads import default_openmp_wait_policy
 default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 
+from preprocess.datasets import QAEntry, dataset_names, get_dataset
 from preprocess.glove import GloveFileError, GloveTable, load_glove
-from preprocess.question_file import QuestionFileError, first_nonfinite_row, load_vocab, read_json
-from preprocess.text import encode_tokens, tokenize_question
+from preprocess.question_file import QuestionFileError, first_nonfinite_row, load_vocab
+from preprocess.text import encode_tokens
 from utils.atomic import atomic_write
 from utils.config import REPO_ROOT
-from utils.progress import progress
 from utils.safe_pickle import UnsafePickleError, dump_pickle
 
-DATASET_NAMES = {"msvd-qa": "msvd-qa", "msvd": "msvd-qa", "msrvtt-qa": "msrvtt-qa", "msrvtt": "msrvtt-qa"}
-DEFAULT_ANSWER_TOP = {"msvd-qa": 1000, "msrvtt-qa": 4000}
 DEFAULT_MAX_QUESTION_LENGTH = 64  # tokens; real MSVD-QA / MSRVTT-QA questions are far shorter
 DEFAULT_GLOVE = REPO_ROOT / "data" / "glove" / "glove.840.300d.pkl"
 MODES = ("train", "val", "test")
 _SHOWN_PROBLEMS = 10
-
-
-@dataclass
-class QAEntry:
-    """One well-formed question of a ``<mode>_qa.json`` list."""
-
-    index: int  # position in the JSON list
-    question_id: int
-    video_id: int
-    tokens: list
-    answer: str
-
-
-def _is_int(value) -> bool:
-    """A JSON integer that fits the question files' int64 columns and is not negative (booleans are not)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
-
-
-def _entry_problem(entry, tokens) -> str | None:
-    """Why a JSON entry cannot be used, or None."""
-    if not isinstance(entry, dict):
-        return f"not an object but a {type(entry).__name__}"
-    missing = [key for key in ("answer", "id", "question", "video_id") if key not in entry]
-    if missing:
-        return "missing key " + ", ".join(f"'{key}'" for key in missing)
-    if not _is_int(entry["id"]):
-        return f"'id' is not an integer in [0, 2**63): {entry['id']!r}"
-    if not _is_int(entry["video_id"]):
-        return f"'video_id' is not an integer in [0, 2**63): {entry['video_id']!r}"
-    if not isinstance(entry["answer"], str) or not entry["answer"]:
-        return f"'answer' is not a non-empty string: {entry['answer']!r}"
-    if not isinstance(entry["question"], str):
-        return f"'question' is not a string: {entry['question']!r}"
-    if not tokens:
-        return f"empty question: {entry['question']!r}"
-    return None
-
-
-def read_qa_json(path: Path) -> tuple[list[QAEntry], list[str], int]:
-    """Well-formed entries of a QA JSON list, one line per skipped entry, the number of questions not ending '?'."""
-    try:
-        raw = read_json(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"question file not found: {path}") from None
-    if not isinstance(raw, list):
-        raise QuestionFileError(f"{path}: expected a JSON list of questions, found {type(raw).__name__}")
-    entries, problems, no_question_mark = [], [], 0
-    for index, entry in enumerate(progress(raw, desc=f"tokenising {path.name}", unit="q", leave=False)):
-        question = entry.get("question") if isinstance(entry, dict) else None
-        tokens = tokenize_question(question) if isinstance(question, str) else []
-        problem = _entry_problem(entry, tokens)
-        if problem is not None:
-            entry_id = entry.get("id", "?") if isinstance(entry, dict) else "?"
-            problems.append(f"#{index} (id {entry_id}): {problem}")
-            continue
-        no_question_mark += not question.endswith("?")
-        entries.append(QAEntry(index, entry["id"], entry["video_id"], tokens, entry["answer"]))
-    _refuse_repeated_ids(path, entries)
-    return entries, problems, no_question_mark
-
-
-def _refuse_repeated_ids(path: Path, entries: list[QAEntry]) -> None:
-    """Question ids identify predictions and answers: a repeated one is refused, naming it and both entries."""
-    first_index = {}
-    for entry in entries:
-        earlier = first_index.setdefault(entry.question_id, entry.index)
-        if earlier != entry.index:
-            raise QuestionFileError(f"{path}: question id {entry.question_id} is used by entries #{earlier} and "
-                                    f"#{entry.index}; question ids must be unique")
 
 
 def truncate_questions(entries: list[QAEntry], max_length: int) -> int:
@@ -204,18 +132,20 @@ def preprocess_split(dataset: str, dataset_dir, mode: str, output_dir=None, glov
     Val/test need the vocabulary written by the train split. Paths may be str or Path. Raises
     FileNotFoundError, QuestionFileError / GloveFileError (ValueError) or UnsafePickleError, naming the file.
     """
-    dataset = DATASET_NAMES[dataset]
+    spec = get_dataset(dataset)
+    dataset = spec.file_prefix
     dataset_dir = Path(dataset_dir)
     output_dir = Path(output_dir) if output_dir is not None else REPO_ROOT / "data" / dataset
-    answer_top = DEFAULT_ANSWER_TOP[dataset] if answer_top is None else answer_top
+    answer_top = spec.default_answer_top if answer_top is None else answer_top
     vocab_path = output_dir / f"{dataset}_vocab.json"
-    json_path = dataset_dir / f"{mode}_qa.json"
+    json_path = dataset_dir / f"{mode}_qa.json"  # named in the messages below
     if mode == "train":
         glove = load_glove(glove_pt)
     elif not vocab_path.exists():
         raise FileNotFoundError(f"vocabulary not found: {vocab_path}; run --mode train first")
 
-    entries, problems, no_question_mark = read_qa_json(json_path)
+    entries, problems = spec.read_split(dataset_dir, mode)
+    no_question_mark = sum(not entry.text.endswith("?") for entry in entries)
     total = len(entries) + len(problems)
     _report_problems(json_path, problems, total)
     if not entries:
@@ -267,7 +197,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m preprocess.preprocess_questions",
         description="Tokenise MSVD-QA / MSRVTT-QA questions into the HCRN/DualVGR vocabulary and question files.")
-    parser.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES),
+    parser.add_argument("--dataset", required=True, choices=dataset_names(with_aliases=True),
                         help="dataset (msvd = msvd-qa, msrvtt = msrvtt-qa); names the output files")
     parser.add_argument("--dataset_dir", required=True, type=Path,
                         help="folder holding train_qa.json, val_qa.json, test_qa.json")

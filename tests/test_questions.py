@@ -207,7 +207,8 @@ def test_non_utf8_vocabulary_and_qa_json_name_the_file(tmp_path, glove_path):
                                              .encode("latin-1"))
     with pytest.raises(QuestionFileError, match=r"train_qa.json: not UTF-8 text"):
         preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path)
-    from preprocess.datasets import DatasetLayoutError, read_qa_video_ids
+    from preprocess.datasets import DatasetLayoutError
+    from preprocess.datasets.qa_json import read_qa_video_ids
     with pytest.raises(DatasetLayoutError, match=r"train_qa.json: not UTF-8 text"):
         read_qa_video_ids(data_dir)
 
