@@ -49,9 +49,10 @@ class Dataset:
       aliases            other accepted spellings of ``name``
       tasks              the ``--question_type`` choices (TGIF-QA's four); () for a single-task dataset
       answer_type        open_ended | multiple_choice | count (ANSWER_TYPES); per task via :meth:`answer_type_of`
-      category_names     the per-category result columns, in index order
+      category_names     the per-category result columns, in index order; () = no categories (only "All")
       category_source    first_word: a question's category is its first word (MSVD-QA/MSRVTT-QA question types);
                          file: the question file's ``question_category`` array indexes ``category_names``
+      category_groups    result columns that pool several categories: {"causal": ("CW", "CH"), ...} (NExT-QA)
       num_candidates     candidates per multiple-choice question (0 otherwise)
       default_num_clips  clips per video of the reference configs
       default_answer_top size of the open-ended answer set (None: every training answer)
@@ -62,6 +63,7 @@ class Dataset:
     answer_type: str = "open_ended"
     category_names: tuple = ()
     category_source: str = "first_word"
+    category_groups: dict = {}
     num_candidates: int = 0
     default_num_clips: int = 8
     default_answer_top: int | None = 1000
