@@ -15,9 +15,14 @@ QUESTION_TYPES = ("what", "who", "how", "when", "where")  # a question's first w
 _TOKENIZER = TreebankWordTokenizer()
 
 
+def word_tokenize(text: str) -> list[str]:
+    """The tokens ``nltk.word_tokenize(text)`` gives (the text as it is: no lower-casing, nothing dropped)."""
+    return _TOKENIZER.tokenize(text)
+
+
 def tokenize_question(question: str) -> list[str]:
-    """HCRN tokens of one question: lower-cased, last character (the '?') dropped, Treebank-tokenised."""
-    return _TOKENIZER.tokenize(question.lower()[:-1])
+    """HCRN tokens of one question: lower-cased, last character (the '?') dropped, then :func:`word_tokenize`."""
+    return word_tokenize(question.lower()[:-1])
 
 
 def question_type(first_token: str) -> str:
