@@ -19,7 +19,12 @@ as an abbreviation ("dr. smith", "u.s. army") stays on its word. The plain ``Tre
 differs on curly and other non-ASCII quotes (it keeps ``“``, ``”``, ``‘``, ``’``, ``«``, ``»`` on the word) and on
 sentence-final periods inside a text.
 
-The tokenizer is built once, on first use (importing this module for ``QUESTION_TYPES`` loads no tables).
+Older NLTK releases (3.5, 3.8.1: those of HCRN's/DualVGR's time) give the same tokens except on an opening straight
+quote before a word (they keep "'hello" and "'no" whole; 3.5 also gives "'", "n", "'" for "'n'") and on en/em
+dashes, which they leave inside the word; the tokens here are the pinned NLTK's.
+
+The tokenizer is built once, on first use (importing this module for ``QUESTION_TYPES`` loads no tables):
+about 150 microseconds a question (MSRVTT-QA's 243k questions in under a minute on one core).
 """
 from __future__ import annotations
 
