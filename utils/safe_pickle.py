@@ -14,12 +14,19 @@ replaces it (on the stack and in the memo) by a new dtype made by numpy's valida
 refused. That needs the pure-Python unpickler (the C one cannot intercept BUILD): about 4x slower on millions of
 small objects, the same on big arrays. Any failure to decode the file (truncated, garbage, too large for memory)
 is raised as one ``UnsafePickleError`` line naming the file.
+
+``dump_pickle`` writes numpy's reconstruction functions under their numpy 1.x names (``numpy.core.multiarray.
+_reconstruct``, ``numpy.core.multiarray.scalar``, ``numpy.core.numeric._frombuffer``) even under numpy 2, which
+would write ``numpy._core.*``: numpy < 1.26 has no ``numpy._core`` and could not load the file, while numpy 2
+still resolves the ``numpy.core`` names (HCRN/DualVGR environments run numpy 1.x). Everything else is pickled
+exactly as ``pickle.dump`` would.
 """
 from __future__ import annotations
 
 import collections
 import pickle
 import struct
+import types
 from pathlib import Path
 
 import numpy as np
@@ -274,12 +281,64 @@ def load_pickle(path) -> object:
             raise UnsafePickleError(f"{path}: not a readable pickle ({reason})") from None
 
 
+# id of each numpy callable that numpy's pickling names -> (module, name) as numpy 1.x spells it
+_NUMPY1_GLOBAL_NAMES = {
+    id(_np_multiarray._reconstruct): ("numpy.core.multiarray", "_reconstruct"),
+    id(_np_multiarray.scalar): ("numpy.core.multiarray", "scalar"),
+    id(_np_numeric._frombuffer): ("numpy.core.numeric", "_frombuffer"),
+}
+
+
+class _Numpy1NamesPickler(pickle._Pickler):
+    """``pickle.Pickler`` writing numpy's reconstruction functions under their ``numpy.core`` names.
+
+    The pure-Python pickler, since only it lets a subclass choose the module name written for a global (the C
+    pickler checks that the name imports to the very object). Its one costly difference, a copy of every protocol-5
+    array buffer before writing it, is avoided by ``_save_picklebuffer``.
+    """
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_global(self, obj, name=None):
+        legacy = _NUMPY1_GLOBAL_NAMES.get(id(obj))
+        if legacy is None:
+            return pickle._Pickler.save_global(self, obj, name)
+        module, qualname = legacy
+        if self.proto >= 4:
+            self.save(module)
+            self.save(qualname)
+            self.write(pickle.STACK_GLOBAL)
+        else:
+            self.write(pickle.GLOBAL + f"{module}\n{qualname}\n".encode("ascii"))
+        self.memoize(obj)
+
+    dispatch[types.FunctionType] = save_global  # numpy's _frombuffer is a Python function
+
+    def _save_picklebuffer(self, obj):
+        """A protocol-5 buffer written in band straight from its memory (the base class copies it first)."""
+        write_large = getattr(getattr(self, "framer", None), "write_large_bytes", None)
+        if self.proto < 5 or self._buffer_callback is not None or write_large is None:
+            return pickle._Pickler.save_picklebuffer(self, obj)
+        with obj.raw() as view:
+            if not view.contiguous:
+                return pickle._Pickler.save_picklebuffer(self, obj)
+            header = (pickle.BINBYTES8 if view.readonly else pickle.BYTEARRAY8) + struct.pack("<Q", view.nbytes)
+            if view.nbytes >= self.framer._FRAME_SIZE_TARGET:
+                write_large(header, view)
+            else:
+                self.write(header + view.tobytes())
+        self.memoize(obj)
+
+    dispatch[pickle.PickleBuffer] = _save_picklebuffer
+
+
 def dump_pickle(obj, path, protocol: int = 4) -> None:
     """Pickle ``obj`` to ``path`` atomically: written to a temporary file in the same folder, then renamed.
 
-    A crash mid-write leaves any previous file intact and no partial file behind. Protocol 4 is readable by every
-    Python 3 HCRN/DualVGR environment; protocol 5 (Python 3.8+) writes and reads large numpy arrays without an
-    extra in-memory copy.
+    A crash mid-write leaves any previous file intact and no partial file behind. numpy globals are written under
+    their ``numpy.core`` names, so numpy 1.x (before 1.26 too) loads the file as numpy 2 does. Protocol 4 is
+    readable by every Python 3 HCRN/DualVGR environment; protocol 5 (Python 3.8+) writes and reads large numpy
+    arrays without an extra in-memory copy.
     """
     with atomic_write(path) as f:
-        pickle.dump(obj, f, protocol=protocol)
+        _Numpy1NamesPickler(f, protocol=protocol).dump(obj)
