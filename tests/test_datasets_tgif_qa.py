@@ -188,3 +188,34 @@ def test_missing_column_and_file_name_the_file(tmp_path):
         preprocess_split("tgif", tmp_path, "train", tmp_path / "out", glove_pt=tmp_path / "glove.pkl", task="action")
     with pytest.raises(FileNotFoundError, match=r"question file not found: .*Train_count_question.csv"):
         preprocess_split("tgif", tmp_path, "train", tmp_path / "out", glove_pt=tmp_path / "glove.pkl", task="count")
+
+
+def test_command_lines_take_the_question_type(layout, tmp_path, capsys):
+    from preprocess.preprocess_features import main as features_main
+    from preprocess.preprocess_questions import main as questions_main
+    root = layout[0]
+    questions_main(["--dataset", "tgif", "--question_type", "count", "--dataset_dir", str(root / "raw"),
+                    "--glove_pt", str(root / "glove.pkl"), "--output_dir", str(tmp_path)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"tgif-qa_count_{s}_questions.pt" for s in
+                                                          ("test", "train", "val")] + ["tgif-qa_count_vocab.json"]
+    with pytest.raises(SystemExit, match="tgif-qa needs a question type, one of action, transition, count, frameqa"):
+        questions_main(["--dataset", "tgif", "--dataset_dir", str(root / "raw"), "--output_dir", str(tmp_path)])
+    assert features_main(["--dataset", "tgif", "--dataset_dir", str(root / "raw"), "--model", "resnet101",
+                          "--random_init", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "needs a question type" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()
+
+
+def test_synthetic_layout_is_seeded(tmp_path):
+    first = write_synthetic("tgif", tmp_path / "a", task="count", num_videos=4, seed=3)
+    again = write_synthetic("tgif", tmp_path / "b", task="count", num_videos=4, seed=3)
+    other = write_synthetic("tgif", tmp_path / "c", task="count", num_videos=4, seed=4)
+    assert first == again == other == {"Train_count": 9, "Test_count": 3}
+    name = "csv/Train_count_question.csv"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert sorted(p.name for p in (tmp_path / "a" / "csv").iterdir()) == ["Test_count_question.csv",
+                                                                          "Train_count_question.csv"]
+    gif = "gifs/tumblr_synth0001.gif"
+    assert (tmp_path / "a" / gif).read_bytes() == (tmp_path / "b" / gif).read_bytes()
+    assert (tmp_path / "a" / gif).read_bytes() != (tmp_path / "c" / gif).read_bytes()   # another seed, another scene
+    with pytest.raises(DatasetLayoutError, match="question type"):
+        write_synthetic("tgif", tmp_path / "d", task="colour")
