@@ -10,9 +10,9 @@ cannot exist, so extraction records it as failed.
 HCRN has no NExT-QA code; its conventions for multiple choice (TGIF-QA action/transition) are followed: the joint
 ``question_answer_token_to_idx`` vocabulary, candidates lower-cased and word-tokenised, ``question_id`` the
 question's position in its split's file (NExT-QA's own key ``<video>_<qid>`` is the row's ``video_ids`` and
-``qid``), ``video_ids`` and ``video_names`` the ``video`` column (video_names as HCRN: the id again). NExT-QA questions have no question mark, so the
-whole lower-cased question is tokenised (NExT-QA's own loader does the same; dropping the last character as HCRN
-does for '?'-terminated questions would cut the last word). Categories: the ``type`` column, numbered in
+``qid``), ``video_ids`` and ``video_names`` the ``video`` column (video_names as HCRN writes them: the id again).
+NExT-QA questions have no question mark, so the whole lower-cased question is tokenised (NExT-QA's own loader does
+the same; dropping the last character as HCRN does for '?'-terminated questions would cut the last word). Categories: the ``type`` column, numbered in
 ``TYPES`` order and pooled into the causal / temporal / descriptive groups.
 """
 from __future__ import annotations
@@ -117,5 +117,6 @@ class NExTQA(Dataset):
                 rows: list[Row] = read_table(path, ("video",), delimiter=",")
                 referenced.update(v for v in (parse_int(row.fields["video"]) for row in rows) if v is not None)
         video_ids = referenced or set(mapping)
-        return [VideoEntry(video_id, dataset_dir / VIDEO_DIR / f"{mapping.get(video_id, f'<{video_id} not in {VIDEO_MAP}>')}.mp4")
-                for video_id in sorted(video_ids)]
+        # An id the map lacks gets a path that cannot exist, so extraction reports it as failed.
+        paths = {video_id: mapping.get(video_id, f"<{video_id} not in map>") for video_id in video_ids}
+        return [VideoEntry(video_id, dataset_dir / VIDEO_DIR / f"{paths[video_id]}.mp4") for video_id in sorted(paths)]

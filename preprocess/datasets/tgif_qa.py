@@ -65,7 +65,10 @@ class TGIFQA(Dataset):
 
     # ------------------------------------------------------------------------------------------------ files
     def _columns(self) -> tuple:
-        extra = CANDIDATE_COLUMNS if self.answer_type == "multiple_choice" else ("type",) if self.task == "frameqa" else ()
+        if self.answer_type == "multiple_choice":
+            extra = CANDIDATE_COLUMNS
+        else:
+            extra = ("type",) if self.task == "frameqa" else ()
         return ("gif_name", "question", "answer", "key", *extra)
 
     def split_source(self, dataset_dir: Path, split: str) -> Path:
