@@ -12,8 +12,9 @@ HCRN has no NExT-QA code; its conventions for multiple choice (TGIF-QA action/tr
 question's position in its split's file (NExT-QA's own key ``<video>_<qid>`` is the row's ``video_ids`` and
 ``qid``), ``video_ids`` and ``video_names`` the ``video`` column (video_names as HCRN writes them: the id again).
 NExT-QA questions have no question mark, so the whole lower-cased question is tokenised (NExT-QA's own loader does
-the same; dropping the last character as HCRN does for '?'-terminated questions would cut the last word). Categories: the ``type`` column, numbered in
-``TYPES`` order and pooled into the causal / temporal / descriptive groups.
+the same; dropping the last character as HCRN does for '?'-terminated questions would cut the last word).
+Categories: the ``type`` column, numbered in ``TYPES`` order and pooled into the causal / temporal / descriptive
+groups.
 """
 from __future__ import annotations
 
