@@ -36,7 +36,7 @@ def read_table(path: Path, required: tuple, delimiter: str) -> list[Row]:
     if not path.is_file():
         raise FileNotFoundError(f"question file not found: {path}")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a leading byte-order mark is not a column name
             reader = csv.reader(f, delimiter=delimiter)
             header = next(reader, None)
             if header is None:
