@@ -2,6 +2,8 @@
 
     python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnet101
     python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnext101
+    python -m preprocess.preprocess_features --dataset tgif-qa --question_type action --dataset_dir /data/TGIF-QA \
+        --model resnet101
 
 Output (HCRN/DualVGR layout, docs/data_formats.md): appearance ``resnet_features`` float32 (N, C, F, 2048) or motion
 ``resnext_features`` float32 (N, C, 2048); ``ids`` int64 (N,) video ids in increasing order; plus ``valid`` uint8 (N,)
@@ -174,14 +176,22 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter)
     parser.add_argument("--dataset", required=True, choices=dataset_names(with_aliases=True),
                         help="which published layout --dataset_dir has")
+    parser.add_argument("--question_type", default=None,
+                        help="TGIF-QA task (action, transition, count, frameqa): its question files name the GIFs "
+                             "to extract and the output file")
     parser.add_argument("--dataset_dir", required=True,
                         help="MSVD-QA: YouTubeClips/ and youtube_mapping.txt; MSRVTT-QA: TrainValVideo/ and "
-                             "TestVideo/; both: {train,val,test}_qa.json (the videos they reference are extracted)")
+                             "TestVideo/; both and SVQA: {train,val,test}_qa.json (the videos they reference are "
+                             "extracted; SVQA's from useVideo/<id>.mp4); TGIF-QA: {Train,Test}_<task>_question.csv "
+                             "and gifs/; NExT-QA: {train,val,test}.csv, map_vid_vidorID.json and NExTVideo/")
     parser.add_argument("--model", required=True, choices=sorted(BACKBONES),
                         help="resnet101: appearance (frames); resnext101: motion (clips)")
     parser.add_argument("--out", default=None,
-                        help="output HDF5 (default data/<dataset>/<dataset>_{appearance,motion}_feat.h5 in the repo)")
-    parser.add_argument("--num_clips", type=int, default=None, help="clips per video (default 8 MSVD-QA, 16 MSRVTT-QA)")
+                        help="output HDF5 (default data/<dataset>/<dataset>[_<question_type>]_{appearance,motion}"
+                             "_feat.h5 in the repo)")
+    parser.add_argument("--num_clips", type=int, default=None,
+                        help="clips per video (default: the dataset's: 8 MSVD-QA and TGIF-QA, 16 MSRVTT-QA and "
+                             "NExT-QA, 20 SVQA)")
     parser.add_argument("--num_frames", type=int, default=16, help="frames per clip")
     parser.add_argument("--image_height", type=int, default=None,
                         help="frame height (default 224 resnet101, 112 resnext101)")
@@ -250,7 +260,7 @@ def extraction_settings(args: argparse.Namespace, dataset: str, weights: Path | 
 
 def validate_args(args: argparse.Namespace, dataset: str) -> None:
     info = BACKBONES[args.model]
-    args.num_clips = args.num_clips or get_dataset(dataset).default_num_clips
+    args.num_clips = args.num_clips or get_dataset(dataset, args.question_type).default_num_clips
     args.image_height = args.image_height or info["default_size"]
     args.image_width = args.image_width or info["default_size"]
     args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE[args.model]
@@ -405,6 +415,7 @@ def _open_or_create(out: Path, settings: dict, ids: np.ndarray, overwrite: bool)
 def run(args: argparse.Namespace) -> Path:
     """Extract (or resume) the features ``args`` describe; returns the output path."""
     dataset = canonical_dataset_name(args.dataset)
+    spec = get_dataset(dataset, args.question_type)
     validate_args(args, dataset)
     kind = BACKBONES[args.model]["kind"]
     try:
@@ -417,10 +428,10 @@ def run(args: argparse.Namespace) -> Path:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     weights = resolve_weights(args.model, args.weights, args.random_init)
-    entries = list_videos(dataset, args.dataset_dir)
-    settings = extraction_settings(args, dataset, weights)
+    entries = list_videos(dataset, args.dataset_dir, args.question_type)
+    settings = extraction_settings(args, spec.file_prefix, weights)
 
-    out = Path(args.out) if args.out else REPO_ROOT / "data" / dataset / f"{dataset}_{kind}_feat.h5"
+    out = Path(args.out) if args.out else REPO_ROOT / "data" / spec.name / f"{spec.file_prefix}_{kind}_feat.h5"
     rows_of_shard = list(range(args.shard, len(entries), args.num_shards))
     if args.num_shards > 1:
         out = shard_path(out, args.shard, args.num_shards)

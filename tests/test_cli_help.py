@@ -21,6 +21,7 @@ COMMANDS = [
     ("preprocess.preprocess_questions", "python -m preprocess.preprocess_questions"),
     ("preprocess.merge_features", "python -m preprocess.merge_features"),
     ("preprocess.synthetic_dataset", "python -m preprocess.synthetic_dataset"),
+    ("preprocess.synthetic_layouts", "python -m preprocess.synthetic_layouts"),
     ("preprocess.glove", "python -m preprocess.glove"),
 ]
 DASHED_FLAG = re.compile(r"--[a-z0-9]+-[a-z0-9]")

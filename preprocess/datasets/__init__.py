@@ -16,7 +16,7 @@ from pathlib import Path
 from preprocess.datasets.base import (ANSWER_TYPES, QA_SPLITS, Dataset, DatasetLayoutError, QAEntry,
                                       VideoEntry)
 
-_MODULES = ("msvd_qa", "msrvtt_qa")  # the built-in dataset modules, imported on first lookup
+_MODULES = ("msvd_qa", "msrvtt_qa", "svqa", "tgif_qa", "nextqa")  # built-in dataset modules, imported on first use
 _REGISTRY: dict[str, type] = {}
 _ALIASES: dict[str, str] = {}
 

@@ -55,7 +55,10 @@ class Dataset:
       category_groups    result columns that pool several categories: {"causal": ("CW", "CH"), ...} (NExT-QA)
       num_candidates     candidates per multiple-choice question (0 otherwise)
       default_num_clips  clips per video of the reference configs
-      default_answer_top size of the open-ended answer set (None: every training answer)
+      default_answer_top size of the open-ended answer set (None: every training answer, HCRN's FrameQA
+                         vocabulary: ``<UNK>`` 0 then the answers in order of first appearance)
+      question_mark      True: questions end with '?' and HCRN drops their last character; False: they have no
+                         '?' (NExT-QA), so the reader tokenises the whole question
     """
     name: str = ""
     aliases: tuple = ()
@@ -67,6 +70,7 @@ class Dataset:
     num_candidates: int = 0
     default_num_clips: int = 8
     default_answer_top: int | None = 1000
+    question_mark: bool = True
 
     def __init__(self, task: str | None = None):
         if self.tasks and task not in self.tasks:
@@ -88,3 +92,12 @@ class Dataset:
     def read_split(self, dataset_dir: Path, split: str) -> tuple[list[QAEntry], list[str]]:
         """The split's well-formed questions and one line per skipped malformed entry (naming index and id)."""
         raise NotImplementedError
+
+    def split_source(self, dataset_dir: Path, split: str) -> Path:
+        """The file a split's questions come from (named in messages)."""
+        return dataset_dir / f"{split}_qa.json"
+
+    def vocabulary_entries(self, dataset_dir: Path, train_entries: list[QAEntry]) -> list[QAEntry]:
+        """The entries the vocabulary is built from: the training split's (TGIF-QA: its whole training file, the
+        held-out validation part included, as HCRN builds it)."""
+        return train_entries
