@@ -84,14 +84,18 @@ def _questions(video_ids, per_video: int, rng):
 
 
 def register_tiny_datasets() -> None:
-    """Register the test datasets ``tiny-mc`` (multiple choice, 5 candidates, categories from the file, groups) and
-    ``tiny-count`` (count, no categories) in the dataset registry (idempotent)."""
+    """Register the test datasets ``tiny-mc`` (multiple choice, 5 candidates, categories from the file, groups),
+    ``tiny-count`` (count, no categories) and ``tiny`` (open-ended like MSVD-QA: the dataset name of configs written
+    before datasets were registered, as in tests/fixtures/checkpoint_v1_teacher.pt) in the registry (idempotent)."""
     from preprocess.datasets import register_dataset
     from preprocess.datasets.base import Dataset
+
+    from preprocess.text import QUESTION_TYPES
 
     global _TINY_REGISTERED
     if _TINY_REGISTERED:
         return
+    TYPE_NAMES_MSVD = QUESTION_TYPES + ("other",)
 
     @register_dataset
     class TinyMultipleChoice(Dataset):
@@ -101,6 +105,12 @@ def register_tiny_datasets() -> None:
         category_source = "file"
         category_groups = FILE_GROUPS
         num_candidates = NUM_CANDIDATES
+
+    @register_dataset
+    class TinyOpenEnded(Dataset):  # the name configs had before datasets were registered (old checkpoints)
+        name = "tiny"
+        answer_type = "open_ended"
+        category_names = TYPE_NAMES_MSVD
 
     @register_dataset
     class TinyCount(Dataset):
@@ -227,14 +237,14 @@ def write_tiny_dataset(root: Path, seed: int = 0, train_videos: int = 10, val_vi
 
 
 def write_config(path: Path, data: TinyDataset, save_dir: Path, exp_name: str = "tiny", answer_type: str = "open_ended",
-                 **sections) -> Path:
+                 dataset_name: str | None = None, **sections) -> Path:
     """A run config for the tiny dataset and model; ``sections`` update config sections, e.g. train={...}.
-    ``answer_type``: the dataset it names (:data:`TINY_DATASET_NAMES`; count configs use the mse term)."""
-    if answer_type != "open_ended":
-        register_tiny_datasets()
+    ``answer_type``: the dataset it names (:data:`TINY_DATASET_NAMES`; count configs use the mse term), unless
+    ``dataset_name`` names one."""
+    register_tiny_datasets()
     cfg = {
         "exp_name": exp_name, "seed": 3, "device": "cpu",
-        "dataset": {"name": TINY_DATASET_NAMES[answer_type], "data_dir": str(data.data_dir), "appearance_feat": data.appearance_path.name,
+        "dataset": {"name": dataset_name or TINY_DATASET_NAMES[answer_type], "data_dir": str(data.data_dir), "appearance_feat": data.appearance_path.name,
                     "motion_feat": data.motion_path.name, "vocab_json": "tiny_vocab.json",
                     "train_question_pt": "tiny_train_questions.pt", "val_question_pt": "tiny_val_questions.pt",
                     "test_question_pt": "tiny_test_questions.pt", "save_dir": str(save_dir), "num_workers": 0,

@@ -147,6 +147,9 @@ class SplitEvaluator:
         right = predictions == q.answers
         return right if q.unanswerable is None else right & (q.answers != q.unanswerable)
 
+    def close(self) -> None:
+        self.bundle.close()
+
 
 @dataclass
 class AnswerText:
@@ -162,9 +165,6 @@ class AnswerText:
         if self.head == "count":
             return str(int(answer))
         return self.tokens[answer]
-
-    def close(self) -> None:
-        self.bundle.close()
 
 
 def prediction_records(evaluator: SplitEvaluator, result: CheckpointResult) -> list[dict]:
