@@ -47,7 +47,7 @@ class DualVGRConfig:
     mfb_factor: int
     mfb_dim: int
     dropout: DualVGRDropout
-    head: str = "open_ended"   # open_ended | multiple_choice | count (docs/model.md section 6); checkpoints without it
+    head: str = "open_ended"   # open_ended | multiple_choice | count (docs/model.md section 8); checkpoints without it
                                # are open_ended
 
 
@@ -82,7 +82,7 @@ class VideoQAModel(nn.Module):
     - candidates ``(B, K, L_a)`` long and candidates_len ``(B, K)`` long: the answer candidates (multiple-choice
       head only; required there, refused otherwise), values of candidates_len clamped to ``[1, L_a]``.
 
-    ``head`` (docs/model.md section 6): ``open_ended`` scores the A answers (logits (B, A)); ``count`` has one
+    ``head`` (docs/model.md section 8): ``open_ended`` scores the A answers (logits (B, A)); ``count`` has one
     regression output (``num_answers`` = 1, logits (B, 1)); ``multiple_choice`` scores each of the K candidates
     (``num_answers`` = K, logits (B, K)) with a candidate-conditioned readout and :class:`CandidateScorer`.
 
