@@ -121,6 +121,14 @@ def test_multiple_choice_teacher_student_validate(mc_data, tmp_path):
         assert 0 <= r["prediction_index"] < NUM_CANDIDATES and r["prediction"] == r["candidates"][r["prediction_index"]]
         assert r["correct"] == (r["prediction_index"] == r["answer_index"]) and r["type"] in FILE_CATEGORIES
     assert result["accuracy"]["correct"] == sum(r["correct"] for r in records)
+    compared = validate.run(["--compare", str(root / "results/teacher/best.pt"), str(root / "results/student_kd/best.pt"),
+                             "--names", "T", "S"])
+    header = compared["markdown"]["table"].splitlines()[0]
+    assert header == "| Model | All | CW | CH | TN | TC | DL | Causal | Temporal | Parameters |"
+    answers = np.array(records and [r["answer_index"] for r in records])
+    share = np.bincount(answers, minlength=NUM_CANDIDATES).max() / len(answers)
+    assert compared["baseline"]["answer"].startswith("candidate ") and compared["baseline"]["accuracy"] == share
+    assert [m["accuracy"]["all"] for m in compared["models"]][1] == pytest.approx(result["accuracy"]["all"])
 
 
 def test_count_teacher_student_validate(count_data, tmp_path):
@@ -134,6 +142,13 @@ def test_count_teacher_student_validate(count_data, tmp_path):
     assert result["accuracy"]["all"] == pytest.approx(np.mean(errors))
     test_results = json.loads((root / "results/student_kd/test_results.json").read_text())
     assert test_results["metric"] == "MSE" and "lowest val MSE" in test_results["selection"]
+    history = student["history"]
+    best = torch.load(root / "results/student_kd/best.pt", weights_only=True)
+    assert best["best_metric"] == pytest.approx(min(row["val_mse"] for row in history))
+    compared = validate.run(["--compare", str(root / "results/teacher/best.pt"), str(root / "results/student_kd/best.pt"),
+                             "--names", "T", "S"])
+    assert compared["metric"] == "MSE" and compared["baseline"] is None
+    assert compared["markdown"]["table"].splitlines()[0] == "| Model | All | Parameters |"
 
 
 def test_teacher_of_another_head_is_refused_in_one_line(mc_data, count_data):

@@ -228,8 +228,8 @@ def comparison_table(rows: list[tuple[str, SplitAccuracy, int]], baseline: tuple
         names.remove("other")
     groups = list(first.groups)
     metric = first.metric
-    lines = ["| Model | All | " + " | ".join(display_name(t) for t in names + groups) + " | Parameters |",
-             "|---|" + "---|" * (len(names) + len(groups) + 2)]
+    titles = ["Model", "All", *(display_name(t) for t in names + groups), "Parameters"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     if baseline is not None:
         answer, accuracy = baseline
         lines.append(f"| majority answer ('{answer}') | {format_value(accuracy, metric)} |"

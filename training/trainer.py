@@ -268,7 +268,8 @@ class _Run:
     def log_start(self) -> None:
         splits = self.bundle.splits
         params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        self.log.info(paint(f"{self.cfg.exp_name}: {self.mode} | {params:,} trainable parameters | "
+        self.log.info(paint(f"{self.cfg.exp_name}: {self.mode} | {self.head} head ({self.metric}) | "
+                            f"{params:,} trainable parameters | "
                             f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test "
                             f"questions | {self.dist.world_size} process(es) on {self.device} | results in "
                             f"{self.run_dir}", "cyan", bold=True))
