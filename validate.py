@@ -84,7 +84,7 @@ def run(argv: list[str] | None = None) -> dict:
         if args.write_preds:
             raise SystemExit("--write_preds goes with --ckpt")
         result = compare_checkpoints(args.compare, args.names, args.cfg, overrides, args.split, args.max_examples)
-        markdown = (f"## {args.split} accuracy (%) per question type\n\n{result['markdown']['table']}\n\n"
+        markdown = (f"## {args.split} {result['unit']} per question type\n\n{result['markdown']['table']}\n\n"
                     f"{result['markdown']['notes']}\n\n"
                     f"## Questions where the models disagree ({result['num_disagreements']} of "
                     f"{result['num_questions']}; first {len(result['disagreements'])})\n\n"
@@ -96,7 +96,8 @@ def run(argv: list[str] | None = None) -> dict:
         if args.plot:
             from training.plots import plot_comparison
             Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-            title = f"{result['dataset']} {args.split} accuracy per question type: {', '.join(result['histories'])}"
+            title = (f"{result['dataset']} {args.split} {result['metric']} per question type: "
+                     f"{', '.join(result['histories'])}")
             plot_comparison(result["models"], result["histories"], Path(args.plot), title, result["baseline"])
             log.info(f"figure: {args.plot}")
     if args.json:

@@ -79,6 +79,13 @@ class QuestionEncoder(nn.Module):
         _, sentence = self.sentence(words, lengths)                        # (B, d)
         return words, contextual, self.question_dropout(sentence)
 
+    def encode_sentence(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The sentence vector alone, with the same weights: tokens (M, L) long, lengths (M,) in [1, L] -> (M, d).
+        Multiple-choice candidates (flattened to M = B * K rows) are encoded with it."""
+        words = torch.tanh(self.word_dropout(self.embedding(tokens)))
+        _, sentence = self.sentence(words, lengths)
+        return self.question_dropout(sentence)
+
 
 class AppearanceEncoder(nn.Module):
     """``tanh(dropout(x))``, a BiLSTM ``D -> d/2`` per direction over the F frames of each clip, final states.

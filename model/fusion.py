@@ -66,3 +66,56 @@ class AnswerClassifier(nn.Module):
         joint = torch.cat([video, self.question_proj(sentence)], dim=1)
         hidden = self.norm(elu(self.hidden(self.input_dropout(joint))))
         return self.out(self.hidden_dropout(hidden))
+
+
+class ConditionedReadout(nn.Module):
+    """A readout of the clips conditioned on a sentence vector (HCRN's feature aggregation):
+    ``x = dropout(V_c)``, ``p = Linear(d,d,no bias)(s)``, ``v = Linear(d,d,no bias)(x)``,
+    ``att = softmax_C(Linear(d,1)(ELU(Linear(2d,d)([v ; p * v]))))``, ``sum_C att * x``.
+
+    forward(s (M, d), V_c (M, C, d)) -> (M, d). Used once per question (s = q) and once per candidate
+    (s = a_k, with the question's clips repeated K times).
+    """
+
+    def __init__(self, module_dim: int, dropout: float):
+        super().__init__()
+        self.dropout = Dropout(dropout)
+        self.sentence_proj = Linear(module_dim, module_dim, bias=False)
+        self.clip_proj = Linear(module_dim, module_dim, bias=False)
+        self.joint = Linear(2 * module_dim, module_dim)
+        self.score = Linear(module_dim, 1)
+
+    def forward(self, sentence: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+        clips = self.dropout(clips)
+        projected = self.clip_proj(clips)                                           # (M, C, d)
+        conditioned = self.sentence_proj(sentence)[:, None, :] * projected          # (M, C, d)
+        hidden = elu(self.joint(torch.cat([projected, conditioned], dim=-1)))       # (M, C, d)
+        attention = torch.softmax(self.score(hidden), dim=1)                         # (M, C, 1)
+        return (attention * clips).sum(dim=1)
+
+
+class CandidateScorer(nn.Module):
+    """One score per (question, candidate) pair (HCRN's multiple-choice output unit):
+    ``q' = Linear(d,d)(q)``, ``a' = Linear(d,d)(a)``,
+    ``score = Linear(d,1)(dropout(BN(ELU(Linear(4d,d)(dropout([V_q ; q' ; V_a ; a']))))))``.
+
+    forward(V_q (M, d), q (M, d), V_a (M, d), a (M, d)) -> (M,) scores; M = B * K rows, one per candidate. BatchNorm1d
+    uses the statistics of the M rows in train mode and running statistics in eval mode.
+    """
+
+    def __init__(self, module_dim: int, dropout: float):
+        super().__init__()
+        self.question_proj = Linear(module_dim, module_dim)
+        self.candidate_proj = Linear(module_dim, module_dim)
+        self.input_dropout = Dropout(dropout)
+        self.hidden = Linear(4 * module_dim, module_dim)
+        self.norm = nn.BatchNorm1d(module_dim)
+        self.hidden_dropout = Dropout(dropout)
+        self.out = Linear(module_dim, 1)
+
+    def forward(self, question_video: torch.Tensor, sentence: torch.Tensor, candidate_video: torch.Tensor,
+                candidate: torch.Tensor) -> torch.Tensor:
+        joint = torch.cat([question_video, self.question_proj(sentence), candidate_video,
+                           self.candidate_proj(candidate)], dim=1)                  # (M, 4d)
+        hidden = self.norm(elu(self.hidden(self.input_dropout(joint))))
+        return self.out(self.hidden_dropout(hidden))[:, 0]

@@ -4,7 +4,8 @@ Each term is registered once (:func:`register_loss`) with a name, a typed parame
 ``weight``; e.g. a ``temperature``) and the model-output fields it reads from the model being trained and,
 optionally, from the frozen teacher. The config's ``losses`` section (and ``distill.losses``, the terms used
 when a teacher is given) lists the terms by name with their parameters; nothing from the config is executed.
-Built-in terms: ``ce``, ``similarity``, ``hsic``, ``kd_appearance``, ``kd_motion``.
+Built-in terms: ``ce``, ``mse``, ``similarity``, ``hsic``, ``kd_appearance``, ``kd_motion``. A term may be limited
+to some answer heads (``ce``: open-ended and multiple choice; ``mse``: count); :func:`check_heads` refuses the others.
 
 Every term is computed in float32 with autocast disabled (model outputs may be bf16/fp16 under autocast, and the
 Gram matrices of HSIC would lose digits in bf16) and is vectorised over the batch and the graph layers.
@@ -84,13 +85,15 @@ class DistillationParams(TermParams):
 class LossTerm:
     """A registered term: ``fn(params, student, answers, teacher) -> scalar`` reading ``student_fields`` of the
     trained model's output and ``teacher_fields`` of the teacher's (teacher None when it reads none).
-    ``same_config``: model-config keys the teacher and the student must agree on for this term to make sense."""
+    ``same_config``: model-config keys the teacher and the student must agree on for this term to make sense.
+    ``heads``: the answer heads (model.head) the term fits; () = every head."""
     name: str
     fn: Callable
     params: type
     student_fields: tuple
     teacher_fields: tuple
     same_config: tuple
+    heads: tuple = ()
 
     @property
     def reads_teacher(self) -> bool:
@@ -101,7 +104,7 @@ _TERMS: dict[str, LossTerm] = {}
 
 
 def register_loss(name: str, params: type = TermParams, student: tuple = (), teacher: tuple = (),
-                  same_config: tuple = ()):
+                  same_config: tuple = (), heads: tuple = ()):
     """Decorator: register a loss term under ``name`` (see :class:`LossTerm`)."""
     if name == TOTAL:
         raise ValueError(f"'{TOTAL}' is the weighted sum, not a term name")
@@ -109,7 +112,7 @@ def register_loss(name: str, params: type = TermParams, student: tuple = (), tea
     def decorate(fn: Callable) -> Callable:
         if name in _TERMS and _TERMS[name].fn is not fn:
             raise ValueError(f"a loss term named '{name}' is already registered")
-        _TERMS[name] = LossTerm(name, fn, params, tuple(student), tuple(teacher), tuple(same_config))
+        _TERMS[name] = LossTerm(name, fn, params, tuple(student), tuple(teacher), tuple(same_config), tuple(heads))
         return fn
     return decorate
 
@@ -121,10 +124,18 @@ def loss_term(name: str, where: str = "losses") -> LossTerm:
     return _TERMS[name]
 
 
-@register_loss("ce", student=("logits",))
+@register_loss("ce", student=("logits",), heads=("open_ended", "multiple_choice"))
 def cross_entropy_term(params, student, answers, teacher) -> torch.Tensor:
-    """L_T: cross-entropy of the answer logits (B, A) against the answers (B,)."""
+    """L_T: cross-entropy of the answer logits (B, A) against the answers (B,) class ids (multiple choice: the
+    softmax over the K candidates' scores (B, K) against the right candidate's index)."""
     return F.cross_entropy(student.logits.float(), answers)
+
+
+@register_loss("mse", student=("logits",), heads=("count",))
+def mean_squared_error_term(params, student, answers, teacher) -> torch.Tensor:
+    """Count regression (as HCRN): ``mean_B (logits[:, 0] - count)^2`` with logits (B, 1) and answers (B,) the
+    integer counts."""
+    return ((student.logits[:, 0].float() - answers.float()) ** 2).mean()
 
 
 @register_loss("similarity", student=("joint_appearance", "joint_motion"))
@@ -229,6 +240,19 @@ def build_objective(losses: dict, teacher_losses: dict | None = None, teacher_gi
         raise ConfigError("a teacher is given (distill.teacher_ckpt / --teacher_ckpt) but no loss term reads it: "
                           "list the distillation terms under 'distill.losses' (e.g. kd_appearance, kd_motion)")
     return Objective(tuple(terms))
+
+
+def check_heads(cfg, head: str) -> None:
+    """ConfigError naming the first configured term (``losses`` or ``distill.losses``) that does not fit the answer
+    head ``head`` (e.g. ``ce`` with the count head, ``mse`` with another)."""
+    for section, terms in (("losses", cfg.losses), ("distill.losses", cfg.distill.losses)):
+        for name in (terms or {}):
+            fits = loss_term(name, f"{section}.{name}").heads
+            if fits and head not in fits:
+                hint = " (count configs use losses: {ce: null, mse: {weight: 1.0}})" if head == "count" or name == "mse" \
+                    else ""
+                raise ConfigError(f"config key '{section}.{name}': the {name} term fits the {' / '.join(fits)} "
+                                  f"head(s), but model.head is {head}{hint}")
 
 
 def objective_for(cfg, mode: str) -> Objective:

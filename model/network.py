@@ -14,10 +14,13 @@ from torch import nn
 
 from model.dualvgr import DualVGR
 from model.encoders import AppearanceEncoder, MotionEncoder, QuestionEncoder, length_mask
-from model.fusion import MFB, AnswerClassifier, ClipReadout
+from model.fusion import MFB, AnswerClassifier, CandidateScorer, ClipReadout, ConditionedReadout
 from model.gat import GraphAttention
 from model.registry import register_model
 from utils.config import ConfigError
+
+HEADS = ("open_ended", "multiple_choice", "count")  # model.head values once resolved (configs may say auto)
+AUTO_HEAD = "auto"
 
 
 @dataclass
@@ -44,6 +47,8 @@ class DualVGRConfig:
     mfb_factor: int
     mfb_dim: int
     dropout: DualVGRDropout
+    head: str = "open_ended"   # open_ended | multiple_choice | count (docs/model.md section 8); checkpoints without it
+                               # are open_ended
 
 
 class ModelOutput(NamedTuple):
@@ -51,7 +56,7 @@ class ModelOutput(NamedTuple):
 
     The per-layer tuples hold u * g tensors of shape (B, C, d); graph layer j of unit i is entry ``i * g + j``.
     """
-    logits: torch.Tensor                 # (B, A)
+    logits: torch.Tensor                 # (B, A) open-ended, (B, K) multiple choice, (B, 1) count
     appearance: torch.Tensor             # (B, C, d) V_a after the units (MFB input)
     motion: torch.Tensor                 # (B, C, d) V_m after the units (MFB input)
     fused: torch.Tensor                  # (B, C, d) V_c, the MFB output
@@ -64,7 +69,8 @@ class ModelOutput(NamedTuple):
 class VideoQAModel(nn.Module):
     """DualVGR-style VideoQA model (teacher or student).
 
-    Build it with :func:`model.registry.build_model`. ``forward(appearance, motion, question, question_len, video_index=None)``:
+    Build it with :func:`model.registry.build_model`. ``forward(appearance, motion, question, question_len,
+    video_index=None, candidates=None, candidates_len=None)``:
 
     - appearance ``(N, C, F, D)`` float (any float dtype; cast to the parameters' dtype),
     - motion ``(N, C, D)`` float,
@@ -72,16 +78,26 @@ class VideoQAModel(nn.Module):
       question's device without a sync), values clamped to ``[1, L]``,
     - video_index ``(B,)`` long or None: question b is about video row ``video_index[b]``. The video encoders
       (which never see the question) run once per row, then their outputs are gathered per question.
-      None means N == B and row b belongs to question b.
+      None means N == B and row b belongs to question b,
+    - candidates ``(B, K, L_a)`` long and candidates_len ``(B, K)`` long: the answer candidates (multiple-choice
+      head only; required there, refused otherwise), values of candidates_len clamped to ``[1, L_a]``.
+
+    ``head`` (docs/model.md section 8): ``open_ended`` scores the A answers (logits (B, A)); ``count`` has one
+    regression output (``num_answers`` = 1, logits (B, 1)); ``multiple_choice`` scores each of the K candidates
+    (``num_answers`` = K, logits (B, K)) with a candidate-conditioned readout and :class:`CandidateScorer`.
 
     Returns a :class:`ModelOutput`.
     """
 
     def __init__(self, num_question_tokens: int, num_answers: int, module_dim: int, word_dim: int,
                  vision_dim: int, num_heads: int, graph_layers: int, unit_layers: int, mfb_factor: int,
-                 mfb_dim: int, dropout: dict):
+                 mfb_dim: int, dropout: dict, head: str = "open_ended"):
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"model.head must be one of {', '.join(HEADS)}, got {head!r}")
         self.vision_dim = vision_dim
+        self.head = head
+        self.num_answers = num_answers
         self.question_encoder = QuestionEncoder(num_question_tokens, word_dim, module_dim, dropout["word"],
                                                 dropout["question"])
         self.appearance_encoder = AppearanceEncoder(vision_dim, module_dim, dropout["appearance_input"],
@@ -89,8 +105,12 @@ class VideoQAModel(nn.Module):
         self.motion_encoder = MotionEncoder(vision_dim, module_dim)
         self.units = DualVGR(module_dim, word_dim, num_heads, graph_layers, unit_layers, dropout["gat"])
         self.mfb = MFB(module_dim, mfb_dim, mfb_factor)
-        self.readout = ClipReadout(module_dim, dropout["readout"])
-        self.classifier = AnswerClassifier(module_dim, num_answers, dropout["classifier"])
+        if head == "multiple_choice":
+            self.readout = ConditionedReadout(module_dim, dropout["readout"])
+            self.classifier = CandidateScorer(module_dim, dropout["classifier"])
+        else:
+            self.readout = ClipReadout(module_dim, dropout["readout"])
+            self.classifier = AnswerClassifier(module_dim, num_answers, dropout["classifier"])
         init_weights(self)
 
     @torch.no_grad()
@@ -106,8 +126,10 @@ class VideoQAModel(nn.Module):
         weight.copy_(matrix.to(device=weight.device, dtype=weight.dtype))
 
     def forward(self, appearance: torch.Tensor, motion: torch.Tensor, question: torch.Tensor,
-                question_len: torch.Tensor, video_index: torch.Tensor | None = None) -> ModelOutput:
+                question_len: torch.Tensor, video_index: torch.Tensor | None = None,
+                candidates: torch.Tensor | None = None, candidates_len: torch.Tensor | None = None) -> ModelOutput:
         self._check_shapes(appearance, motion, question, question_len, video_index)
+        self._check_candidates(question, candidates, candidates_len)
         device = question.device
         lengths = question_len.to(device, non_blocking=True).long().clamp(1, question.shape[1])
         dtype = self.motion_encoder.proj.weight.dtype
@@ -119,9 +141,44 @@ class VideoQAModel(nn.Module):
         words, contextual, sentence = self.question_encoder(question, lengths)
         units = self.units(appearance, motion, contextual, words, length_mask(lengths, question.shape[1]))
         fused = self.mfb(units.appearance, units.motion)                        # (B, C, d)
-        logits = self.classifier(self.readout(fused), sentence)
+        if self.head == "multiple_choice":
+            logits = self._score_candidates(fused, sentence, candidates, candidates_len)
+        else:
+            logits = self.classifier(self.readout(fused), sentence)
         return ModelOutput(logits, units.appearance, units.motion, fused, units.indep_appearance,
                            units.joint_appearance, units.indep_motion, units.joint_motion)
+
+    def _score_candidates(self, fused: torch.Tensor, sentence: torch.Tensor, candidates: torch.Tensor,
+                          candidates_len: torch.Tensor) -> torch.Tensor:
+        """fused V_c (B, C, d), q (B, d), candidates (B, K, L_a), lengths (B, K) -> logits (B, K).
+
+        The B * K candidates are flattened into rows (no loop over questions or candidates): each is encoded with
+        the question encoder's embedding and sentence BiLSTM, reads the clips of its question, and is scored with
+        the question's own readout and sentence vector.
+        """
+        b, k, width = candidates.shape
+        lengths = candidates_len.to(candidates.device, non_blocking=True).long().clamp(1, width).reshape(b * k)
+        answer = self.question_encoder.encode_sentence(candidates.reshape(b * k, width), lengths)     # (BK, d)
+        question_video = self.readout(sentence, fused)                                                  # (B, d)
+        clips = fused[:, None].expand(b, k, *fused.shape[1:]).reshape(b * k, *fused.shape[1:])       # (BK, C, d)
+        answer_video = self.readout(answer, clips)                                                       # (BK, d)
+        repeat = lambda x: x[:, None].expand(b, k, x.shape[-1]).reshape(b * k, x.shape[-1])  # noqa: E731
+        scores = self.classifier(repeat(question_video), repeat(sentence), answer_video, answer)       # (BK,)
+        return scores.reshape(b, k)
+
+    def _check_candidates(self, question, candidates, candidates_len) -> None:
+        """The candidates a multiple-choice head needs (and no others get); shape checks only."""
+        if self.head != "multiple_choice":
+            if candidates is not None:
+                raise ValueError(f"candidates are given but the model's head is {self.head}, not multiple_choice")
+            return
+        if candidates is None or candidates_len is None:
+            raise ValueError("the multiple_choice head needs candidates (B, K, L_a) and candidates_len (B, K)")
+        expected = (question.shape[0], self.num_answers)
+        if candidates.dim() != 3 or tuple(candidates.shape[:2]) != expected or candidates.shape[2] < 1:
+            raise ValueError(f"candidates must be (B, K, L_a) with (B, K) = {expected}, got {tuple(candidates.shape)}")
+        if tuple(candidates_len.shape) != expected:
+            raise ValueError(f"candidates_len must be (B, K) = {expected}, got {tuple(candidates_len.shape)}")
 
     def _check_shapes(self, appearance, motion, question, question_len, video_index) -> None:
         """Shape checks only (host-side metadata, no device sync)."""
@@ -163,14 +220,22 @@ def init_weights(model: nn.Module) -> None:
 
 @register_model("dualvgr", config=DualVGRConfig, outputs=ModelOutput)
 def build_dualvgr(config: DualVGRConfig, num_question_tokens: int, num_answers: int) -> VideoQAModel:
-    """The DualVGR-style network for V question tokens and A answers; ConfigError names a bad ``model`` key."""
+    """The DualVGR-style network for V question tokens and A answers (K candidates for the multiple-choice head,
+    1 for count); ConfigError names a bad ``model`` key."""
     values = asdict(config)
+    head = values["head"]
+    if head not in HEADS:
+        hint = " (auto is resolved from the dataset's answer type before the model is built)" if head == AUTO_HEAD else ""
+        raise ConfigError(f"model.head must be one of {', '.join(HEADS)}, got {head!r}{hint}")
     for key, value in values.items():
-        if key != "dropout" and value < 1:
+        if key not in ("dropout", "head") and value < 1:
             raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
     if config.module_dim % 2 or config.module_dim % config.num_heads:
         raise ConfigError(f"model.module_dim ({config.module_dim}) must be even and divisible by model.num_heads "
                           f"({config.num_heads})")
-    if num_question_tokens < 2 or num_answers < 2:
-        raise ValueError(f"need at least 2 question tokens and 2 answers, got {num_question_tokens} and {num_answers}")
+    if head == "count" and num_answers != 1:
+        raise ValueError(f"the count head has one output (num_answers 1), got {num_answers}")
+    if num_question_tokens < 2 or (head != "count" and num_answers < 2):
+        what = "candidates" if head == "multiple_choice" else "answers"
+        raise ValueError(f"need at least 2 question tokens and 2 {what}, got {num_question_tokens} and {num_answers}")
     return VideoQAModel(num_question_tokens, num_answers, **values)

@@ -3,6 +3,10 @@
     python -m model.summary --cfg configs/msvd_qa_teacher.yml --question_tokens 4000 --answers 1002
     python -m model.summary --cfg configs/msvd_qa_student.yml --vocab data/msvd-qa/msvd-qa_vocab.json
 
+The answer head is the config's ``model.head`` (auto: the dataset's answer type). With a vocabulary file, V is the
+embedding vocabulary (question_answer_token_to_idx for multiple choice) and A the head's outputs (the answers,
+the dataset's K candidates, or 1 for count).
+
 The model is the one ``model.name`` selects (model/registry.py), built on the ``meta`` device: no memory is allocated and no weights are initialised, so even the
 largest config counts in well under a second. The last line is always ``trainable parameters: N`` with N written
 with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
@@ -52,20 +56,25 @@ def parameter_table(model: torch.nn.Module) -> list[tuple[str, int]]:
         rows.append((f"unit {i}: independent/joint fusion",
                      count(unit.appearance_fusion) + count(unit.motion_fusion)))
     rows += [("MFB fusion", count(model.mfb)),
-             ("clip readout", count(model.readout)),
-             ("classifier", count(model.classifier))]
+             ("clip readout" if model.head != "multiple_choice" else "conditioned readout (question, candidates)",
+              count(model.readout)),
+             ("classifier" if model.head != "multiple_choice" else "candidate scorer", count(model.classifier))]
     return rows
 
 
-def vocabulary_sizes(path: Path) -> tuple[int, int]:
-    """(V, A) from a vocabulary JSON with ``question_token_to_idx`` and ``answer_token_to_idx``."""
+def vocabulary_sizes(path: Path, head: str = "open_ended", num_candidates: int = 0) -> tuple[int, int]:
+    """(V, A) from a vocabulary JSON: V the embedding vocabulary (``question_answer_token_to_idx`` for multiple
+    choice, else ``question_token_to_idx``), A ``len(answer_token_to_idx)`` (open-ended), ``num_candidates``
+    (multiple choice) or 1 (count)."""
     try:
         vocab = load_vocab(path)
     except FileNotFoundError:
         raise SystemExit(f"vocabulary file not found: {path} (or give --question_tokens V --answers A)") from None
     except QuestionFileError as e:
         raise SystemExit(str(e)) from None
-    return len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
+    if head == "multiple_choice":
+        return len(vocab["question_answer_token_to_idx"]), num_candidates
+    return len(vocab["question_token_to_idx"]), 1 if head == "count" else len(vocab["answer_token_to_idx"])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -99,14 +108,19 @@ def main(argv=None) -> int:
     if args.question_tokens is not None:
         num_tokens, num_answers = args.question_tokens, args.answers
     else:
-        vocab = Path(args.vocab) if args.vocab else Path(cfg.dataset.data_dir) / cfg.dataset.vocab_json
+        from training.data.paths import dataset_path, dataset_spec
+        try:
+            vocab = Path(args.vocab) if args.vocab else dataset_path(cfg, "vocab_json")
+            num_candidates = dataset_spec(cfg).num_candidates
+        except ConfigError as e:
+            raise SystemExit(str(e)) from None
         if not vocab.is_absolute() and not vocab.exists():
             vocab = REPO_ROOT / vocab
-        num_tokens, num_answers = vocabulary_sizes(vocab)
+        num_tokens, num_answers = vocabulary_sizes(vocab, cfg.model.get("head", "open_ended"), num_candidates)
     try:
         with torch.device("meta"):
             model = build_model(cfg.model, num_question_tokens=num_tokens, num_answers=num_answers)
-    except ValueError as e:
+    except ValueError as e:  # ConfigError included
         raise SystemExit(str(e)) from None
     rows = parameter_table(model)
     fields = " ".join(f"{k}={v}" for k, v in vars(model_config(cfg.model)).items()

@@ -39,7 +39,8 @@ def test_v1_checkpoint_is_a_teacher(tiny):
 
 def test_v1_checkpoint_resumes(tiny):
     root, data = tiny
-    cfg = write_config(root / "tiny.yml", data, root / "results", exp_name="fixture", train={"max_epochs": 2})
+    cfg = write_config(root / "tiny.yml", data, root / "results", exp_name="fixture", dataset_name="tiny",
+                       train={"max_epochs": 2})  # its config names dataset "tiny" (registered by train_fixtures)
     run_dir = root / "results" / "fixture"
     run_dir.mkdir(parents=True)
     shutil.copy(FIXTURE, run_dir / "last.pt")

@@ -56,10 +56,10 @@ def build_student(cfg, bundle) -> torch.nn.Module:
                             f"(set model.word_dim={dim})")
         if rows != sig.num_question_tokens:
             raise DataError(f"{source}: the GloVe matrix has {rows} rows but the vocabulary (dataset.vocab_json) "
-                            f"has {sig.num_question_tokens} question tokens")
+                            f"has {sig.num_question_tokens} tokens in its embedding vocabulary")
         bad = first_nonfinite_row(bundle.glove)
         if bad is not None:
             raise DataError(f"{source}: row {bad} of the GloVe matrix (question token "
-                            f"{inverse_vocab(bundle.vocab['question_token_to_idx'])[bad]!r}) holds NaN or inf")
+                            f"{inverse_vocab(bundle.embedding_vocab)[bad]!r}) holds NaN or inf")
         model.load_glove(bundle.glove)
     return model

@@ -18,6 +18,8 @@ A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts, 
     config              the whole resolved config (plain dict)
     vocab_fingerprint   sha256 of the vocabulary's question and answer token lists
     num_question_tokens, num_answers, num_clips, frames_per_clip, appearance_dim, motion_dim
+    answer_type, dataset  the head's answer type and the registered dataset (file prefix) the model was trained on
+                        (absent before issue 12: open_ended, not checked)
     best_metric, best_epoch   best validation accuracy so far and its epoch
     history             list of per-epoch metric dicts (metrics.csv rows)
 """
@@ -43,10 +45,14 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the data / model it is used with."""
 
 
-def vocab_fingerprint(vocab: dict) -> str:
-    """sha256 over the question and answer token lists (in index order) of a vocabulary JSON dict."""
+def vocab_fingerprint(vocab: dict, answer_type: str = "open_ended") -> str:
+    """sha256 over the question and answer token lists (in index order) of a vocabulary JSON dict; for multiple
+    choice also over question_answer_token_to_idx (the embedding vocabulary there)."""
     lists = {}
-    for key in ("question_token_to_idx", "answer_token_to_idx"):
+    keys = ("question_token_to_idx", "answer_token_to_idx")
+    if answer_type == "multiple_choice":
+        keys += ("question_answer_token_to_idx",)
+    for key in keys:
         mapping = vocab[key]
         lists[key] = sorted(mapping, key=mapping.__getitem__)
     return hashlib.sha256(json.dumps(lists, ensure_ascii=False).encode("utf-8")).hexdigest()
@@ -54,7 +60,13 @@ def vocab_fingerprint(vocab: dict) -> str:
 
 @dataclass(frozen=True)
 class DataSignature:
-    """What a model is tied to in the data: vocabulary and feature shapes."""
+    """What a model is tied to in the data: vocabulary, answer type and feature shapes.
+
+    ``num_question_tokens``: rows of the word embedding (question_answer_token_to_idx for multiple choice, else
+    question_token_to_idx); ``num_answers``: outputs of the head (A answers open-ended, K candidates multiple
+    choice, 1 count); ``answer_type``: the head (open_ended | multiple_choice | count); ``dataset``: the dataset's
+    file prefix (msvd-qa, tgif-qa_action, ...).
+    """
     vocab_fingerprint: str
     num_question_tokens: int
     num_answers: int
@@ -62,6 +74,8 @@ class DataSignature:
     frames_per_clip: int
     appearance_dim: int
     motion_dim: int
+    answer_type: str = "open_ended"
+    dataset: str = ""
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -134,6 +148,13 @@ def check_against_data(ckpt: dict, data: DataSignature, path: str | Path, source
     ``model_dims``: model-config values that must be equal, e.g. {"word_dim": 8, "module_dim": 32}.
     """
     problems = []
+    theirs = checkpoint_head(ckpt)
+    if theirs != data.answer_type:
+        raise CheckpointError(f"checkpoint {path} (from {source}) has a {theirs} answer head "
+                              f"({ckpt.get('dataset') or 'dataset not recorded'}), but the data ({data.dataset}) is "
+                              f"{data.answer_type}: a checkpoint only fits data of its own answer type")
+    if ckpt.get("dataset") and data.dataset and ckpt["dataset"] != data.dataset:
+        problems.append(f"dataset: checkpoint {ckpt['dataset']} vs data {data.dataset}")
     if ckpt["vocab_fingerprint"] != data.vocab_fingerprint:
         problems.append(f"vocabulary fingerprint: checkpoint {ckpt['vocab_fingerprint']} vs data "
                         f"{data.vocab_fingerprint}")
@@ -150,6 +171,11 @@ def check_against_data(ckpt: dict, data: DataSignature, path: str | Path, source
                         f"data vocabulary fingerprint {data.vocab_fingerprint}")
         raise CheckpointError(f"checkpoint {path} (from {source}) does not match the data/model:\n  - "
                               + "\n  - ".join(problems) + f"\n  ({fingerprints})")
+
+
+def checkpoint_head(ckpt: dict) -> str:
+    """The answer head of a checkpoint: its model config's ``head`` (open_ended when absent: older checkpoints)."""
+    return ckpt["model_config"].get("head") or ckpt.get("answer_type") or "open_ended"
 
 
 def model_bytes(model_cfg, num_question_tokens: int, num_answers: int) -> int:

@@ -18,7 +18,7 @@ from model.losses import Objective, compute_losses
 from training import distributed
 from training.data import QuestionSplit, batch_to_device
 from training.log import get_logger
-from training.metrics import SplitAccuracy, accuracy_by_type, correct_mask
+from training.metrics import SplitAccuracy, correct_mask, predictions_from_logits, score_by_category
 
 SYNC_EVERY = 25       # steps between host reads of the running sums
 NO_BAD_STEP = 2 ** 62  # "no non-finite loss yet"
@@ -83,7 +83,8 @@ def autocast(device: torch.device, amp_dtype: torch.dtype | None):
 
 
 def model_inputs(batch: dict, per_question_videos: bool = False) -> tuple:
-    """The model's arguments (appearance, motion, question, question_len, video_index) from a batch.
+    """The model's positional arguments (appearance, motion, question, question_len, video_index) from a batch
+    (the candidates of a multiple-choice batch are keyword arguments: :func:`candidate_inputs`).
 
     ``per_question_videos``: gather each question's video rows first (appearance (B, C, F, D), motion (B, C, D),
     video_index None), so that the video encoders draw their dropout masks per question in training mode.
@@ -95,6 +96,14 @@ def model_inputs(batch: dict, per_question_videos: bool = False) -> tuple:
     return appearance, motion, batch["question"], batch["question_len"], video_index
 
 
+def candidate_inputs(batch: dict) -> dict:
+    """``candidates`` (B, K, L_a) and ``candidates_len`` (B, K) of a multiple-choice batch as keyword arguments;
+    {} for other batches (models without candidates never see the keywords)."""
+    if "candidates" not in batch:
+        return {}
+    return {"candidates": batch["candidates"], "candidates_len": batch["candidates_len"]}
+
+
 def forward(model, teacher, batch: dict, objective: Objective, device, amp_dtype, per_question_videos: bool = False):
     """Model (and frozen teacher, when the objective reads it) on one batch -> (model output, dict of scalar loss
     tensors: ``objective.part_names``).
@@ -102,19 +111,19 @@ def forward(model, teacher, batch: dict, objective: Objective, device, amp_dtype
     ``per_question_videos`` applies to the model (see :func:`model_inputs`); the teacher, in eval mode and
     without dropout, always encodes each distinct video once.
     """
-    inputs = model_inputs(batch)
+    inputs, candidates = model_inputs(batch), candidate_inputs(batch)
     with autocast(device, amp_dtype):
-        out = model(*model_inputs(batch, per_question_videos))
+        out = model(*model_inputs(batch, per_question_videos), **candidates)
         teacher_out = None
         if teacher is not None and objective.reads_teacher:
             with torch.no_grad():
-                teacher_out = teacher(*inputs)
+                teacher_out = teacher(*inputs, **candidates)
         losses = compute_losses(objective, out, batch["answer"], teacher_out)
     return out, losses
 
 
 def train_step(ctx: StepContext, batch: dict):
-    """One optimisation step on a device batch -> (losses dict, logits (B, A)). No host sync."""
+    """One optimisation step on a device batch -> (losses dict, logits (B, A) / (B, K) / (B, 1)). No host sync."""
     out, losses = forward(ctx.model, ctx.teacher, batch, ctx.objective, ctx.device, ctx.amp_dtype,
                           per_question_videos=not ctx.share_video_dropout)
     ctx.optimizer.zero_grad(set_to_none=True)
@@ -133,11 +142,15 @@ class EpochTotals:
 
     loss_sums (P,) float64: sum over questions of each loss part (``part_names`` order, ``total`` first);
     count () float64;
-    correct () float64; predictions (N,) int64, -1 until the question is seen; first_bad_step () int64 and
-    bad_parts (P,) bool: the first step whose loss was not finite and which parts were not.
+    correct () float64: right answers (accuracy heads) or the sum of squared errors (count head);
+    predictions (N,) int64 (answer id, candidate index or rounded count), -1 until the question is seen;
+    first_bad_step () int64 and bad_parts (P,) bool: the first step whose loss was not finite and which parts were
+    not. ``head`` decides how logits become predictions; ``unanswerable`` the answer id never counted correct.
     """
 
-    def __init__(self, num_questions: int, device: torch.device, part_names: tuple):
+    def __init__(self, num_questions: int, device: torch.device, part_names: tuple, head: str = "open_ended",
+                 unanswerable: int | None = 1):
+        self.head, self.unanswerable = head, unanswerable
         self.part_names = tuple(part_names)
         self.loss_sums = torch.zeros(len(self.part_names), dtype=torch.float64, device=device)
         self.count = torch.zeros((), dtype=torch.float64, device=device)
@@ -150,10 +163,13 @@ class EpochTotals:
         parts = torch.stack([losses[k].detach().float() for k in self.part_names])
         finite = torch.isfinite(parts)
         size = batch["answer"].shape[0]
-        predictions = logits.detach().argmax(dim=-1)
+        predictions = predictions_from_logits(logits, self.head)
         self.loss_sums += parts.double() * size
         self.count += size
-        self.correct += correct_mask(predictions, batch["answer"]).sum()
+        if self.head == "count":
+            self.correct += ((predictions - batch["answer"]).double() ** 2).sum()
+        else:
+            self.correct += correct_mask(predictions, batch["answer"], self.unanswerable).sum()
         self.predictions[batch["question_index"]] = predictions
         newly_bad = (~finite).any() & (self.first_bad_step == NO_BAD_STEP)
         self.first_bad_step = torch.where(newly_bad, torch.full_like(self.first_bad_step, step), self.first_bad_step)
@@ -183,7 +199,8 @@ def check_status(totals: EpochTotals, epoch: int, stop_requested: bool, dist_ctx
     """Read the running sums (one host sync; one all-reduce under DDP).
 
     Raises NonFiniteLossError if any rank saw a non-finite loss. Returns (stop, mean total loss, accuracy) where
-    ``stop`` is True when any rank was asked to stop (Ctrl-C / SIGTERM).
+    ``stop`` is True when any rank was asked to stop (Ctrl-C / SIGTERM). The third value is the running MSE for
+    the count head.
     """
     flags = torch.cat([totals.first_bad_step.double().reshape(1),
                        torch.full((1,), -float(stop_requested), dtype=torch.float64, device=totals.count.device),
@@ -228,7 +245,10 @@ def train_epoch(ctx: StepContext, loader, totals: EpochTotals, epoch: int, start
             stop_now = interrupt.requested and not dist_ctx.is_distributed
             if step % SYNC_EVERY == 0 or stop_now:
                 stop, mean_total, accuracy = check_status(totals, epoch, interrupt.requested, dist_ctx)
-                bar.set_postfix(loss=f"{mean_total:.4f}", acc=f"{100 * accuracy:.1f}%")
+                if totals.head == "count":
+                    bar.set_postfix(loss=f"{mean_total:.4f}", mse=f"{accuracy:.3f}")
+                else:
+                    bar.set_postfix(loss=f"{mean_total:.4f}", acc=f"{100 * accuracy:.1f}%")
                 if stop and step < total_steps:
                     return EpochOutcome(steps_done=step, interrupted=True)
         check_status(totals, epoch, False, dist_ctx)
@@ -239,7 +259,8 @@ def train_epoch(ctx: StepContext, loader, totals: EpochTotals, epoch: int, start
 
 @dataclass
 class EvalResult:
-    """Accuracy, per-question mean losses and predictions (N,) (numpy, split order) of one pass over a split."""
+    """Scores (accuracy or MSE per category), per-question mean losses and predictions (N,) (numpy, split order:
+    answer ids, candidate indices or rounded counts) of one pass over a split."""
     accuracy: SplitAccuracy
     losses: dict
     predictions: np.ndarray
@@ -248,21 +269,27 @@ class EvalResult:
 @torch.no_grad()
 def evaluate(model, teacher, loader, split: QuestionSplit, objective: Objective, device, amp_dtype, dist_ctx,
              show_progress: bool = False, desc: str = "eval") -> EvalResult:
-    """Predict every question of ``split`` (shared across ranks) and compute its losses and accuracy."""
+    """Predict every question of ``split`` (shared across ranks) and compute its losses and scores."""
     model.eval()
-    totals = EpochTotals(len(split), device, objective.part_names)
+    totals = EpochTotals(len(split), device, objective.part_names, split.head, split.unanswerable)
     for step, batch in enumerate(progress(loader, desc=desc, unit="batch", disable=not show_progress,
                                       dynamic_ncols=True, leave=False)):
         batch = batch_to_device(batch, device)
         out, losses = forward(model, teacher, batch, objective, device, amp_dtype)
         totals.add(losses, out.logits, batch, step)
     totals.reduce(dist_ctx)
-    answers = torch.from_numpy(split.answers).to(device)
-    types = torch.from_numpy(split.types).to(device)
-    accuracy = accuracy_by_type(totals.predictions, answers, types)
+    accuracy = split_scores(totals.predictions, split, device)
     losses = totals.mean_losses()
     if not all(math.isfinite(v) for v in losses.values()):
         bad = [k for k, v in losses.items() if not math.isfinite(v)]
         raise NonFiniteLossError(f"non-finite {desc} loss part(s) {', '.join(bad)}: the model produces NaN/inf "
                                  "on this split (check its features for NaN/inf)")
     return EvalResult(accuracy=accuracy, losses=losses, predictions=totals.predictions.cpu().numpy())
+
+
+def split_scores(predictions: torch.Tensor, split: QuestionSplit, device) -> SplitAccuracy:
+    """The metric of ``predictions`` (N,) on ``split``, per category and group (one host sync)."""
+    answers = torch.from_numpy(split.answers).to(device)
+    types = torch.from_numpy(split.types).to(device)
+    return score_by_category(predictions, answers, types, split.category_names, split.category_groups or {},
+                             split.metric, split.unanswerable)

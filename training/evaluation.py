@@ -22,8 +22,9 @@ from training.checkpoint import CheckpointError, build_checkpoint_model, check_a
 from training.data import build_loader, inverse_vocab, load_data
 from training.distributed import DistContext
 from training.engine import evaluate
-from training.metrics import TYPE_NAMES, UNANSWERABLE, SplitAccuracy, accuracy_table, comparison_table
+from training.metrics import SplitAccuracy, format_value, accuracy_table, comparison_table, metric_unit
 from training.reporting import TEST_SELECTED_LABEL, accuracy_title, best_test_epoch
+from training.run_config import resolve_head
 from training.samplers import VideoGroupedBatchSampler
 from utils.config import load_config, to_dict
 from utils.device import resolve_device
@@ -31,8 +32,10 @@ from utils.device import resolve_device
 
 @dataclass
 class CheckpointResult:
-    """One checkpoint evaluated on one split. ``predictions`` (N,) answer ids in the split's question order;
-    ``scoring``: how the split's questions were scored (QuestionSplit.scoring())."""
+    """One checkpoint evaluated on one split. ``predictions`` (N,) in the split's question order: answer ids
+    (open-ended), chosen candidate indices (multiple choice) or rounded counts (count); ``accuracy`` the scores
+    (accuracy, or MSE for count) per category; ``scoring``: how the split's questions were scored
+    (QuestionSplit.scoring())."""
     name: str
     path: Path
     split: str
@@ -88,6 +91,7 @@ class SplitEvaluator:
             raise ValueError(f"split must be val or test, got '{split}'")
         self.cfg = cfg
         self.split = split
+        self.head = resolve_head(cfg)
         self.device = resolve_device(cfg.device)
         set_cpu_fast_path(cfg.model.cpu_fast_path)
         # no teacher here: terms that read one are reported as 0
@@ -111,27 +115,76 @@ class SplitEvaluator:
                                 checkpoint=ckpt, scoring=self.questions.scoring())
 
     def question_texts(self) -> list[str]:
-        tokens = inverse_vocab(self.bundle.vocab["question_token_to_idx"])
+        tokens = inverse_vocab(self.bundle.embedding_vocab)
         q = self.questions
         return [" ".join(tokens[t] for t in row[:length]) for row, length in zip(q.questions, q.lengths)]
 
     def answer_tokens(self) -> list[str]:
         return inverse_vocab(self.bundle.vocab["answer_token_to_idx"])
 
+    def candidate_texts(self) -> list[list[str]] | None:
+        """Per question its K candidates as text (multiple choice), else None."""
+        q = self.questions
+        if q.candidates is None:
+            return None
+        tokens = inverse_vocab(self.bundle.embedding_vocab)
+        return [[" ".join(tokens[t] for t in row[:length]) for row, length in zip(rows, lengths)]
+                for rows, lengths in zip(q.candidates, q.candidate_lengths)]
+
+    def answer_texts(self) -> "AnswerText":
+        """How answer ids of this split read as text (see :class:`AnswerText`)."""
+        return AnswerText(self.head, self.answer_tokens() if self.head == "open_ended" else None,
+                          self.candidate_texts())
+
+    def category_name(self, i: int) -> str | None:
+        """The category of question ``i``; None when the dataset has no categories."""
+        names = self.questions.category_names
+        return names[self.questions.types[i]] if names else None
+
+    def correct(self, predictions: np.ndarray) -> np.ndarray:
+        """(..., N) bool: the prediction equals the answer, and the answer is answerable."""
+        q = self.questions
+        right = predictions == q.answers
+        return right if q.unanswerable is None else right & (q.answers != q.unanswerable)
+
     def close(self) -> None:
         self.bundle.close()
 
 
+@dataclass
+class AnswerText:
+    """Answer ids as text: the answer token (open-ended), the candidate's text (multiple choice; needs the question's
+    index) or the count itself."""
+    head: str
+    tokens: list | None
+    candidates: list | None
+
+    def __call__(self, question: int, answer: int) -> str:
+        if self.head == "multiple_choice":
+            return self.candidates[question][answer]
+        if self.head == "count":
+            return str(int(answer))
+        return self.tokens[answer]
+
+
 def prediction_records(evaluator: SplitEvaluator, result: CheckpointResult) -> list[dict]:
-    """One dict per question: ids, question text, answer, prediction, type, correct."""
+    """One dict per question: ids, question text, answer, prediction, type (category), correct; multiple choice
+    adds the candidates and the chosen / right candidate indices (``prediction_index``, ``answer_index``), count the
+    squared error."""
     q = evaluator.questions
-    texts, answers = evaluator.question_texts(), evaluator.answer_tokens()
+    texts, answer_text = evaluator.question_texts(), evaluator.answer_texts()
+    correct = evaluator.correct(result.predictions)
     records = []
     for i, text in enumerate(texts):
         answer, predicted = int(q.answers[i]), int(result.predictions[i])
-        records.append({"question_id": int(q.question_ids[i]), "video_id": int(q.video_ids[i]), "question": text,
-                        "answer": answers[answer], "prediction": answers[predicted], "type": TYPE_NAMES[q.types[i]],
-                        "correct": bool(predicted == answer and answer != UNANSWERABLE)})
+        record = {"question_id": int(q.question_ids[i]), "video_id": int(q.video_ids[i]), "question": text,
+                  "answer": answer_text(i, answer), "prediction": answer_text(i, predicted),
+                  "type": evaluator.category_name(i), "correct": bool(correct[i])}
+        if evaluator.head == "multiple_choice":
+            record.update(candidates=answer_text.candidates[i], answer_index=answer, prediction_index=predicted)
+        elif evaluator.head == "count":
+            record["squared_error"] = float((predicted - answer) ** 2)
+        records.append(record)
     return records
 
 
@@ -144,7 +197,8 @@ def evaluate_checkpoint(ckpt_path: str | Path, cfg_path: str | Path | None = Non
     try:
         result = evaluator.evaluate(ckpt_path)
         out = result.summary()
-        out["table"] = accuracy_table(result.accuracy, title=accuracy_title(split, result.scoring))
+        out["table"] = accuracy_table(result.accuracy, title=accuracy_title(split, result.scoring,
+                                                                            result.accuracy.metric))
         if with_predictions:
             out["predictions"] = prediction_records(evaluator, result)
         return out
@@ -156,16 +210,16 @@ def _disagreements(evaluator: SplitEvaluator, results: list[CheckpointResult], m
     """Questions on which the models' predictions differ; those the last model alone gets right first."""
     q = evaluator.questions
     predictions = np.stack([r.predictions for r in results])            # (M, N)
-    correct = (predictions == q.answers[None]) & (q.answers[None] != UNANSWERABLE)
+    correct = evaluator.correct(predictions)
     differ = np.flatnonzero((predictions != predictions[:1]).any(axis=0))
     last_alone = correct[-1, differ] & ~correct[:-1, differ].any(axis=0)
     order = differ[np.argsort(~last_alone, kind="stable")]
-    texts, answers = evaluator.question_texts(), evaluator.answer_tokens()
+    texts, answer_text = evaluator.question_texts(), evaluator.answer_texts()
     rows = []
     for i in order[:max_examples]:
         rows.append({"question_id": int(q.question_ids[i]), "video_id": int(q.video_ids[i]), "question": texts[i],
-                     "answer": answers[q.answers[i]], "type": TYPE_NAMES[q.types[i]],
-                     "predictions": {r.name: answers[predictions[m, i]] for m, r in enumerate(results)},
+                     "answer": answer_text(i, q.answers[i]), "type": evaluator.category_name(i),
+                     "predictions": {r.name: answer_text(i, predictions[m, i]) for m, r in enumerate(results)},
                      "correct": {r.name: bool(correct[m, i]) for m, r in enumerate(results)}})
     return rows
 
@@ -185,7 +239,8 @@ TEST_SELECTED_COLUMN = "test-selected (optimistic)"
 def add_test_selected_column(table: str, selected: list[dict | None]) -> str:
     """The comparison table with a last column holding each run's best per-epoch test accuracy (``selected``, one
     best_test_epoch() per model row, None where its run has no per-epoch test accuracy)."""
-    values = ["-" if s is None else f"{100 * s['accuracy']:.2f} (epoch {s['epoch']})" for s in selected]
+    values = ["-" if s is None else f"{format_value(s['accuracy'], s.get('metric', 'accuracy'))} (epoch {s['epoch']})"
+              for s in selected]
     cells = [f" {TEST_SELECTED_COLUMN} |", "---|"] + [f" {value} |" for value in values]
     return "\n".join(line + cell for line, cell in zip(table.split("\n"), cells))
 
@@ -199,10 +254,11 @@ def comparison_notes(split: str, scoring: dict, with_test_selected: bool) -> str
     return "\n".join(notes)
 
 
-def majority_baseline(answers: np.ndarray, answer_tokens: list[str]) -> tuple[str, float] | None:
+def majority_baseline(answers: np.ndarray, answer_tokens: list[str], unanswerable: int | None = 1
+                      ) -> tuple[str, float] | None:
     """(most frequent answer, accuracy of always answering it) over ``answers`` (N,) answer ids; questions whose
-    answer is out of vocabulary count as wrong. None when no answer is in the vocabulary."""
-    known = answers[answers != UNANSWERABLE]
+    answer is ``unanswerable`` (out of vocabulary) count as wrong. None when no answer is in the vocabulary."""
+    known = answers if unanswerable is None else answers[answers != unanswerable]
     if len(known) == 0:
         return None
     counts = np.bincount(known)
@@ -250,7 +306,14 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
         results = [evaluator.evaluate(p, n, "--compare") for p, n in zip(paths, names)]
         predictions = np.stack([r.predictions for r in results])
         rows = _disagreements(evaluator, results, max_examples)
-        baseline = majority_baseline(evaluator.questions.answers, evaluator.answer_tokens())
+        q = evaluator.questions
+        if evaluator.head == "open_ended":
+            baseline = majority_baseline(q.answers, evaluator.answer_tokens(), q.unanswerable)
+        elif evaluator.head == "multiple_choice":  # always the same candidate position
+            positions = [f"candidate {k}" for k in range(evaluator.bundle.signature.num_answers)]
+            baseline = majority_baseline(q.answers, positions, None)
+        else:
+            baseline = None
         table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results], baseline)
         histories = {r.name: run_history(r.path, r.checkpoint) for r in results}
         selected = [best_test_epoch(histories[r.name]) if split == "test" else None for r in results]
@@ -259,7 +322,8 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
         if with_test_selected:
             table = add_test_selected_column(table, selected)
         scoring = evaluator.questions.scoring()
-        return {"split": split, "dataset": evaluator.cfg.dataset.name, "models": models,
+        return {"split": split, "dataset": evaluator.cfg.dataset.name, "metric": results[0].accuracy.metric,
+                "unit": metric_unit(results[0].accuracy.metric), "models": models,
                 "baseline": None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
                 "histories": histories,
                 "num_questions": len(evaluator.questions),

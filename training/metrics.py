@@ -1,8 +1,15 @@
-"""Accuracy overall and per question type, and the markdown tables that show them.
+"""Scores overall, per question category and per category group, and the markdown tables that show them.
 
-A question's type is its first word (what / who / how / when / where; anything else is "other"), read from
-``questions[:, 0]`` through the vocabulary. Answer class 1 (``<UNK1>``) marks val/test answers outside the
-training answer set: such a question is never counted correct, whatever the model predicts.
+The categories are the dataset's (preprocess/datasets/: ``category_names``, ``category_groups``). MSVD-QA and
+MSRVTT-QA type a question by its first word (what / who / how / when / where; anything else is "other"), read from
+``questions[:, 0]`` through the vocabulary (:data:`TYPE_NAMES`, the default); other datasets give each question's
+category in the question file. Groups pool several categories into an extra column (NExT-QA: causal, temporal,
+descriptive). "All" comes first.
+
+The metric is accuracy (open-ended and multiple choice) or, for the count head, the mean squared error of the
+prediction ``clamp(round(logit), 1, 10)`` (lower is better). The open-ended vocabulary's unanswerable answer
+(``<UNK1>``, else ``<UNK>``: val/test answers outside the training answer set) is never counted correct, whatever
+the model predicts; multiple choice and count have none.
 """
 from __future__ import annotations
 
@@ -13,9 +20,45 @@ import torch
 
 from preprocess.text import QUESTION_TYPES
 
-TYPE_NAMES = QUESTION_TYPES + ("other",)
+TYPE_NAMES = QUESTION_TYPES + ("other",)  # MSVD-QA / MSRVTT-QA categories (first word)
 OTHER_TYPE = len(QUESTION_TYPES)
-UNANSWERABLE = 1  # <UNK1>
+UNANSWERABLE = 1  # <UNK1> in MSVD-QA / MSRVTT-QA vocabularies (see unanswerable_answer for any vocabulary)
+ACCURACY, MSE = "accuracy", "MSE"
+COUNT_RANGE = (1, 10)  # count predictions are rounded and clamped to this range (TGIF-QA counts)
+UNANSWERABLE_TOKENS = ("<UNK1>", "<UNK>")
+
+
+def metric_for(head: str) -> str:
+    """The metric of an answer head: MSE for count, accuracy otherwise."""
+    return MSE if head == "count" else ACCURACY
+
+
+def better(metric: str, new: float, best: float | None) -> bool:
+    """Whether ``new`` beats ``best`` (None: nothing yet) under ``metric`` (accuracy: higher, MSE: lower)."""
+    if best is None or best != best:
+        return True
+    return new < best if metric == MSE else new > best
+
+
+def unanswerable_answer(vocab: dict, head: str = "open_ended") -> int | None:
+    """The id of the answer that is never counted correct: ``<UNK1>`` if the answer vocabulary has it, else
+    ``<UNK>``; None for multiple choice, count, or a vocabulary with neither."""
+    if head != "open_ended":
+        return None
+    answers = vocab.get("answer_token_to_idx", {})
+    return next((answers[t] for t in UNANSWERABLE_TOKENS if t in answers), None)
+
+
+def predictions_from_logits(logits: torch.Tensor, head: str = "open_ended") -> torch.Tensor:
+    """(B,) int64 predictions: the argmax answer / candidate, or for count ``clamp(round(logits[:, 0]), 1, 10)``."""
+    if head == "count":
+        return logits[:, 0].detach().float().round().clamp(*COUNT_RANGE).long()
+    return logits.detach().argmax(dim=-1)
+
+
+def display_name(name: str) -> str:
+    """A column title: lower-case words capitalised (what -> What, causal -> Causal); others kept (CW, query_color)."""
+    return name.capitalize() if name.isalpha() and name.islower() else name
 
 
 def token_type_lookup(question_token_to_idx: dict) -> np.ndarray:
@@ -38,89 +81,168 @@ def question_types(questions: np.ndarray, question_token_to_idx: dict) -> np.nda
 
 @dataclass
 class SplitAccuracy:
-    """Correct and total counts per type (``TYPE_NAMES`` order) plus the overall figures."""
-    correct: list[int]
-    total: list[int]
-    overall_correct: int = field(init=False)
+    """Per-category sums (``names`` order) plus the overall figures of one split.
+
+    ``correct``: per category, the questions answered right (accuracy) or the sum of squared errors (MSE);
+    ``total``: questions per category. With no categories (``names`` empty) the lists hold one entry (all
+    questions). ``groups``: column name -> member category names, pooled into extra columns.
+    """
+    correct: list
+    total: list
+    names: tuple = TYPE_NAMES
+    groups: dict = field(default_factory=dict)
+    metric: str = ACCURACY
+    overall_correct: float = field(init=False)
     overall_total: int = field(init=False)
 
     def __post_init__(self):
-        self.overall_correct = int(sum(self.correct))
+        self.names = tuple(self.names)
+        self.overall_correct = sum(self.correct)
+        if self.metric == ACCURACY:
+            self.overall_correct = int(self.overall_correct)
         self.overall_total = int(sum(self.total))
 
     @property
     def overall(self) -> float:
         return self.overall_correct / self.overall_total if self.overall_total else float("nan")
 
+    @property
+    def lower_is_better(self) -> bool:
+        return self.metric == MSE
+
     def by_type(self) -> dict[str, float | None]:
-        """Accuracy per type name; None for a type with no questions."""
-        return {name: (c / t if t else None) for name, c, t in zip(TYPE_NAMES, self.correct, self.total)}
+        """The metric per category name; None for a category with no questions."""
+        return {name: (c / t if t else None) for name, c, t in zip(self.names, self.correct, self.total)}
+
+    def group_sums(self) -> dict[str, tuple[float, int]]:
+        """(sum, questions) per group, pooled over its member categories."""
+        index = {name: i for i, name in enumerate(self.names)}
+        sums = {}
+        for group, members in self.groups.items():
+            rows = [index[m] for m in members]
+            sums[group] = (sum(self.correct[i] for i in rows), int(sum(self.total[i] for i in rows)))
+        return sums
+
+    def by_group(self) -> dict[str, float | None]:
+        return {g: (c / t if t else None) for g, (c, t) in self.group_sums().items()}
 
     def columns(self) -> list[tuple[str, float | None, int]]:
-        """(column name, accuracy, count) for All then each type; "Other" only when such questions exist."""
+        """(column name, value, count) for All, each category ("Other" only when such questions exist), then each
+        group."""
         cols = [("All", self.overall, self.overall_total)]
-        for name, c, t in zip(TYPE_NAMES, self.correct, self.total):
+        for name, c, t in zip(self.names, self.correct, self.total):
             if name == "other" and t == 0:
                 continue
-            cols.append((name.capitalize(), c / t if t else None, t))
+            cols.append((display_name(name), c / t if t else None, t))
+        for group, (c, t) in self.group_sums().items():
+            cols.append((display_name(group), c / t if t else None, t))
         return cols
 
     def to_dict(self) -> dict:
-        return {"all": self.overall, "count": self.overall_total, "correct": self.overall_correct,
-                "by_type": self.by_type(), "counts": dict(zip(TYPE_NAMES, self.total)),
-                "correct_by_type": dict(zip(TYPE_NAMES, self.correct))}
+        out = {"metric": self.metric, "all": self.overall, "count": self.overall_total,
+               "correct": self.overall_correct, "by_type": self.by_type(),
+               "counts": dict(zip(self.names, self.total)), "correct_by_type": dict(zip(self.names, self.correct))}
+        if self.metric == MSE:
+            out["squared_error"] = out.pop("correct")
+            out["squared_error_by_type"] = out.pop("correct_by_type")
+        if self.groups:
+            out["by_group"] = self.by_group()
+            out["group_counts"] = {g: t for g, (_, t) in self.group_sums().items()}
+            out["groups"] = {g: list(m) for g, m in self.groups.items()}
+        return out
 
 
-def correct_mask(predictions: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
-    """(N,) bool: prediction equals the answer and the answer is answerable (not ``<UNK1>``)."""
-    return (predictions == answers) & (answers != UNANSWERABLE)
+def correct_mask(predictions: torch.Tensor, answers: torch.Tensor,
+                 unanswerable: int | None = UNANSWERABLE) -> torch.Tensor:
+    """(N,) bool: prediction equals the answer and the answer is answerable (not ``unanswerable``; None: every
+    answer is)."""
+    right = predictions == answers
+    return right if unanswerable is None else right & (answers != unanswerable)
+
+
+def score_by_category(predictions: torch.Tensor, answers: torch.Tensor, types: torch.Tensor, names: tuple = TYPE_NAMES,
+                      groups: dict | None = None, metric: str = ACCURACY,
+                      unanswerable: int | None = UNANSWERABLE) -> SplitAccuracy:
+    """Sum the metric per category; one host sync. All (N,) on one device; predictions -1 = not seen.
+
+    accuracy: correct answers per category (:func:`correct_mask`); MSE: ``(prediction - answer)^2`` summed per
+    category. ``types`` index ``names`` (all 0 when ``names`` is empty).
+    """
+    seen = (predictions >= 0).to(torch.float64)
+    if metric == MSE:
+        score = (predictions.to(torch.float64) - answers.to(torch.float64)) ** 2 * seen
+    else:
+        score = correct_mask(predictions, answers, unanswerable).to(torch.float64)
+    bins = max(len(names), 1)
+    total = torch.bincount(types, weights=seen, minlength=bins)
+    right = torch.bincount(types, weights=score, minlength=bins)
+    sums, counts = torch.stack([right, total]).tolist()
+    if metric == ACCURACY:
+        sums = [int(round(v)) for v in sums]
+    return SplitAccuracy(correct=sums, total=[int(round(v)) for v in counts], names=tuple(names),
+                         groups=dict(groups or {}), metric=metric)
 
 
 def accuracy_by_type(predictions: torch.Tensor, answers: torch.Tensor, types: torch.Tensor) -> SplitAccuracy:
-    """Count correct predictions per type; one host sync. All (N,) on one device; predictions -1 = not seen."""
-    correct = correct_mask(predictions, answers).to(torch.float64)
-    seen = (predictions >= 0).to(torch.float64)
-    total = torch.bincount(types, weights=seen, minlength=len(TYPE_NAMES))
-    right = torch.bincount(types, weights=correct, minlength=len(TYPE_NAMES))
-    counts = torch.stack([right, total]).to(torch.int64).tolist()
-    return SplitAccuracy(correct=counts[0], total=counts[1])
+    """MSVD-QA/MSRVTT-QA accuracy per first-word type (:data:`TYPE_NAMES`, ``<UNK1>`` = 1 never correct)."""
+    return score_by_category(predictions, answers, types)
+
+
+def format_value(value: float | None, metric: str = ACCURACY) -> str:
+    """Accuracy as a percentage with 2 decimals, MSE with 3; "-" for no questions."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if metric == MSE else f"{100.0 * value:.2f}"
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100.0 * value:.2f}"
+    return format_value(value)
+
+
+def metric_unit(metric: str) -> str:
+    """How a table titles the metric: ``accuracy (%)`` or ``MSE``."""
+    return "MSE" if metric == MSE else "accuracy (%)"
 
 
 def accuracy_table(acc: SplitAccuracy, title: str = "Accuracy (%)") -> str:
-    """Markdown table: one row of accuracies and one of question counts, columns All, What, ... Where."""
+    """Markdown table: one row of the metric and one of question counts, columns All, each category, each group."""
     cols = acc.columns()
     header = "| " + " | ".join([title] + [name for name, _, _ in cols]) + " |"
     rule = "|" + "---|" * (len(cols) + 1)
-    values = "| accuracy | " + " | ".join(_pct(a) for _, a, _ in cols) + " |"
+    label = "MSE" if acc.metric == MSE else "accuracy"
+    values = f"| {label} | " + " | ".join(format_value(a, acc.metric) for _, a, _ in cols) + " |"
     counts = "| questions | " + " | ".join(str(n) for _, _, n in cols) + " |"
     return "\n".join([header, rule, values, counts])
 
 
 def comparison_table(rows: list[tuple[str, SplitAccuracy, int]], baseline: tuple[str, float] | None = None) -> str:
-    """The paper's Table 3/4 layout: per model accuracy overall (``All``, first as in every table) and per type,
-    and trainable parameters; then the question counts per column.
+    """The paper's Table 3/4 layout: per model the metric overall (``All``, first as in every table), per category
+    and per group, and trainable parameters; then the question counts per column.
 
-    ``rows``: (model name, accuracy, trainable parameter count); ``baseline``: (majority answer, its accuracy), a
-    first row when given.
+    ``rows``: (model name, scores, trainable parameter count), all on the same split; ``baseline``: (majority
+    answer, its accuracy), a first row when given.
     """
-    with_other = any(acc.total[OTHER_TYPE] for _, acc, _ in rows)
-    types = list(TYPE_NAMES if with_other else QUESTION_TYPES)
-    lines = ["| Model | All | " + " | ".join(t.capitalize() for t in types) + " | Parameters |",
-             "|---|" + "---|" * (len(types) + 2)]
+    first = rows[0][1] if rows else SplitAccuracy([0] * len(TYPE_NAMES), [0] * len(TYPE_NAMES))
+    names = list(first.names)
+    if "other" in names and not any(acc.total[acc.names.index("other")] for _, acc, _ in rows):
+        names.remove("other")
+    groups = list(first.groups)
+    metric = first.metric
+    titles = ["Model", "All", *(display_name(t) for t in names + groups), "Parameters"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
     if baseline is not None:
         answer, accuracy = baseline
-        lines.append(f"| majority answer ('{answer}') | {_pct(accuracy)} |" + " |" * (len(types) + 1))
+        lines.append(f"| majority answer ('{answer}') | {format_value(accuracy, metric)} |"
+                     + " |" * (len(names) + len(groups) + 1))
     for name, acc, params in rows:
-        per_type = acc.by_type()
-        values = [_pct(acc.overall)] + [_pct(per_type[t]) for t in types]
+        per_type, per_group = acc.by_type(), acc.by_group()
+        values = ([format_value(acc.overall, metric)] + [format_value(per_type[t], metric) for t in names]
+                  + [format_value(per_group[g], metric) for g in groups])
         size = f"{params / 1e6:.2f} M" if params >= 1e6 else f"{params:,}"
         lines.append(f"| {name} | " + " | ".join(values) + f" | {size} |")
     if rows:
-        acc = rows[0][1]
-        counts = [acc.overall_total] + [acc.total[TYPE_NAMES.index(t)] for t in types]
+        group_counts = first.group_sums()
+        counts = ([first.overall_total] + [first.total[first.names.index(t)] for t in names]
+                  + [group_counts[g][1] for g in groups])
         lines.append("| questions | " + " | ".join(f"{n:,}" for n in counts) + " | |")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from training.metrics import QUESTION_TYPES  # noqa: E402
+from training.metrics import display_name  # noqa: E402
 from utils.atomic import atomic_write  # noqa: E402
 
 
@@ -72,20 +72,34 @@ def distillation_figure(history: list[dict], run: str, terms: tuple):
     return fig
 
 
+def _category_style(name: str, index: int) -> tuple[str, str, str]:
+    """Colour, marker and line style of a category's curve (the MSVD-QA types keep theirs)."""
+    if name in TYPE_STYLES:
+        return TYPE_STYLES[name]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return colours[index % len(colours)], "^vDPXo*"[index % 7], (":", "-.")[index % 2]
+
+
 def accuracy_figure(history: list[dict], run: str):
-    """Train accuracy, validation accuracy overall and per question type, per epoch (percent)."""
+    """Train and validation score overall and per category / group, per epoch: accuracy (percent), or MSE for
+    runs of the count head (rows with ``val_mse``)."""
+    stem = "mse" if any("val_mse" in row for row in history) else "acc"
+    scale = 1 if stem == "mse" else 100
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label, style, colour in (("train_acc", "train", "-o", "tab:blue"),
-                                      ("val_acc", "val (all)", "-s", "tab:orange")):
+    for key, label, style, colour in ((f"train_{stem}", "train", "-o", "tab:blue"),
+                                      (f"val_{stem}", "val (all)", "-s", "tab:orange")):
         epochs, values = _series(history, key)
-        ax.plot(epochs, [100 * v for v in values], style, color=colour, label=label, markersize=3, linewidth=2)
-    for qtype in QUESTION_TYPES:
-        epochs, values = _series(history, f"val_acc_{qtype}")
+        ax.plot(epochs, [scale * v for v in values], style, color=colour, label=label, markersize=3, linewidth=2)
+    prefix = f"val_{stem}_"
+    categories = list(dict.fromkeys(k[len(prefix):] for row in history for k in row if k.startswith(prefix)))
+    for index, qtype in enumerate(categories):
+        epochs, values = _series(history, prefix + qtype)
         if epochs:
-            colour, marker, line = TYPE_STYLES[qtype]
-            ax.plot(epochs, [100 * v for v in values], color=colour, marker=marker, linestyle=line,
+            colour, marker, line = _category_style(qtype, index)
+            ax.plot(epochs, [scale * v for v in values], color=colour, marker=marker, linestyle=line,
                     label=f"val {qtype}", linewidth=1.2, markersize=4)
-    ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"{run}: accuracy")
+    name = "MSE" if stem == "mse" else "accuracy"
+    ax.set(xlabel="epoch", ylabel="MSE" if stem == "mse" else "accuracy (%)", title=f"{run}: {name}")
     ax.grid(alpha=0.3)
     _legend_outside(ax)
     return fig
@@ -105,11 +119,13 @@ def plot_run(history: list[dict], run_dir: Path, teacher_terms: tuple = ()) -> l
 
 
 def _bar_columns(models: list[dict]) -> list[tuple[str, str | None, int]]:
-    """(label, type key or None for All, question count) per bar group: All first, then the types with questions."""
+    """(label, category / group key or None for All, question count) per bar group: All first, then the categories
+    (not "other") and the groups."""
     acc = models[0]["accuracy"]
-    counts = acc.get("counts", {})
+    counts = {**acc.get("counts", {}), **acc.get("group_counts", {})}
     columns = [("All", None, acc.get("count", 0))]
-    columns += [(t.capitalize(), t, counts.get(t, 0)) for t in QUESTION_TYPES]
+    columns += [(display_name(t), t, counts.get(t, 0)) for t in [*acc.get("by_type", {}), *acc.get("by_group", {})]
+                if t != "other"]
     return columns
 
 
@@ -124,29 +140,32 @@ def comparison_figure(models: list[dict], histories: dict, title: str, baseline:
     fig, axes = plt.subplots(1, 2 if with_curves else 1, figsize=(14 if with_curves else 8, 4.5), squeeze=False)
     bar_ax = axes[0, 0]
     columns = _bar_columns(models)
+    mse = models[0]["accuracy"].get("metric") == "MSE"
+    scale, unit = (1, "MSE") if mse else (100, "accuracy (%)")
     width = 0.8 / max(len(models), 1)
     for i, model in enumerate(models):
         acc = model["accuracy"]
-        values = [acc["all"] if key is None else acc["by_type"].get(key) for _, key, _ in columns]
+        per_key = {**acc["by_type"], **acc.get("by_group", {})}
+        values = [acc["all"] if key is None else per_key.get(key) for _, key, _ in columns]
         xs = [c + (i - (len(models) - 1) / 2) * width for c in range(len(columns))]
-        bars = bar_ax.bar(xs, [100 * v if v is not None else 0 for v in values], width, label=model["name"],
+        bars = bar_ax.bar(xs, [scale * v if v is not None else 0 for v in values], width, label=model["name"],
                           edgecolor="black", linewidth=0.8)
-        bar_ax.bar_label(bars, labels=[f"{100 * v:.1f}" if v is not None else "n/a" for v in values],
+        bar_ax.bar_label(bars, labels=[f"{scale * v:.1f}" if v is not None else "n/a" for v in values],
                          padding=2, fontsize=7, rotation=90 if len(models) > 3 else 0)
     if baseline is not None:
         bar_ax.axhline(100 * baseline["accuracy"], color="dimgray", linestyle="--", linewidth=1,
                        label=f"majority answer '{baseline['answer']}' ({100 * baseline['accuracy']:.1f})")
     bar_ax.set_xticks(range(len(columns)), [f"{label}\n(n={count:,})" for label, _, count in columns])
-    bar_ax.set_ylim(0, max(100, bar_ax.get_ylim()[1]) * 1.05)
-    bar_ax.set(ylabel="accuracy (%)", title=title)
+    bar_ax.set_ylim(0, max(0 if mse else 100, bar_ax.get_ylim()[1]) * 1.05)
+    bar_ax.set(ylabel=unit, title=title)
     bar_ax.grid(axis="y", alpha=0.3)
     _legend_outside(bar_ax)
     if with_curves:
         curve_ax = axes[0, 1]
         for model, marker in zip(models, itertools.cycle("osD^vPX")):
-            epochs, values = _series(histories.get(model["name"]) or [], "val_acc")
-            curve_ax.plot(epochs, [100 * v for v in values], marker=marker, markersize=4, label=model["name"])
-        curve_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="validation accuracy per epoch")
+            epochs, values = _series(histories.get(model["name"]) or [], "val_mse" if mse else "val_acc")
+            curve_ax.plot(epochs, [scale * v for v in values], marker=marker, markersize=4, label=model["name"])
+        curve_ax.set(xlabel="epoch", ylabel=unit, title=f"validation {'MSE' if mse else 'accuracy'} per epoch")
         curve_ax.grid(alpha=0.3)
         _legend_outside(curve_ax)
     return fig

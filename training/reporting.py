@@ -11,7 +11,7 @@ from pathlib import Path
 
 from training.log import paint
 from model.losses import TOTAL
-from training.metrics import QUESTION_TYPES, SplitAccuracy, accuracy_table
+from training.metrics import MSE, SplitAccuracy, accuracy_table, format_value, metric_unit
 from utils.atomic import atomic_write
 
 
@@ -20,17 +20,29 @@ def write_text_atomic(path: Path, text: str) -> None:
         f.write(text)
 
 
+def metric_key(metric: str) -> str:
+    """The metrics.csv column stem of a metric: ``acc`` (accuracy, a fraction) or ``mse`` (count head)."""
+    return "mse" if metric == MSE else "acc"
+
+
+def row_metric(row: dict) -> str:
+    """The metric a metrics.csv row holds: MSE when it has ``val_mse``, else accuracy."""
+    return MSE if "val_mse" in row else "accuracy"
+
+
 def epoch_record(epoch: int, lr: float, seconds: float, train_losses: dict, train_acc: float, val_losses: dict,
                  val_acc: SplitAccuracy, is_best: bool) -> dict:
     """One metrics.csv row: every loss part (the objective's ``total`` and term names: the keys of
-    ``train_losses`` / ``val_losses``) for train and val, accuracies (fractions), lr, time, best flag."""
+    ``train_losses`` / ``val_losses``) for train and val, the metric (``train_acc``, ``val_acc``, ``val_acc_<category
+    or group>`` as fractions; ``*_mse`` for the count head), lr, time, best flag. The "other" category has no column."""
+    stem = metric_key(val_acc.metric)
     row = {"epoch": epoch, "lr": lr, "time_s": round(seconds, 3)}
     row.update({f"train_{k}": v for k, v in train_losses.items()})
-    row["train_acc"] = train_acc
+    row[f"train_{stem}"] = train_acc
     row.update({f"val_{k}": v for k, v in val_losses.items()})
-    row["val_acc"] = val_acc.overall
-    per_type = val_acc.by_type()
-    row.update({f"val_acc_{t}": per_type[t] for t in QUESTION_TYPES})
+    row[f"val_{stem}"] = val_acc.overall
+    per_type = {**val_acc.by_type(), **val_acc.by_group()}
+    row.update({f"val_{stem}_{t}": value for t, value in per_type.items() if t != "other"})
     row["best"] = is_best
     return row
 
@@ -58,12 +70,17 @@ def weighted_parts(row: dict, split: str, weights: dict) -> str:
 def summary_line(row: dict, max_epochs: int, weights: dict) -> str:
     """Coloured one-line epoch summary; ``weights``: term name -> weight of the objective (every weighted part of
     the loss is shown)."""
+    metric = row_metric(row)
+    stem = metric_key(metric)
+
+    def shown(value: float) -> str:
+        return f"{stem} {format_value(value, metric)}" + ("" if metric == MSE else "%")
     parts = [paint(f"epoch {row['epoch']:>3}/{max_epochs}", "cyan", bold=True),
              f"train loss {weighted_parts(row, 'train', weights)}"]
-    parts.append(f"acc {100 * row['train_acc']:.2f}%")
-    parts.append(paint(f"val loss {weighted_parts(row, 'val', weights)} acc {100 * row['val_acc']:.2f}%", "green"))
-    if row.get("test_acc") is not None:
-        parts.append(f"test acc {100 * row['test_acc']:.2f}%")
+    parts.append(shown(row[f"train_{stem}"]))
+    parts.append(paint(f"val loss {weighted_parts(row, 'val', weights)} {shown(row[f'val_{stem}'])}", "green"))
+    if row.get(f"test_{stem}") is not None:
+        parts.append(f"test {shown(row[f'test_{stem}'])}")
     parts.append(f"lr {row['lr']:.2e}  {row['time_s']:.0f}s")
     line = " | ".join(parts)
     return line + ("  " + paint("* best", "yellow", bold=True) if row["best"] else "")
@@ -72,21 +89,25 @@ def summary_line(row: dict, max_epochs: int, weights: dict) -> str:
 TEST_SELECTED_LABEL = "test-selected (the official release's protocol, optimistic)"
 
 
-def accuracy_title(split: str, scoring: dict | None) -> str:
-    """Accuracy table title; says so when questions without video features were excluded."""
+def accuracy_title(split: str, scoring: dict | None, metric: str = "accuracy") -> str:
+    """Score table title (``test accuracy (%)`` / ``test MSE``); says so when questions without video features were
+    excluded."""
     if scoring and scoring["excluded_questions"]:
-        return f"{split} accuracy (%), EXCLUDING {scoring['excluded_questions']} questions without features"
-    return f"{split} accuracy (%)"
+        return f"{split} {metric_unit(metric)}, EXCLUDING {scoring['excluded_questions']} questions without features"
+    return f"{split} {metric_unit(metric)}"
 
 
 def best_test_epoch(history: list[dict]) -> dict | None:
-    """The epoch with the highest per-epoch test accuracy (``test_acc``, written with eval.test_every_epoch):
-    {"accuracy", "epoch", "label"}, or None when no epoch has one."""
-    rows = [r for r in history if r.get("test_acc") is not None]
-    if not rows:
+    """The epoch with the best per-epoch test score (``test_acc``: highest, or ``test_mse``: lowest; written with
+    eval.test_every_epoch): {"accuracy" (the score), "epoch", "label"}, or None when no epoch has one."""
+    key = next((k for k in ("test_acc", "test_mse") if any(r.get(k) is not None for r in history)), None)
+    if key is None:
         return None
-    best = max(rows, key=lambda r: r["test_acc"])  # the first epoch of a tie
-    return {"accuracy": best["test_acc"], "epoch": best["epoch"], "label": TEST_SELECTED_LABEL}
+    rows = [r for r in history if r.get(key) is not None]
+    sign = -1 if key == "test_mse" else 1
+    best = max(rows, key=lambda r: sign * r[key])  # the first epoch of a tie
+    return {"accuracy": best[key], "epoch": best["epoch"], "label": TEST_SELECTED_LABEL,
+            **({"metric": MSE} if key == "test_mse" else {})}
 
 
 def write_test_results(run_dir: Path, accuracy: SplitAccuracy, best_epoch: int, best_val: float,
@@ -98,19 +119,23 @@ def write_test_results(run_dir: Path, accuracy: SplitAccuracy, best_epoch: int, 
     of the test split. ``test_selected``: best_test_epoch() of the run's history, when it has per-epoch test
     accuracies; reported beside the val-selected figure and labelled as optimistic.
     """
-    table = accuracy_table(accuracy, title=accuracy_title(split, scoring))
-    payload = {"split": split, "checkpoint": str(checkpoint), "selection": "val-selected (best val accuracy)",
-               "best_epoch": best_epoch, "best_val_acc": best_val, **accuracy.to_dict()}
-    text = f"# {run_dir.name}: {split} accuracy\n\n"
+    metric = accuracy.metric
+    name = "MSE" if metric == MSE else "accuracy"
+    table = accuracy_table(accuracy, title=accuracy_title(split, scoring, metric))
+    selection = "val-selected (lowest val MSE)" if metric == MSE else "val-selected (best val accuracy)"
+    payload = {"split": split, "checkpoint": str(checkpoint), "selection": selection,
+               "best_epoch": best_epoch, f"best_val_{metric_key(metric)}": best_val, **accuracy.to_dict()}
+    text = f"# {run_dir.name}: {split} {name}\n\n"
     if scoring:
         payload["scoring"] = scoring
         text += f"Scoring: {scoring['note']}\n\n"
-    text += (f"Val-selected: the best checkpoint by val accuracy, epoch {best_epoch} (val accuracy "
-             f"{100 * best_val:.2f}%)\n\n{table}\n")
+    unit = "" if metric == MSE else "%"
+    text += (f"Val-selected: the best checkpoint by val {name}, epoch {best_epoch} (val {name} "
+             f"{format_value(best_val, metric)}{unit})\n\n{table}\n")
     if test_selected:
         payload["test_selected"] = test_selected
-        text += (f"\n{test_selected['label'].capitalize()}: the best test accuracy over epochs, "
-                 f"{100 * test_selected['accuracy']:.2f}% at epoch {test_selected['epoch']}\n")
+        text += (f"\n{test_selected['label'].capitalize()}: the best test {name} over epochs, "
+                 f"{format_value(test_selected['accuracy'], metric)}{unit} at epoch {test_selected['epoch']}\n")
     write_text_atomic(run_dir / "test_results.json", json.dumps(payload, indent=1))
     write_text_atomic(run_dir / "test_results.md", text)
     return table

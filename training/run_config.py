@@ -51,3 +51,28 @@ def per_process_batch_size(cfg, world_size: int) -> int:
         raise ConfigError(f"config key 'train.batch_size' ({batch_size}) is the global batch and must be a positive "
                           f"multiple of the number of processes ({world_size})")
     return batch_size // world_size
+
+
+def resolve_head(cfg) -> str:
+    """``model.head`` resolved against the dataset (``auto`` = its answer type; any other value must equal it) and
+    written back into ``cfg.model`` (so checkpoints store it); the configured loss terms must fit it (ConfigError
+    naming the key otherwise). A model whose config has no ``head`` key answers open-ended questions only."""
+    from model.losses import check_heads
+    from training.data.paths import dataset_spec
+    spec = dataset_spec(cfg)
+    wanted = spec.answer_type
+    if "head" not in cfg.model:
+        if wanted != "open_ended":
+            raise ConfigError(f"config key 'model.name': model '{cfg.model.name}' has no answer head setting "
+                              f"(model.head) and answers open-ended questions only, but {spec.file_prefix} is {wanted}")
+        head = "open_ended"
+    else:
+        head = cfg.model.head
+        if head == "auto":
+            head = wanted
+        elif head != wanted:
+            raise ConfigError(f"config key 'model.head' is {head}, but dataset {spec.file_prefix} (dataset.name / "
+                              f"dataset.question_type) is {wanted}: set model.head to auto or {wanted}")
+        cfg.model.head = head
+    check_heads(cfg, head)
+    return head

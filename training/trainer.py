@@ -18,14 +18,14 @@ from training.builders import build_student, load_teacher
 from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
                                  load_checkpoint, restore_rng_state, save_checkpoint)
 from training.data import build_loader, load_data, resolve_path
-from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, train_epoch
+from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, split_scores, train_epoch
 from training.log import paint, setup_logging
-from training.metrics import accuracy_by_type
+from training.metrics import better, metric_for
 from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
 from training.reproducibility import configure_determinism, seed_everything
 from training.run_checks import check_resume_config, check_student_smaller
-from training.run_config import amp_dtype_for, per_process_batch_size, resolve_mode, run_dir_for
+from training.run_config import amp_dtype_for, per_process_batch_size, resolve_head, resolve_mode, run_dir_for
 from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
 from training.signals import StopRequest
@@ -86,6 +86,8 @@ class _Run:
         autocast dtype, TF32 matmuls on CUDA, deterministic algorithms)."""
         cfg = self.cfg
         self.mode = resolve_mode(cfg)
+        self.head = resolve_head(cfg)  # before anything stores or builds the model config
+        self.metric = metric_for(self.head)
         self.objective = objective_for(cfg, self.mode)
         self.objective_without_teacher = objective_for(cfg, "student")  # evaluation without the teacher (test)
         self.objective.check_outputs(model_spec(cfg.model.name).output_fields, None)
@@ -135,7 +137,7 @@ class _Run:
 
     def _start_state(self, resume_ckpt: dict | None) -> None:
         """The progress of a new run, or (--resume) last.pt's progress, weights, optimiser and RNG states."""
-        self.completed_epochs, self.best_metric, self.best_epoch, self.history = 0, -1.0, 0, []
+        self.completed_epochs, self.best_metric, self.best_epoch, self.history = 0, None, 0, []
         self.resume_step, self.resume_partial = 0, None
         if resume_ckpt is not None:
             self._restore(resume_ckpt)
@@ -266,7 +268,8 @@ class _Run:
     def log_start(self) -> None:
         splits = self.bundle.splits
         params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        self.log.info(paint(f"{self.cfg.exp_name}: {self.mode} | {params:,} trainable parameters | "
+        self.log.info(paint(f"{self.cfg.exp_name}: {self.mode} | {self.head} head ({self.metric}) | "
+                            f"{params:,} trainable parameters | "
                             f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test "
                             f"questions | {self.dist.world_size} process(es) on {self.device} | results in "
                             f"{self.run_dir}", "cyan", bold=True))
@@ -282,13 +285,12 @@ class _Run:
     def train(self, writer) -> None:
         cfg = self.cfg
         train_split = self.bundle.splits["train"]
-        answers = torch.from_numpy(train_split.answers).to(self.device)
-        types = torch.from_numpy(train_split.types).to(self.device)
         with StopRequest() as stop:
             for epoch in range(self.completed_epochs + 1, cfg.train.max_epochs + 1):
                 start_step, partial = self._take_resume_point()
                 self.train_sampler.set_epoch(epoch, start_step)
-                totals = EpochTotals(len(train_split), self.device, self.objective.part_names)
+                totals = EpochTotals(len(train_split), self.device, self.objective.part_names, train_split.head,
+                                     train_split.unanswerable)
                 if start_step and partial:
                     totals.load_state_dict(partial)
                 started = time.time()
@@ -303,15 +305,15 @@ class _Run:
                     raise TrainingInterrupted(f"stopped in epoch {epoch} after step {outcome.steps_done}")
                 totals.reduce(self.dist)
                 train_losses = totals.mean_losses()
-                train_acc = accuracy_by_type(totals.predictions, answers, types).overall
+                train_acc = split_scores(totals.predictions, train_split, self.device).overall
                 val = self._evaluate("val", self.teacher)
                 self.scheduler.step()
-                is_best = val.accuracy.overall > self.best_metric
+                is_best = better(self.metric, val.accuracy.overall, self.best_metric if self.best_epoch else None)
                 if is_best:
                     self.best_metric, self.best_epoch = val.accuracy.overall, epoch
                 row = epoch_record(epoch, lr, time.time() - started, train_losses, train_acc, val.losses,
                                    val.accuracy, is_best)
-                row["test_acc"] = self._epoch_test_accuracy()
+                row["test_mse" if self.metric == "MSE" else "test_acc"] = self._epoch_test_accuracy()
                 self.history.append(row)
                 self.completed_epochs = epoch
                 if self.dist.is_main:
@@ -358,12 +360,15 @@ class _Run:
         if self.dist.is_main:
             table = write_test_results(self.run_dir, result.accuracy, best["best_epoch"], best["best_metric"],
                                        self.best_path, self.bundle.splits["test"].scoring(), test_selected)
-            for name, value in result.accuracy.by_type().items():
+            short = "mse" if self.metric == "MSE" else "acc"
+            for name, value in {**result.accuracy.by_type(), **result.accuracy.by_group()}.items():
                 if value is not None:
-                    writer.add_scalar(f"test/acc_{name}", value, best["best_epoch"])
-            writer.add_scalar("test/acc", result.accuracy.overall, best["best_epoch"])
-            self.log.info(paint(f"test accuracy of the best checkpoint (epoch {best['best_epoch']}, val "
-                                f"{100 * best['best_metric']:.2f}%):", "green", bold=True) + "\n" + table)
+                    writer.add_scalar(f"test/{short}_{name}", value, best["best_epoch"])
+            writer.add_scalar(f"test/{short}", result.accuracy.overall, best["best_epoch"])
+            val_text = (f"{best['best_metric']:.3f} MSE" if self.metric == "MSE"
+                        else f"{100 * best['best_metric']:.2f}%")
+            self.log.info(paint(f"test {'MSE' if self.metric == 'MSE' else 'accuracy'} of the best checkpoint "
+                                f"(epoch {best['best_epoch']}, val {val_text}):", "green", bold=True) + "\n" + table)
             if test_selected:
                 self.log.info(f"{test_selected['label']}: {100 * test_selected['accuracy']:.2f}% at epoch "
                               f"{test_selected['epoch']}")

@@ -88,6 +88,10 @@ def _coerce(value, default, key: str, origin: str):
 
 # Keys that take one of a few values of different types (checked by value instead of by the default's type).
 CHOICES = {"dataset.features_in_memory": ("auto", True, False)}
+# Keys whose default is null but that take a string when set (file names, folders, names).
+OPTIONAL_STRINGS = {f"dataset.{key}" for key in ("question_type", "data_dir", "appearance_feat", "motion_feat",
+                                                  "vocab_json", "train_question_pt", "val_question_pt",
+                                                  "test_question_pt")}
 
 
 def _choice(value, key: str, origin: str):
@@ -118,6 +122,10 @@ def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
             merged[key] = _merge(defaults[key], value, origin, dotted + ".")
         elif dotted in CHOICES:
             merged[key] = _choice(value, dotted, origin)
+        elif dotted in OPTIONAL_STRINGS:
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{origin}: key '{dotted}' expects a string or null, got {value!r}")
+            merged[key] = value
         else:
             merged[key] = _coerce(value, defaults[key], dotted, origin)
     return merged
@@ -397,7 +405,28 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         cfg = _restrict_loss_sections(_merge(cfg, translate_aliases(data, "stored config"), "stored config"), data)
     cfg = apply_overrides(cfg, overrides or [])
     check_ranges(cfg)
+    resolve_auto_head(cfg)
     return EasyDict(cfg)
+
+
+def resolve_auto_head(cfg: dict) -> dict:
+    """``model.head: auto`` replaced by the answer type of the dataset ``dataset.name`` / ``dataset.question_type``
+    name (ConfigError listing the registered datasets when it names none). Other values are checked against the
+    dataset when a run starts (training/run_config.py resolve_head)."""
+    model = cfg.get("model") or {}
+    if model.get("head") != "auto":
+        return cfg
+    from preprocess.datasets import DatasetLayoutError, dataset_names, get_dataset
+    dataset = cfg.get("dataset") or {}
+    name = dataset.get("name")
+    if not isinstance(name, str) or name.lower() not in dataset_names(with_aliases=True):
+        raise ConfigError(f"config key 'dataset.name' must name a registered dataset, got {name!r} (registered: "
+                          f"{', '.join(dataset_names())})")
+    try:
+        model["head"] = get_dataset(name, dataset.get("question_type")).answer_type
+    except DatasetLayoutError as e:
+        raise ConfigError(f"config key 'dataset.question_type': {e}") from None
+    return cfg
 
 
 def _restrict_loss_sections(cfg: dict, stored: dict) -> dict:

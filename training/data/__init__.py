@@ -17,18 +17,19 @@ from training.data.batches import BatchDataset, build_loader
 from training.data.bundle import DataBundle, load_data
 from training.data.features import (APPEARANCE_DATASET, FEATURE_LOAD_CHUNK, MOTION_DATASET, H5Features,
                                     InMemoryFeatures, VideoTable, build_video_table)
-from training.data.paths import DataError, data_dir, dataset_path, require_file, resolve_path
+from training.data.paths import DataError, data_dir, dataset_path, dataset_spec, require_file, resolve_path
 from training.data.placement import (FEATURE_MEMORY_SHARE, choose_feature_placement, features_bytes,
                                      host_memory_available)
-from training.data.questions import (MISSING_FEATURE_POLICIES, SPLIT_KEYS, SPLITS, QuestionSplit, load_split,
-                                     missing_feature_policy)
+from training.data.questions import (MISSING_FEATURE_POLICIES, SPLIT_KEYS, SPLITS, QuestionSplit,
+                                     embedding_vocabulary, load_split, missing_feature_policy)
 from training.data.transfer import batch_to_device, to_device_async
 from training.data.vocabulary import inverse_vocab, load_vocab
 
 __all__ = [
-    "APPEARANCE_DATASET", "FEATURE_LOAD_CHUNK", "FEATURE_MEMORY_SHARE", "MISSING_FEATURE_POLICIES", "MOTION_DATASET",
-    "SPLITS", "SPLIT_KEYS", "BatchDataset", "DataBundle", "DataError", "H5Features", "InMemoryFeatures",
-    "QuestionSplit", "VideoTable", "batch_to_device", "build_loader", "build_video_table", "choose_feature_placement",
-    "data_dir", "dataset_path", "features_bytes", "host_memory_available", "inverse_vocab", "load_data", "load_split",
-    "load_vocab", "missing_feature_policy", "require_file", "resolve_path", "to_device_async",
+    "APPEARANCE_DATASET", "BatchDataset", "DataBundle", "DataError", "FEATURE_LOAD_CHUNK", "FEATURE_MEMORY_SHARE",
+    "H5Features", "InMemoryFeatures", "MISSING_FEATURE_POLICIES", "MOTION_DATASET", "QuestionSplit", "SPLITS",
+    "SPLIT_KEYS", "VideoTable", "batch_to_device", "build_loader", "build_video_table", "choose_feature_placement",
+    "data_dir", "dataset_path", "dataset_spec", "embedding_vocabulary", "features_bytes", "host_memory_available",
+    "inverse_vocab", "load_data", "load_split", "load_vocab", "missing_feature_policy", "require_file",
+    "resolve_path", "to_device_async",
 ]

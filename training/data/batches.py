@@ -10,6 +10,8 @@ numpy gathers and one sorted HDF5 read per feature file, never a per-sample loop
     answer          (B,)         int64
     video_index     (B,)         int64     row of ``appearance``/``motion`` for each question
     question_index  (B,)         int64     position of each question in its split
+    candidates      (B, K, L_a)  int64     multiple choice only: trimmed to the longest candidate of the batch
+    candidates_len  (B, K)       int64     multiple choice only
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class BatchDataset:
         keys, video_index = np.unique(self.split.video_key[indices], return_inverse=True)
         appearance, motion = self.features.read(keys)
         lengths = self.split.lengths[indices]
-        return {
+        batch = {
             "appearance": appearance,
             "motion": motion,
             "question": torch.from_numpy(np.ascontiguousarray(self.split.questions[indices, :int(lengths.max())])),
@@ -44,6 +46,12 @@ class BatchDataset:
             "video_index": torch.from_numpy(video_index.reshape(-1).astype(np.int64)),
             "question_index": torch.from_numpy(indices),
         }
+        if self.split.candidates is not None:
+            candidate_lengths = self.split.candidate_lengths[indices]
+            width = max(int(candidate_lengths.max()), 1)
+            batch["candidates"] = torch.from_numpy(np.ascontiguousarray(self.split.candidates[indices, :, :width]))
+            batch["candidates_len"] = torch.from_numpy(np.ascontiguousarray(candidate_lengths))
+        return batch
 
 
 def _worker_init(_worker_id: int) -> None:

@@ -11,21 +11,29 @@ import torch
 from training.checkpoint import DataSignature, vocab_fingerprint
 from training.data.batches import BatchDataset
 from training.data.features import H5Features, InMemoryFeatures, build_video_table
-from training.data.paths import DataError, dataset_path
+from training.data.paths import DataError, dataset_path, dataset_spec
 from training.data.placement import feature_placement
-from training.data.questions import SPLIT_KEYS, SPLITS, load_split, log_split_coverage, missing_feature_policy
+from training.data.questions import (SPLIT_KEYS, SPLITS, embedding_vocabulary, load_split, log_split_coverage,
+                                     missing_feature_policy)
 from training.data.vocabulary import load_vocab
 
 
 @dataclass
 class DataBundle:
-    """Everything a run reads from disk: vocabulary, splits, features and the data's signature."""
+    """Everything a run reads from disk: vocabulary, splits, features and the data's signature; ``spec`` the
+    registered dataset (preprocess/datasets/)."""
     vocab: dict
     signature: DataSignature
     splits: dict
     features: object
     glove: np.ndarray | None
     glove_source: Path | None
+    spec: object = None
+
+    @property
+    def embedding_vocab(self) -> dict:
+        """token -> index of the word embedding (question_answer_token_to_idx for multiple choice)."""
+        return embedding_vocabulary(self.vocab, self.signature.answer_type)
 
     def dataset(self, split: str) -> BatchDataset:
         return BatchDataset(self.splits[split], self.features)
@@ -42,7 +50,9 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
     if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
         raise DataError(f"config key 'dataset.max_question_length' must be a positive integer, got "
                         f"{cfg.dataset.max_question_length!r}")
-    vocab = load_vocab(dataset_path(cfg, "vocab_json"))
+    spec = dataset_spec(cfg)
+    head = spec.answer_type
+    vocab = load_vocab(dataset_path(cfg, "vocab_json"), head=head)
     appearance_path = dataset_path(cfg, "appearance_feat")
     motion_path = dataset_path(cfg, "motion_feat")
     table = build_video_table(appearance_path, motion_path)
@@ -51,7 +61,7 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
         key = SPLIT_KEYS[split]
         policy = "skip" if split == "train" else eval_policy
         loaded[split] = load_split(split, dataset_path(cfg, key), f"dataset.{key}", vocab, table,
-                                   cfg.dataset.max_question_length, policy)
+                                   cfg.dataset.max_question_length, policy, spec=spec)
         part = loaded[split]
         log_split_coverage(part)
         if len(part) == 0:
@@ -62,12 +72,26 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
     else:
         features = H5Features(appearance_path, motion_path, table)
     signature = DataSignature(
-        vocab_fingerprint=vocab_fingerprint(vocab),
-        num_question_tokens=len(vocab["question_token_to_idx"]),
-        num_answers=len(vocab["answer_token_to_idx"]),
+        vocab_fingerprint=vocab_fingerprint(vocab, head),
+        num_question_tokens=len(embedding_vocabulary(vocab, head)),
+        num_answers=_num_answers(head, vocab, loaded, spec),
         num_clips=int(table.appearance_shape[1]), frames_per_clip=int(table.appearance_shape[2]),
-        appearance_dim=int(table.appearance_shape[3]), motion_dim=int(table.motion_shape[2]))
+        appearance_dim=int(table.appearance_shape[3]), motion_dim=int(table.motion_shape[2]),
+        answer_type=head, dataset=spec.file_prefix)
     train = loaded.get("train")
     return DataBundle(vocab=vocab, signature=signature, splits=loaded, features=features,
                       glove=None if train is None else train.glove,
-                      glove_source=None if train is None else train.path)
+                      glove_source=None if train is None else train.path, spec=spec)
+
+
+def _num_answers(head: str, vocab: dict, splits: dict, spec) -> int:
+    """The head's outputs: A answers (open-ended), K candidates (multiple choice: the question files' K, which
+    must agree across splits), 1 (count)."""
+    if head == "count":
+        return 1
+    if head != "multiple_choice":
+        return len(vocab["answer_token_to_idx"])
+    counts = {name: part.candidates.shape[1] for name, part in splits.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"the question files give different numbers of candidates per question: {counts}")
+    return next(iter(counts.values()), spec.num_candidates)

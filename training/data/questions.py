@@ -6,6 +6,11 @@ scored like every other question, answered from all-zero features as HCRN/DualVG
 reserve the video key ``M`` (the number of usable videos) for an all-zero video. ``eval.missing_features=exclude``
 leaves them out of the accuracy denominator instead; :meth:`QuestionSplit.scoring_note` says which was done.
 Training questions without features are skipped.
+
+What a split carries besides the questions depends on the dataset (preprocess/datasets/, SPEC): its category per
+question (``category_source`` first_word: from the first token, as MSVD-QA/MSRVTT-QA; file: the question file's
+``question_category``), and for multiple choice the candidates ``ans_candidates`` (N, K, L_a) with
+``ans_candidates_len`` (N, K), encoded, like the questions, with ``question_answer_token_to_idx``.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ import numpy as np
 from training.data.features import VideoTable
 from training.data.paths import DataError, require_file
 from training.log import get_logger
-from training.metrics import question_types
+from training.metrics import TYPE_NAMES, UNANSWERABLE, metric_for, question_types
 from utils.config import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -30,7 +35,10 @@ class QuestionSplit:
     """One split's scored questions. Arrays are (N, ...) numpy.
 
     ``video_key`` indexes the VideoTable (``zero_key`` for the ``zero_feature_questions`` answered from all-zero
-    features); ``types`` the question type (metrics.TYPE_NAMES order). ``skipped_*`` count the questions left out
+    features); ``types`` the question category (index into ``category_names``; 0 when there are none).
+    ``candidates`` (N, K, L_a) int64 and ``candidate_lengths`` (N, K) int64 for multiple choice, else None.
+    ``head`` the answer type, ``unanswerable`` the answer id never counted correct (None: none).
+    ``skipped_*`` count the questions left out
     (video missing from the feature files / marked valid = 0); ``missing_features`` is the policy applied:
     skip (training), zeros or exclude (MISSING_FEATURE_POLICIES).
     """
@@ -44,6 +52,12 @@ class QuestionSplit:
     video_key: np.ndarray      # (N,) int64
     types: np.ndarray          # (N,) int64
     glove: np.ndarray | None
+    candidates: np.ndarray | None = None         # (N, K, L_a) int64
+    candidate_lengths: np.ndarray | None = None  # (N, K) int64
+    head: str = "open_ended"
+    unanswerable: int | None = UNANSWERABLE
+    category_names: tuple = TYPE_NAMES
+    category_groups: dict = None
     skipped_missing: int = 0
     skipped_invalid: int = 0
     zero_feature_questions: int = 0
@@ -51,6 +65,10 @@ class QuestionSplit:
 
     def __len__(self) -> int:
         return len(self.answers)
+
+    @property
+    def metric(self) -> str:
+        return metric_for(self.head)
 
     @property
     def excluded(self) -> int:
@@ -97,34 +115,123 @@ def _capped_questions(questions: np.ndarray, lengths: np.ndarray, max_length: in
     return questions[:, :width].astype(np.int64), lengths
 
 
+def _extra_arrays(path: Path, data: dict, keys: tuple) -> dict:
+    """The arrays ``keys`` of a question file beyond the common ones (read from ``data`` when the reader kept them,
+    else from the file itself, without running code)."""
+    if all(k in data for k in keys):
+        return {k: data[k] for k in keys}
+    from utils.safe_pickle import load_pickle
+    raw = load_pickle(path)
+    return {k: raw.get(k) for k in keys}
+
+
+def _candidates(path: Path, key: str, extra: dict, n: int, num_tokens: int, max_length: int,
+                num_candidates: int) -> tuple[np.ndarray, np.ndarray]:
+    """(candidates (N, K, L_a) int64, lengths (N, K) int64) of a multiple-choice question file, checked."""
+    where = f"{path} (config key '{key}')"
+    if extra.get("ans_candidates") is None or extra.get("ans_candidates_len") is None:
+        raise DataError(f"{where}: a multiple-choice question file needs 'ans_candidates' and 'ans_candidates_len'")
+    candidates, lengths = np.asarray(extra["ans_candidates"]), np.asarray(extra["ans_candidates_len"])
+    if candidates.ndim != 3 or candidates.shape[0] != n or candidates.dtype.kind not in "iu":
+        raise DataError(f"{where}: 'ans_candidates' must be an (N, K, L_a) int array with N = {n}, got "
+                        f"{candidates.dtype} {candidates.shape}")
+    if lengths.shape != candidates.shape[:2] or lengths.dtype.kind not in "iu":
+        raise DataError(f"{where}: 'ans_candidates_len' must be (N, K) = {candidates.shape[:2]} ints, got "
+                        f"{lengths.dtype} {lengths.shape}")
+    if num_candidates and candidates.shape[1] != num_candidates:
+        raise DataError(f"{where}: {candidates.shape[1]} candidates per question, the dataset has {num_candidates}")
+    if candidates.size and (candidates.min() < 0 or candidates.max() >= num_tokens):
+        raise DataError(f"{where}: candidate token ids span [{candidates.min()}, {candidates.max()}] but the "
+                        f"embedding vocabulary (question_answer_token_to_idx) has {num_tokens} tokens")
+    if lengths.size and (lengths.min() < 0 or lengths.max() > candidates.shape[2]):
+        raise DataError(f"{where}: 'ans_candidates_len' must lie in [0, {candidates.shape[2]}]")
+    lengths = np.minimum(lengths.astype(np.int64), max_length)
+    width = max(int(lengths.max()) if lengths.size else 1, 1)
+    return candidates[:, :, :width].astype(np.int64), lengths
+
+
+def _categories(path: Path, key: str, spec, extra: dict, questions: np.ndarray, token_to_idx: dict) -> np.ndarray:
+    """(N,) int64 category index per question (into ``spec.category_names``; 0 when it has none)."""
+    names = tuple(spec.category_names) if spec is not None else TYPE_NAMES
+    source = spec.category_source if spec is not None else "first_word"
+    if not names:
+        return np.zeros(len(questions), dtype=np.int64)
+    if source == "first_word":
+        return question_types(questions, token_to_idx)
+    category = extra.get("question_category")
+    where = f"{path} (config key '{key}')"
+    if category is None:
+        raise DataError(f"{where}: the dataset's categories come from the question file, which has no "
+                        "'question_category' array")
+    category = np.asarray(category)
+    if category.shape != (len(questions),) or category.dtype.kind not in "iu":
+        raise DataError(f"{where}: 'question_category' must be ({len(questions)},) ints, got {category.dtype} "
+                        f"{category.shape}")
+    if category.size and (category.min() < 0 or category.max() >= len(names)):
+        raise DataError(f"{where}: 'question_category' spans [{category.min()}, {category.max()}] but the dataset "
+                        f"has {len(names)} categories ({', '.join(names)})")
+    return category.astype(np.int64)
+
+
+def embedding_vocabulary(vocab: dict, head: str) -> dict:
+    """The token -> index map of the word embedding: question_answer_token_to_idx for multiple choice (questions
+    and candidates share it, as HCRN), question_token_to_idx otherwise."""
+    return vocab["question_answer_token_to_idx"] if head == "multiple_choice" else vocab["question_token_to_idx"]
+
+
 def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable, max_question_length: int,
-               missing_features: str = "skip") -> QuestionSplit:
-    """Read a question file and check it against the vocabulary. Questions longer than ``max_question_length``
-    are cut; questions without usable video features are dropped (``missing_features`` skip or exclude) or given
-    the all-zero video (zeros)."""
+               missing_features: str = "skip", spec=None) -> QuestionSplit:
+    """Read a question file and check it against the vocabulary and the dataset ``spec`` (a registered
+    preprocess.datasets.Dataset; None = MSVD-QA-like: open-ended, first-word types). Questions longer than
+    ``max_question_length`` are cut; questions without usable video features are dropped (``missing_features`` skip
+    or exclude) or given the all-zero video (zeros)."""
+    head = spec.answer_type if spec is not None else "open_ended"
     data = _load_question_file(path, key)
     where = f"{path} (config key '{key}')"
     questions, lengths = _capped_questions(data["questions"], data["questions_len"], max_question_length, where)
     answers, video_ids, question_ids = (data[k] for k in ("answers", "video_ids", "question_id"))
     if len(answers) == 0:
         raise DataError(f"{where}: holds no questions")
-    num_tokens, num_answers = len(vocab["question_token_to_idx"]), len(vocab["answer_token_to_idx"])
+    token_to_idx = embedding_vocabulary(vocab, head)
+    num_tokens = len(token_to_idx)
     if questions.min() < 0 or questions.max() >= num_tokens:
         raise DataError(f"{where}: question token ids span [{questions.min()}, {questions.max()}] but the "
                         f"vocabulary has {num_tokens} tokens (is dataset.vocab_json the matching vocabulary?)")
-    if answers.min() < 0 or answers.max() >= num_answers:
-        raise DataError(f"{where}: answer ids span [{answers.min()}, {answers.max()}] but the vocabulary has "
-                        f"{num_answers} answers (is dataset.vocab_json the matching vocabulary?)")
+    needs_file_categories = spec is not None and spec.category_source == "file" and spec.category_names
+    extra_keys = (("ans_candidates", "ans_candidates_len") if head == "multiple_choice" else ()) \
+        + (("question_category",) if needs_file_categories else ())
+    extra = _extra_arrays(path, data, extra_keys) if extra_keys else {}
+    candidates = candidate_lengths = None
+    if head == "multiple_choice":
+        candidates, candidate_lengths = _candidates(path, key, extra, len(answers), num_tokens, max_question_length,
+                                                    spec.num_candidates)
+        num_answers = candidates.shape[1]
+    else:
+        num_answers = len(vocab["answer_token_to_idx"])
+    if head == "count":
+        if answers.min() < 0:
+            raise DataError(f"{where}: count answers must be >= 0, found {answers.min()}")
+    elif answers.min() < 0 or answers.max() >= num_answers:
+        what = "candidates per question" if head == "multiple_choice" else "answers"
+        raise DataError(f"{where}: answer ids span [{answers.min()}, {answers.max()}] but there are "
+                        f"{num_answers} {what} (is dataset.vocab_json the matching vocabulary?)")
+    types = _categories(path, key, spec, extra, questions, token_to_idx)
     keys = table.keys_for(video_ids)
     without = keys < 0
     zero_features = missing_features == "zeros"
     keep = np.ones_like(without) if zero_features else ~without
     keys = np.where(without, table.zero_key, keys)
     invalid = 0 if zero_features else int(np.isin(video_ids[without], table.invalid_ids).sum())
+    from training.metrics import unanswerable_answer
     return QuestionSplit(
         name=name, path=path, questions=questions[keep], lengths=lengths[keep], answers=answers[keep],
         video_ids=video_ids[keep], question_ids=question_ids[keep], video_key=keys[keep],
-        types=question_types(questions[keep], vocab["question_token_to_idx"]), glove=data["glove"],
+        types=types[keep], glove=data["glove"],
+        candidates=None if candidates is None else candidates[keep],
+        candidate_lengths=None if candidate_lengths is None else candidate_lengths[keep],
+        head=head, unanswerable=unanswerable_answer(vocab, head),
+        category_names=tuple(spec.category_names) if spec is not None else TYPE_NAMES,
+        category_groups={g: tuple(m) for g, m in (spec.category_groups if spec is not None else {}).items()},
         skipped_missing=0 if zero_features else int(without.sum()) - invalid, skipped_invalid=invalid,
         zero_feature_questions=int(without.sum()) if zero_features else 0, missing_features=missing_features)
 
