@@ -10,6 +10,7 @@ from utils.safe_pickle import load_pickle
 
 VOCAB_KEYS = ("question_token_to_idx", "answer_token_to_idx", "question_answer_token_to_idx")
 _PER_QUESTION_KEYS = ("questions_len", "question_id", "video_ids", "video_names", "answers")
+OPTIONAL_KEYS = ("ans_candidates", "ans_candidates_len", "question_category")  # multiple choice; file categories
 
 
 class QuestionFileError(ValueError):
@@ -22,7 +23,9 @@ def load_question_file(path) -> dict:
     Returns a dict of numpy arrays, N questions, L_max tokens:
       questions (N, L_max) int, 0-padded; questions_len (N,) int64; question_id (N,) int64 (row index when the file
       has none); video_ids (N,) int64; video_names (N,) (video_ids when the file has none); answers (N,) int64;
-      glove (V, word_dim) float32, or None (only the training file carries it).
+      glove (V, word_dim) float32, or None (only the training file carries it); and, None where the file has
+      none: ans_candidates (N, K, L_a) and ans_candidates_len (N, K) (multiple choice), question_category (N,)
+      (datasets whose categories the file carries). The training data pipeline checks those against the dataset.
     Raises ``UnsafePickleError`` for a file that could run code, ``QuestionFileError`` for a malformed one.
     """
     path = Path(path)
@@ -64,6 +67,8 @@ def load_question_file(path) -> dict:
                                     f"{glove.shape}")
         glove = glove.astype(np.float32, copy=False)
     out["glove"] = glove
+    for key in OPTIONAL_KEYS:
+        out[key] = None if obj.get(key) is None else np.asarray(obj[key])
     return out
 
 
@@ -107,8 +112,8 @@ def _index_problem(table: dict) -> str | None:
 def load_vocab(path) -> dict:
     """Load ``<dataset>_vocab.json``: a dict with the three token -> index maps of ``VOCAB_KEYS``.
 
-    question_token_to_idx and answer_token_to_idx must each use the indices 0..n-1 exactly once (they are rows of
-    the embedding and classifier): repeated, negative, boolean, non-integer or missing indices are refused.
+    Each table must use the indices 0..n-1 exactly once (they are rows of the embedding and classifier;
+    question_answer_token_to_idx is the embedding vocabulary of multiple-choice datasets): repeated, negative, boolean, non-integer or missing indices are refused.
     """
     path = Path(path)
     vocab = read_json(path)
@@ -118,10 +123,6 @@ def load_vocab(path) -> dict:
         table = vocab.get(key)
         if not isinstance(table, dict):
             raise QuestionFileError(f"{path}: '{key}' must be an object mapping tokens to integer ids")
-        if key == "question_answer_token_to_idx":  # unused by the model: only its type is checked
-            if not all(isinstance(i, int) for i in table.values()):
-                raise QuestionFileError(f"{path}: '{key}' must be an object mapping tokens to integer ids")
-            continue
         problem = _index_problem(table)
         if problem is not None:
             raise QuestionFileError(f"{path}: '{key}' must number its tokens 0..n-1, each index once: {problem}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from training.data.features import VideoTable
+from preprocess.question_file import OPTIONAL_KEYS
 from training.data.paths import DataError, require_file
 from training.log import get_logger
 from training.metrics import TYPE_NAMES, UNANSWERABLE, metric_for, question_types
@@ -115,16 +116,6 @@ def _capped_questions(questions: np.ndarray, lengths: np.ndarray, max_length: in
     return questions[:, :width].astype(np.int64), lengths
 
 
-def _extra_arrays(path: Path, data: dict, keys: tuple) -> dict:
-    """The arrays ``keys`` of a question file beyond the common ones (read from ``data`` when the reader kept them,
-    else from the file itself, without running code)."""
-    if all(k in data for k in keys):
-        return {k: data[k] for k in keys}
-    from utils.safe_pickle import load_pickle
-    raw = load_pickle(path)
-    return {k: raw.get(k) for k in keys}
-
-
 def _candidates(path: Path, key: str, extra: dict, n: int, num_tokens: int, max_length: int,
                 num_candidates: int) -> tuple[np.ndarray, np.ndarray]:
     """(candidates (N, K, L_a) int64, lengths (N, K) int64) of a multiple-choice question file, checked."""
@@ -197,10 +188,7 @@ def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable, 
     if questions.min() < 0 or questions.max() >= num_tokens:
         raise DataError(f"{where}: question token ids span [{questions.min()}, {questions.max()}] but the "
                         f"vocabulary has {num_tokens} tokens (is dataset.vocab_json the matching vocabulary?)")
-    needs_file_categories = spec is not None and spec.category_source == "file" and spec.category_names
-    extra_keys = (("ans_candidates", "ans_candidates_len") if head == "multiple_choice" else ()) \
-        + (("question_category",) if needs_file_categories else ())
-    extra = _extra_arrays(path, data, extra_keys) if extra_keys else {}
+    extra = {k: data[k] for k in OPTIONAL_KEYS}
     candidates = candidate_lengths = None
     if head == "multiple_choice":
         candidates, candidate_lengths = _candidates(path, key, extra, len(answers), num_tokens, max_question_length,
