@@ -94,7 +94,7 @@ def test_vocab_question_files_and_glove_rows(tmp_path, glove_path, glove_vectors
     assert train["questions_len"].tolist() == lengths == [5, 5, 5, 7, 5]
     assert train["questions"][3].tolist() == [7, 12, 5, 9, 13, 14, 15]  # what does a man 's friend play
     assert train["questions"][0].tolist() == [2, 3, 4, 5, 6, 0, 0]      # padded with <NULL>
-    assert train["question_id"].tolist() == [100, 101, 102, 103, 108]
+    assert train["question_id"].tolist() == [0, 1, 2, 3, 9]  # position in the JSON list, as HCRN (not the 'id')
     assert train["video_ids"].tolist() == [3, 3, 7, 7, 9]
     assert train["answers"].tolist() == [0, 2, 3, 2, 3]  # "man" is outside the top 2: <UNK0> in train
 
@@ -211,14 +211,6 @@ def test_non_utf8_vocabulary_and_qa_json_name_the_file(tmp_path, glove_path):
     from preprocess.datasets.qa_json import read_qa_video_ids
     with pytest.raises(DatasetLayoutError, match=r"train_qa.json: not UTF-8 text"):
         read_qa_video_ids(data_dir)
-
-
-def test_repeated_question_id_is_refused_naming_file_and_id(tmp_path, glove_path):
-    data_dir = _write_dataset(tmp_path / "raw", with_category=False)
-    entries = TRAIN[:4] + [dict(TRAIN[9], id=101)]
-    (data_dir / "train_qa.json").write_text(json.dumps(entries))
-    with pytest.raises(QuestionFileError, match=r"train_qa.json: question id 101 is used by entries #1 and #4"):
-        preprocess_split("msvd", data_dir, "train", tmp_path / "out", glove_pt=glove_path)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

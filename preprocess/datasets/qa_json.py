@@ -1,5 +1,8 @@
 """The ``{train,val,test}_qa.json`` format MSVD-QA and MSRVTT-QA share: a JSON list of ``{"answer": str,
-"id": int, "question": str, "video_id": int}`` per split, in ``<dir>`` or HCRN's ``<dir>/annotations/``."""
+"id": int, "question": str, "video_id": int}`` per split, in ``<dir>`` or HCRN's ``<dir>/annotations/``.
+
+Question ids in the question files are positions in the split's list (HCRN's ``question_id``), not the JSON ``id``.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,18 +67,10 @@ def _entry_problem(entry, tokens) -> str | None:
     return None
 
 
-def refuse_repeated_ids(path: Path, entries: list[QAEntry]) -> None:
-    """Question ids identify predictions and answers: a repeated one is refused, naming it and both entries."""
-    first_index = {}
-    for entry in entries:
-        earlier = first_index.setdefault(entry.question_id, entry.index)
-        if earlier != entry.index:
-            raise QuestionFileError(f"{path}: question id {entry.question_id} is used by entries #{earlier} and "
-                                    f"#{entry.index}; question ids must be unique")
-
-
 def read_qa_json(path: Path) -> tuple[list[QAEntry], list[str]]:
-    """Well-formed entries of a QA JSON list and one line per skipped entry."""
+    """Well-formed entries of a QA JSON list and one line per skipped entry.
+
+    A question's id is its position in the list, as HCRN writes it (the JSON ``id`` is checked, then unused)."""
     try:
         raw = read_json(path)
     except FileNotFoundError:
@@ -91,8 +86,7 @@ def read_qa_json(path: Path) -> tuple[list[QAEntry], list[str]]:
             entry_id = entry.get("id", "?") if isinstance(entry, dict) else "?"
             problems.append(f"#{index} (id {entry_id}): {problem}")
             continue
-        entries.append(QAEntry(index, entry["id"], entry["video_id"], tokens, entry["answer"], text=question))
-    refuse_repeated_ids(path, entries)
+        entries.append(QAEntry(index, index, entry["video_id"], tokens, entry["answer"], text=question))
     return entries, problems
 
 
