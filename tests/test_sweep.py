@@ -14,7 +14,7 @@ import train
 import training.evaluation
 import training.trainer
 from train_fixtures import write_config, write_tiny_dataset
-from training import sweep_launch
+from training import sweep_launch, sweep_report
 from training.sweep_plan import SweepError, parse_grid, plan_sweep
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -305,3 +305,31 @@ def test_other_heads_summary_columns_metric_and_report(other_head_sweep):
         assert "| model | parameters | All | CW | CH | TN | TC | DL | Causal | Temporal |" in text
         assert "mean difference (points)" in text and "correctness averaged over seeds" in summary["method"]
     assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_cache_of_another_format_or_checkpoint_is_not_read(tmp_path):
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"weights")
+    stamp = sweep_report._checkpoint_stamp(ckpt)
+    cache = tmp_path / "test_predictions.json"
+    cache.write_text(json.dumps({**stamp, "format": sweep_report.CACHE_FORMAT, "questions": {}}))
+    assert sweep_report._read_cache(cache, stamp) is not None
+    cache.write_text(json.dumps({**stamp, "questions": {}}))  # written before the format key (open-ended only)
+    assert sweep_report._read_cache(cache, stamp) is None
+    cache.write_text(json.dumps({**stamp, "format": sweep_report.CACHE_FORMAT, "checkpoint_size": 1}))
+    assert sweep_report._read_cache(cache, stamp) is None
+
+
+def test_table3_columns_given_or_inferred():
+    """Explicit columns (summary.md) show a category without test questions as "-"; without them (demo.py's call)
+    the columns are All, then the categories and groups the entries have; MSE cells keep 3 decimals."""
+    stats = lambda mean: {"mean": mean, "std": 0.01}  # noqa: E731
+    models = {"S": {"accuracy": stats(0.5), "per_type": {"CW": stats(0.25)}, "per_group": {"causal": stats(0.25)},
+                    "parameters": 1000}}
+    given = sweep_report.table3(models, [("majority", "", {"all": "20.00"})], columns=["all", "CW", "TN", "causal"])
+    assert given.splitlines()[0] == "| model | parameters | All | CW | TN | Causal |"
+    assert given.splitlines()[2] == "| majority |  | 20.00 | - | - | - |"
+    assert given.splitlines()[3] == "| S | 1,000 | 50.00 ± 1.00 | 25.00 ± 1.00 | - | 25.00 ± 1.00 |"
+    assert sweep_report.table3(models).splitlines()[0] == "| model | parameters | All | CW | Causal |"
+    counted = {"S": {"mse": stats(2.5), "per_type": {}, "parameters": 10}}
+    assert sweep_report.table3(counted).splitlines()[2] == "| S | 10 | 2.500 ± 0.010 |"
