@@ -191,3 +191,39 @@ def test_compare_baseline_is_the_training_majority(tmp_path, answer_type):
     files = baselines_from_files(data.question_path("train"), data.question_path("test"),
                                  data.data_dir / "tiny_vocab.json", dataset)["majority"]
     assert shown == (files["answer"], pytest.approx(files["accuracy"]))
+
+
+def test_tgif_qa_frameqa_and_count_layouts_match_numpy(tmp_path):
+    """The synthetic TGIF-QA layout through question preprocessing: FrameQA's unanswerable answer is <UNK> = 0
+    (never chosen, never correct) and its categories come from the file; count has none and is scored by MSE."""
+    from layout_fixtures import preprocess_all, write_glove
+    from preprocess.synthetic_layouts import write_synthetic
+    write_synthetic("tgif-qa", tmp_path / "raw", num_videos=8)
+    write_glove(tmp_path / "glove.pkl")
+    files = {}
+    for task in ("frameqa", "count"):
+        vocab, split = preprocess_all("tgif-qa", tmp_path / "raw", tmp_path / "out", tmp_path / "glove.pkl", task=task)
+        prefix = tmp_path / "out" / f"tgif-qa_{task}"
+        files[task] = (vocab, split, baselines_from_files(f"{prefix}_train_questions.pt", f"{prefix}_test_questions.pt",
+                                                          f"{prefix}_vocab.json", f"tgif-qa/{task}"))
+    vocab, split, result = files["frameqa"]
+    assert vocab["answer_token_to_idx"]["<UNK>"] == 0 and "<UNK1>" not in vocab["answer_token_to_idx"]
+    train, test = split["train"], split["test"]
+    assert (test["answers"] == 0).any()  # test answers outside the training answers
+    majority = np.bincount(train["answers"][train["answers"] != 0]).argmax()
+    tokens = sorted(vocab["answer_token_to_idx"], key=vocab["answer_token_to_idx"].get)
+    assert result["majority"]["answer"] == tokens[majority]
+    answerable = test["answers"] != 0
+    assert result["majority"]["accuracy"] == pytest.approx(np.mean((test["answers"] == majority) & answerable))
+    known = train["answers"] != 0
+    by_category = {c: np.bincount(train["answers"][(train["question_category"] == c) & known]).argmax()
+                   for c in np.unique(test["question_category"])}
+    predicted = np.array([by_category[c] for c in test["question_category"]])
+    assert result["per_type_majority"]["accuracy"] == pytest.approx(np.mean((predicted == test["answers"])
+                                                                             & (test["answers"] != 0)))
+    assert set(result["per_type_majority"]["answers"]) <= {"object", "number", "color", "location"}
+
+    _, split, result = files["count"]
+    mean = np.clip(np.round(split["train"]["answers"].mean()), 1, 10)
+    assert result["metric"] == "MSE" and result["majority"]["answer"] == str(int(mean))
+    assert result["majority"]["mse"] == pytest.approx(np.mean((split["test"]["answers"] - mean) ** 2))
