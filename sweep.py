@@ -24,17 +24,22 @@ outputs (in --out):
   <run folder>/            one train.py run each (teacher__seed0, student__seed0, student_kd__seed0, ...;
                            grid points in the name: student_kd__distill.lambda_motion=10__seed0), with its
                            test_predictions.json (per-question test outcome of best.pt, cached)
-  summary.json             {"models": {NAME: {"seeds", "runs", "accuracy": {"mean", "std", "values"},
-                           "per_type": {TYPE: {"mean", "std"}}, "parameters", "settings"}}, "tests": [{"a", "b",
-                           "mean_difference", "p_value", "method", "differing_questions"}], "method"}
-                           (accuracies are fractions; std is the sample std over seeds, 0 for one seed)
-  summary.md               the paper's Table 3 layout (mean ± std, %), the seeds, the paired tests
-  summary.png              accuracy per model: each seed's point and mean ± std
+  summary.json             {"metric": "accuracy" | "MSE", "lower_is_better", "columns": ["all", CATEGORY...,
+                           GROUP...], "categories", "groups", "models": {NAME: {"seeds", "runs", "accuracy"
+                           (count: "mse"): {"mean", "std", "values"}, "per_type": {CATEGORY: {"mean", "std"}},
+                           ["per_group": {GROUP: {"mean", "std"}},] "parameters", "settings"}}, "tests": [{"a",
+                           "b", "mean_difference", "p_value", "method", "differing_questions"}], "method"}
+                           (accuracies are fractions; std is the sample std over seeds, 0 for one seed; the
+                           categories and groups are the dataset's: MSVD-QA's what/who/how/when/where, NExT-QA's
+                           CW..DO with causal/temporal/descriptive, none for TGIF-QA action/transition/count)
+  summary.md               the paper's Table 3 layout (mean ± std: accuracy in %, or MSE), the seeds, the tests
+  summary.png              the score per model: each seed's point and mean ± std
   logs/, slurm/            per-run logs of subprocess (several GPUs) and Slurm launches
 
 KEY=VALUE overrides go before --seeds/--grid (those flags take every value that follows them).
 The paired test: a sign-flip permutation test over test questions on the seed-averaged per-question difference in
-correctness (see training/significance.py for its assumptions).
+correctness (accuracy), or in squared error (count: MSE, lower is better); see training/significance.py for its
+assumptions.
 """
 
 

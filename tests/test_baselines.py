@@ -1,4 +1,5 @@
-"""Majority and per-type-majority answer baselines: a hand-counted example and the tiny question files."""
+"""Answer-prior baselines for every head: hand-counted open-ended, multiple-choice, count and FrameQA-like examples,
+the tiny question files against numpy, and validate.py --compare's baseline as the same definition."""
 import json
 import pickle
 from collections import Counter
@@ -81,3 +82,148 @@ def test_question_only_from_files_matches_a_plain_count(tmp_path):
     expected = [max(sorted(by_text[text(q, n)].items()), key=lambda item: item[1])[0] == a
                 for q, n, a in zip(test["questions"], test["questions_len"], test["answers"])]
     assert result["question_only"]["accuracy"] == pytest.approx(np.mean(expected))
+
+
+def _load(path):
+    with open(path, "rb") as f:
+        return pickle.load(f)  # the test's own file
+
+
+def test_multiple_choice_baselines_by_hand():
+    """Most frequent right position in training (ties: lowest), per category the same; no question-only baseline."""
+    train_answers = np.array([3, 3, 1, 1, 1, 0, 4, 4])
+    train_types = np.array([0, 0, 1, 1, 1, 1, 0, 2])   # category 0: 3, 3, 4 -> 3; 1: 1, 1, 1, 0 -> 1; 2: 4
+    test_answers = np.array([1, 3, 3, 4, 2, 1])
+    test_types = np.array([0, 0, 1, 2, 3, 3])            # category 3 ("D") absent from training: overall answer 1
+    names, groups = ("A", "B", "C", "D"), {"ab": ("A", "B"), "cd": ("C", "D")}
+    result = prior_baselines(train_answers, train_types, test_answers, test_types, None, [b"q"] * 8, [b"q"] * 6,
+                             head="multiple_choice", category_names=names, category_groups=groups)
+    assert result["metric"] == "accuracy" and "question_only" not in result
+    assert result["majority"]["answer"] == "candidate 1"
+    assert result["majority"]["accuracy"] == pytest.approx(np.mean(test_answers == 1))
+    assert result["majority"]["per_type"] == pytest.approx({"A": 0.5, "B": 0.0, "C": 0.0, "D": 0.5})
+    per_type = result["per_type_majority"]
+    assert per_type["answers"] == {"A": "candidate 3", "B": "candidate 1", "C": "candidate 4", "D": "candidate 1"}
+    predicted = np.array([3, 3, 1, 4, 1, 1])
+    assert per_type["accuracy"] == pytest.approx(np.mean(predicted == test_answers))
+    assert per_type["per_group"] == pytest.approx({"ab": np.mean((predicted == test_answers)[:3]),
+                                                   "cd": np.mean((predicted == test_answers)[3:])})
+
+
+def test_count_baselines_by_hand():
+    """Count: the rounded training mean (clamped to 1..10), scored by MSE; per category when there are any."""
+    train_answers = np.array([1, 2, 2, 7, 9, 9])         # mean 5 -> 5; category 0: (1, 2, 2) -> 2; 1: 25/3 -> 8
+    train_types = np.array([0, 0, 0, 1, 1, 1])
+    test_answers = np.array([2, 5, 10, 8])
+    test_types = np.array([0, 0, 1, 1])
+    result = prior_baselines(train_answers, train_types, test_answers, test_types, head="count",
+                             category_names=("few", "many"))
+    assert result["metric"] == "MSE" and result["majority"]["answer"] == "5"
+    assert result["majority"]["mse"] == pytest.approx(np.mean((test_answers - 5.0) ** 2))
+    assert result["majority"]["per_type"] == pytest.approx({"few": (9 + 0) / 2, "many": (25 + 9) / 2})
+    per_type = result["per_type_majority"]
+    assert per_type["answers"] == {"few": "2", "many": "8"}
+    assert per_type["mse"] == pytest.approx(np.mean((test_answers - np.array([2, 2, 8, 8])) ** 2))
+    assert "accuracy" not in result["majority"] and "question_only" not in result
+    none = prior_baselines(np.array([12, 14]), np.zeros(2), np.array([10, 3]), np.zeros(2), head="count",
+                           category_names=())
+    assert none["majority"]["answer"] == "10" and none["majority"]["per_type"] == {}  # mean 13 clamped to 10
+    assert "per_type_majority" not in none
+
+
+def test_frameqa_unanswerable_is_unk_and_never_chosen():
+    """A FrameQA-like vocabulary (<UNK> = 0, no <UNK0>/<UNK1>): <UNK> is never chosen and never correct."""
+    tokens = ["<UNK>", "cat", "dog"]
+    train_answers, test_answers = np.array([0, 0, 0, 2, 2, 1]), np.array([0, 2, 1, 2])
+    result = prior_baselines(train_answers, np.zeros(6), test_answers, np.zeros(4), tokens,
+                             category_names=("object",))
+    assert result["majority"]["answer"] == "dog" and result["majority"]["accuracy"] == pytest.approx(2 / 4)
+    always_unk = prior_baselines(np.array([0, 1]), np.zeros(2), np.array([0, 0]), np.zeros(2), tokens,
+                                 category_names=("object",))
+    assert always_unk["majority"]["answer"] == "cat" and always_unk["majority"]["accuracy"] == 0.0
+
+
+def test_multiple_choice_and_count_files_match_numpy(tmp_path):
+    from train_fixtures import FILE_CATEGORIES, FILE_GROUPS, register_tiny_datasets
+    register_tiny_datasets()
+    mc = write_tiny_dataset(tmp_path / "mc", answer_type="multiple_choice", file_categories=True)
+    train, test = _load(mc.question_path("train")), _load(mc.question_path("test"))
+    result = baselines_from_files(mc.question_path("train"), mc.question_path("test"), mc.data_dir / "tiny_vocab.json",
+                                  "tiny-mc")
+    position = np.bincount(train["answers"]).argmax()
+    assert result["majority"]["answer"] == f"candidate {position}"
+    assert result["majority"]["accuracy"] == pytest.approx(np.mean(test["answers"] == position))
+    expected = np.array([np.bincount(train["answers"][train["question_category"] == c]).argmax()
+                         for c in test["question_category"]])
+    assert result["per_type_majority"]["accuracy"] == pytest.approx(np.mean(expected == test["answers"]))
+    assert set(result["majority"]["per_type"]) <= set(FILE_CATEGORIES)
+    members = [FILE_CATEGORIES.index(m) for m in FILE_GROUPS["causal"]]
+    in_group = np.isin(test["question_category"], members)
+    assert result["per_type_majority"]["per_group"]["causal"] == pytest.approx(
+        np.mean((expected == test["answers"])[in_group]))
+
+    count = write_tiny_dataset(tmp_path / "count", answer_type="count")
+    train, test = _load(count.question_path("train")), _load(count.question_path("test"))
+    result = baselines_from_files(count.question_path("train"), count.question_path("test"),
+                                  count.data_dir / "tiny_vocab.json", "tiny-count")
+    mean = int(np.clip(np.round(train["answers"].mean()), 1, 10))
+    assert result["metric"] == "MSE" and result["majority"]["answer"] == str(mean)
+    assert result["majority"]["mse"] == pytest.approx(np.mean((test["answers"] - mean) ** 2.0))
+    assert set(result) == {"metric", "majority"}  # no categories, no question-only baseline
+
+
+@pytest.mark.parametrize("answer_type", ["open_ended", "multiple_choice"])
+def test_compare_baseline_is_the_training_majority(tmp_path, answer_type):
+    """validate.py --compare's baseline (training.evaluation.majority_baseline) and training.baselines give the same
+    answer and the same score on the same files: one definition."""
+    from train_fixtures import TINY_DATASET_NAMES, write_config
+    from training.evaluation import SplitEvaluator, majority_baseline
+    from utils.config import load_config
+    data = write_tiny_dataset(tmp_path / "data", answer_type=answer_type,
+                              file_categories=answer_type == "multiple_choice")
+    cfg = load_config(write_config(tmp_path / "c.yml", data, tmp_path / "results", answer_type=answer_type))
+    evaluator = SplitEvaluator(cfg, "test")
+    try:
+        shown = majority_baseline(evaluator)
+    finally:
+        evaluator.close()
+    dataset = "msvd-qa" if answer_type == "open_ended" else TINY_DATASET_NAMES[answer_type]
+    files = baselines_from_files(data.question_path("train"), data.question_path("test"),
+                                 data.data_dir / "tiny_vocab.json", dataset)["majority"]
+    assert shown == (files["answer"], pytest.approx(files["accuracy"]))
+
+
+def test_tgif_qa_frameqa_and_count_layouts_match_numpy(tmp_path):
+    """The synthetic TGIF-QA layout through question preprocessing: FrameQA's unanswerable answer is <UNK> = 0
+    (never chosen, never correct) and its categories come from the file; count has none and is scored by MSE."""
+    from layout_fixtures import preprocess_all, write_glove
+    from preprocess.synthetic_layouts import write_synthetic
+    write_synthetic("tgif-qa", tmp_path / "raw", num_videos=8)
+    write_glove(tmp_path / "glove.pkl")
+    files = {}
+    for task in ("frameqa", "count"):
+        vocab, split = preprocess_all("tgif-qa", tmp_path / "raw", tmp_path / "out", tmp_path / "glove.pkl", task=task)
+        prefix = tmp_path / "out" / f"tgif-qa_{task}"
+        files[task] = (vocab, split, baselines_from_files(f"{prefix}_train_questions.pt", f"{prefix}_test_questions.pt",
+                                                          f"{prefix}_vocab.json", f"tgif-qa/{task}"))
+    vocab, split, result = files["frameqa"]
+    assert vocab["answer_token_to_idx"]["<UNK>"] == 0 and "<UNK1>" not in vocab["answer_token_to_idx"]
+    train, test = split["train"], split["test"]
+    assert (test["answers"] == 0).any()  # test answers outside the training answers
+    majority = np.bincount(train["answers"][train["answers"] != 0]).argmax()
+    tokens = sorted(vocab["answer_token_to_idx"], key=vocab["answer_token_to_idx"].get)
+    assert result["majority"]["answer"] == tokens[majority]
+    answerable = test["answers"] != 0
+    assert result["majority"]["accuracy"] == pytest.approx(np.mean((test["answers"] == majority) & answerable))
+    known = train["answers"] != 0
+    by_category = {c: np.bincount(train["answers"][(train["question_category"] == c) & known]).argmax()
+                   for c in np.unique(test["question_category"])}
+    predicted = np.array([by_category[c] for c in test["question_category"]])
+    assert result["per_type_majority"]["accuracy"] == pytest.approx(np.mean((predicted == test["answers"])
+                                                                             & (test["answers"] != 0)))
+    assert set(result["per_type_majority"]["answers"]) <= {"object", "number", "color", "location"}
+
+    _, split, result = files["count"]
+    mean = np.clip(np.round(split["train"]["answers"].mean()), 1, 10)
+    assert result["metric"] == "MSE" and result["majority"]["answer"] == str(int(mean))
+    assert result["majority"]["mse"] == pytest.approx(np.mean((split["test"]["answers"] - mean) ** 2))

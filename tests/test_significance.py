@@ -79,3 +79,49 @@ def test_random_rounds_are_seeded_and_chunked(monkeypatch):
 def test_mismatched_questions_are_rejected():
     with pytest.raises(ValueError, match="different numbers of questions"):
         paired_permutation_test(np.ones((2, 5)), np.ones((2, 6)))
+
+
+def _brute_force_real(values_a: np.ndarray, values_b: np.ndarray) -> tuple[float, float]:
+    """(T, exact two-sided p) for real values, enumerating every sign flip of d_q with fractions-free plain floats
+    and a generous tie tolerance (ties here are exact mirror images, differences otherwise are >> 1e-9)."""
+    d = values_a.mean(axis=0) - values_b.mean(axis=0)
+    observed = d.mean()
+    hits, patterns = 0, 0
+    for signs in itertools.product((1.0, -1.0), repeat=len(d)):
+        patterns += 1
+        hits += abs(sum(s * x for s, x in zip(signs, d)) / len(d)) >= abs(observed) - 1e-9
+    return observed, hits / patterns
+
+
+@pytest.mark.parametrize("seeds_a, seeds_b", [(1, 1), (3, 2), (2, 1)])
+def test_real_valued_differences_match_every_sign_flip(seeds_a, seeds_b):
+    """Real per-question values (e.g. squared errors averaged over seeds, here arbitrary reals): statistic and p
+    against an independent enumeration of all 2^9 sign flips, and a question with d_q = 0 not flipped."""
+    rng = np.random.default_rng(10 * seeds_a + seeds_b)
+    a = rng.normal(1.0, 1.5, (seeds_a, 9)) ** 2
+    b = rng.normal(0.0, 1.5, (seeds_b, 9)) ** 2
+    b[:, 4] = a[:, 4].mean()                       # one question with no difference
+    observed, exact_p = _brute_force_real(a, b)
+    result = paired_permutation_test(a, b)
+    assert result.mean_difference == pytest.approx(observed)
+    assert result.p_value == pytest.approx(exact_p)
+    assert result.num_differing == 8 and result.method.startswith("exact")
+    sampled = paired_permutation_test(a, b, rounds=40_000, seed=3, exact_up_to=0)
+    assert sampled.p_value == pytest.approx(exact_p, abs=0.01)
+
+
+def test_squared_errors_with_mirror_ties_count_the_observed_pattern():
+    """Integer squared errors whose differences tie exactly in magnitude: d = (+4, -4, +1, +1) gives T = 0.5 (sum
+    2); of the 2^4 sign patterns only the 4 with signed sum 0 (the +-4 terms cancelling, and the +-1 terms
+    cancelling) fall below |2|: p = 12 / 16, the observed pattern and its mirror images included."""
+    a = np.array([[9.0, 0.0, 4.0, 1.0]])
+    b = np.array([[5.0, 4.0, 3.0, 0.0]])
+    result = paired_permutation_test(a, b)
+    assert result.mean_difference == pytest.approx(0.5)
+    sums = [abs(np.dot(s, [4, -4, 1, 1])) for s in itertools.product((1, -1), repeat=4)]
+    assert result.p_value == pytest.approx(sum(v >= 2 for v in sums) / 16) == pytest.approx(12 / 16)
+
+
+def test_non_finite_values_are_rejected():
+    with pytest.raises(ValueError, match="finite"):
+        paired_permutation_test(np.array([1.0, np.nan]), np.array([1.0, 0.0]))

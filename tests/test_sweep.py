@@ -1,5 +1,6 @@
 """sweep.py on the tiny dataset: the runs it plans, the summary it writes, reuse and resume on a second invocation,
-seeds that reproduce, the one-subprocess-per-GPU launcher and the Slurm path through submitit's local executor."""
+seeds that reproduce, the one-subprocess-per-GPU launcher and the Slurm path through submitit's local executor; and
+sweeps on the multiple-choice (file categories, groups) and count (MSE) fixtures."""
 import json
 import shutil
 import sys
@@ -13,16 +14,16 @@ import train
 import training.evaluation
 import training.trainer
 from train_fixtures import write_config, write_tiny_dataset
-from training import sweep_launch
+from training import sweep_launch, sweep_report
 from training.sweep_plan import SweepError, parse_grid, plan_sweep
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 SEEDS = ["0", "1"]
 
 
-def _configs(root):
-    data = write_tiny_dataset(root / "data")
-    write_config(root / "tiny.yml", data, root / "results", train={"max_epochs": 1})
+def _configs(root, answer_type="open_ended"):
+    data = write_tiny_dataset(root / "data", answer_type=answer_type, file_categories=answer_type == "multiple_choice")
+    write_config(root / "tiny.yml", data, root / "results", answer_type=answer_type, train={"max_epochs": 1})
     student = root / "tiny_student.yml"
     student.write_text("_base_: tiny.yml\nmodel:\n  graph_layers: 1\n")
     return student
@@ -49,6 +50,8 @@ def test_summary_has_every_model_with_seed_statistics(swept):
     assert json.loads((out / "summary.json").read_text()) == summary
     models = summary["models"]
     assert list(models) == ["Teacher", "Student", "Student-KD"]
+    assert summary["metric"] == "accuracy" and summary["lower_is_better"] is False
+    assert summary["columns"] == ["all", "what", "who", "how", "when", "where"] and summary["groups"] == []
     assert models["Teacher"]["seeds"] == [0] and models["Student-KD"]["seeds"] == [0, 1]
     for name, entry in models.items():
         truth = [json.loads((out / run / "test_results.json").read_text())["all"] for run in entry["runs"]]
@@ -243,3 +246,90 @@ def test_slurm_path_through_the_local_executor_reproduces_the_seed(swept):
     assert here["questions"] == there["questions"] and here["accuracy"] == there["accuracy"]
     assert summary["models"]["Student-KD"]["accuracy"]["values"] == \
         swept["summary"]["models"]["Student-KD"]["accuracy"]["values"][:1]
+
+
+@pytest.fixture(scope="module", params=["multiple_choice", "count"])
+def other_head_sweep(request, tmp_path_factory, single_thread):
+    """A finished two-seed, one-epoch sweep on the tiny-mc (5 candidates, file categories in two groups) or the
+    tiny-count (no categories, MSE) fixture."""
+    root = tmp_path_factory.mktemp(request.param)
+    student = _configs(root, request.param)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training.trainer, "plot_run", lambda *a, **k: None)
+        summary = sweep.run(["--cfg", str(student), "--out", str(root / "sweep"), "--seeds", *SEEDS])
+    return request.param, root / "sweep", summary
+
+
+def test_other_heads_summary_columns_metric_and_report(other_head_sweep):
+    from train_fixtures import FILE_CATEGORIES, FILE_GROUPS
+    head, out, summary = other_head_sweep
+    assert json.loads((out / "summary.json").read_text()) == summary
+    count = head == "count"
+    key = "mse" if count else "accuracy"
+    assert summary["metric"] == ("MSE" if count else "accuracy") and summary["lower_is_better"] is count
+    if count:
+        assert summary["columns"] == ["all"] and summary["categories"] == summary["groups"] == []
+    else:
+        assert summary["columns"] == ["all", *FILE_CATEGORIES, *FILE_GROUPS]
+    models = summary["models"]
+    for name, entry in models.items():
+        assert "accuracy" not in entry if count else "mse" not in entry
+        truth = [json.loads((out / run / "test_results.json").read_text())["all"] for run in entry["runs"]]
+        assert entry[key]["values"] == pytest.approx(truth)
+        assert entry[key]["mean"] == pytest.approx(np.mean(truth))
+        assert entry[key]["std"] == pytest.approx(np.std(truth, ddof=1) if len(truth) > 1 else 0.0)
+        assert set(entry["per_type"]) == (set() if count else set(FILE_CATEGORIES))
+        assert ("per_group" in entry) is not count
+        for run in entry["runs"]:
+            cached = _predictions(out / run)
+            questions = cached["questions"]
+            assert cached["metric"] == summary["metric"] and cached["head"] == head
+            if count:
+                errors = [(int(p) - int(a)) ** 2 for p, a in zip(questions["prediction"], questions["answer"])]
+                assert questions["squared_error"] == errors and "correct" not in questions
+                assert np.mean(errors) == pytest.approx(cached["accuracy"]["all"])
+                assert set(questions["type"]) == {None}
+            else:
+                right = [int(p == a) for p, a in zip(questions["prediction_index"], questions["answer_index"])]
+                assert questions["correct"] == right and sum(right) == cached["accuracy"]["correct"]
+                assert set(questions["type"]) <= set(FILE_CATEGORIES)
+    for test in summary["tests"]:
+        assert 0.0 <= test["p_value"] <= 1.0
+        assert test["mean_difference"] == pytest.approx(models[test["a"]][key]["mean"] - models[test["b"]][key]["mean"])
+    text = (out / "summary.md").read_text()
+    if count:
+        assert "| model | parameters | All |\n" in text and "Test MSE of the rounded count (lower is better)" in text
+        assert "mean difference (MSE)" in text and "squared error averaged over seeds" in summary["method"]
+        assert f"{models['Student']['mse']['mean']:.3f} ± {models['Student']['mse']['std']:.3f}" in text
+    else:
+        assert "| model | parameters | All | CW | CH | TN | TC | DL | Causal | Temporal |" in text
+        assert "mean difference (points)" in text and "correctness averaged over seeds" in summary["method"]
+    assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_cache_of_another_format_or_checkpoint_is_not_read(tmp_path):
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"weights")
+    stamp = sweep_report._checkpoint_stamp(ckpt)
+    cache = tmp_path / "test_predictions.json"
+    cache.write_text(json.dumps({**stamp, "format": sweep_report.CACHE_FORMAT, "questions": {}}))
+    assert sweep_report._read_cache(cache, stamp) is not None
+    cache.write_text(json.dumps({**stamp, "questions": {}}))  # written before the format key (open-ended only)
+    assert sweep_report._read_cache(cache, stamp) is None
+    cache.write_text(json.dumps({**stamp, "format": sweep_report.CACHE_FORMAT, "checkpoint_size": 1}))
+    assert sweep_report._read_cache(cache, stamp) is None
+
+
+def test_table3_columns_given_or_inferred():
+    """Explicit columns (summary.md) show a category without test questions as "-"; without them (demo.py's call)
+    the columns are All, then the categories and groups the entries have; MSE cells keep 3 decimals."""
+    stats = lambda mean: {"mean": mean, "std": 0.01}  # noqa: E731
+    models = {"S": {"accuracy": stats(0.5), "per_type": {"CW": stats(0.25)}, "per_group": {"causal": stats(0.25)},
+                    "parameters": 1000}}
+    given = sweep_report.table3(models, [("majority", "", {"all": "20.00"})], columns=["all", "CW", "TN", "causal"])
+    assert given.splitlines()[0] == "| model | parameters | All | CW | TN | Causal |"
+    assert given.splitlines()[2] == "| majority |  | 20.00 | - | - | - |"
+    assert given.splitlines()[3] == "| S | 1,000 | 50.00 ± 1.00 | 25.00 ± 1.00 | - | 25.00 ± 1.00 |"
+    assert sweep_report.table3(models).splitlines()[0] == "| model | parameters | All | CW | Causal |"
+    counted = {"S": {"mse": stats(2.5), "per_type": {}, "parameters": 10}}
+    assert sweep_report.table3(counted).splitlines()[2] == "| S | 10 | 2.500 ± 0.010 |"

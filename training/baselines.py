@@ -1,14 +1,24 @@
-"""Answer-prior baselines on the test split: what a model reaches without looking at the video.
+"""Answer-prior baselines on the test split: what a model reaches without looking at the video, for every answer
+head, per category of the dataset (preprocess/datasets/: ``category_names``, ``category_groups``).
 
-- majority: always the most frequent training answer;
-- per-type majority: for each question type (what / who / how / when / where / other), that type's most frequent
-  training answer (the overall one for a type the training split lacks);
-- question only: for each distinct question text, its most frequent training answer (the per-type majority answer
-  for a question the training split lacks). A model that does not beat this does not use the video.
+- majority: always the training split's most frequent answer. Open-ended: the most frequent answer id (the
+  vocabulary's unknown answers ``<UNK0>`` / ``<UNK1>`` / ``<UNK>`` are never chosen); multiple choice: the most
+  frequent position of the right candidate ("candidate k"); count: the training mean count rounded and clamped to
+  1..10 as the count head's predictions are (scored by MSE, lower is better). Ties go to the lowest id / position.
+- per-category majority (``per_type_majority``; only when the dataset has categories): the same within each
+  category of the training split (MSVD-QA / MSRVTT-QA: the first-word question types; others: the question file's
+  ``question_category``), the overall answer for a category the training split lacks.
+- question only (open-ended only: a multiple-choice question's candidates differ from question to question and a
+  count question's text repeats with every count): for each distinct question text its most frequent training
+  answer, the per-category (else overall) majority answer for a question the training split lacks. A model that
+  does not beat it does not use the video.
 
-Answers are scored as the models are: a test answer outside the training answer set (``<UNK1>``) is never correct,
-and training answers outside it (``<UNK0>``) are never chosen. Every question of the question files counts
-(the models skip questions whose video has no features; the demo's videos all have them).
+Scoring is the models' (training.metrics): accuracy, where an open-ended test answer equal to the split's
+unanswerable id (``<UNK1>`` if the vocabulary has it, else ``<UNK>``; training.metrics.unanswerable_answer) is never
+correct; MSE of the count. Every question of the question files counts (the models answer questions whose video
+has no features from all-zero features, so they score the same questions by default).
+
+``validate.py --compare`` shows :func:`majority` through training.evaluation.majority_baseline: one definition.
 """
 from __future__ import annotations
 
@@ -17,22 +27,81 @@ from collections import Counter
 import numpy as np
 
 from preprocess.question_file import load_question_file, load_vocab
-from training.metrics import TYPE_NAMES, UNANSWERABLE, question_types
+from training.metrics import COUNT_RANGE, MSE, TYPE_NAMES, metric_for, question_types, unanswerable_answer
 
-FIRST_ANSWER = 2  # answer ids 0 and 1 are <UNK0> / <UNK1>
-
-
-def _most_frequent(answers: np.ndarray, num_answers: int) -> int | None:
-    """The most frequent answer id >= FIRST_ANSWER (lowest id on ties), or None when there is none."""
-    counts = np.bincount(answers[answers >= FIRST_ANSWER], minlength=num_answers)
-    return int(counts.argmax()) if counts.any() else None
+UNKNOWN_ANSWERS = ("<UNK0>", "<UNK1>", "<UNK>")  # open-ended answers a baseline never chooses
 
 
-def _score(predicted: np.ndarray, answers: np.ndarray, types: np.ndarray) -> dict:
-    """{"accuracy", "per_type": {type name: accuracy}} of ``predicted`` (N,) answer ids against ``answers``."""
-    correct = (predicted == answers) & (answers != UNANSWERABLE)
-    per_type = {TYPE_NAMES[t]: float(correct[types == t].mean()) for t in np.unique(types)}
-    return {"accuracy": float(correct.mean()), "per_type": per_type}
+def value_key(head: str) -> str:
+    """The key a baseline's score goes under: ``mse`` for count, ``accuracy`` otherwise."""
+    return "mse" if metric_for(head) == MSE else "accuracy"
+
+
+def never_chosen(answer_tokens: list[str] | None) -> list[int]:
+    """The ids of the unknown answers (:data:`UNKNOWN_ANSWERS`) in an open-ended answer list, in id order."""
+    return [i for i, token in enumerate(answer_tokens or []) if token in UNKNOWN_ANSWERS]
+
+
+def _most_frequent(values: np.ndarray, exclude: list[int] = ()) -> int | None:
+    """The most frequent non-negative int in ``values`` (N,) outside ``exclude`` (lowest on ties); None if none."""
+    values = np.asarray(values, dtype=np.int64)
+    values = values[~np.isin(values, list(exclude))] if len(exclude) else values
+    if values.size == 0:
+        return None
+    return int(np.bincount(values).argmax())
+
+
+def majority(train_answers: np.ndarray, head: str = "open_ended", answer_tokens: list[str] | None = None) -> int | None:
+    """The majority answer of ``train_answers`` (N,): an open-ended answer id (never an unknown one), a candidate
+    position, or for count ``clamp(round(mean), 1, 10)``; None when there is none (no answers, or only unknown
+    ones)."""
+    train_answers = np.asarray(train_answers, dtype=np.int64)
+    if head == "count":
+        if train_answers.size == 0:
+            return None
+        return int(np.clip(np.round(train_answers.mean()), *COUNT_RANGE))
+    return _most_frequent(train_answers, never_chosen(answer_tokens) if head == "open_ended" else [])
+
+
+def answer_label(answer: int, head: str = "open_ended", answer_tokens: list[str] | None = None) -> str:
+    """How a baseline answer reads: the answer token, ``candidate k``, or the count."""
+    if head == "multiple_choice":
+        return f"candidate {answer}"
+    if head == "count":
+        return str(int(answer))
+    return answer_tokens[answer]
+
+
+def outcomes(predicted: np.ndarray, answers: np.ndarray, head: str = "open_ended",
+             unanswerable: int | None = None) -> np.ndarray:
+    """(N,) float64 per-question outcome: 1/0 correct (an answer equal to ``unanswerable`` never is), or for count
+    the squared error."""
+    predicted, answers = np.asarray(predicted, dtype=np.int64), np.asarray(answers, dtype=np.int64)
+    if head == "count":
+        return (predicted - answers).astype(np.float64) ** 2
+    right = predicted == answers
+    if unanswerable is not None:
+        right &= answers != unanswerable
+    return right.astype(np.float64)
+
+
+def score(predicted: np.ndarray, answers: np.ndarray, types: np.ndarray, head: str = "open_ended",
+          category_names: tuple = TYPE_NAMES, category_groups: dict | None = None,
+          unanswerable: int | None = None) -> dict:
+    """{"accuracy" | "mse": overall, "per_type": {category: value} (categories with test questions),
+    ["per_group": {group: value}]} of ``predicted`` (N,) against ``answers`` (N,); ``types`` (N,) index
+    ``category_names`` (empty: no per-category values)."""
+    values = outcomes(predicted, answers, head, unanswerable)
+    types = np.asarray(types, dtype=np.int64)
+    out = {value_key(head): float(values.mean()),
+           "per_type": {category_names[t]: float(values[types == t].mean()) for t in np.unique(types)}
+           if category_names else {}}
+    if category_groups:
+        out["per_group"] = {}
+        for group, members in category_groups.items():
+            mask = np.isin(types, [category_names.index(m) for m in members])
+            out["per_group"][group] = float(values[mask].mean()) if mask.any() else None
+    return out
 
 
 def _question_keys(questions: np.ndarray, lengths: np.ndarray) -> list[bytes]:
@@ -42,14 +111,15 @@ def _question_keys(questions: np.ndarray, lengths: np.ndarray) -> list[bytes]:
 
 
 def question_only_predictions(train_keys: list[bytes], train_answers: np.ndarray, test_keys: list[bytes],
-                              fallback: np.ndarray) -> np.ndarray:
+                              fallback: np.ndarray, never: list[int] = (0, 1)) -> np.ndarray:
     """(N_test,) answer ids: each test question's most frequent training answer among the training questions with
-    the same key (ids >= FIRST_ANSWER, lowest id on ties), ``fallback`` (N_test,) where there is none."""
+    the same key (ids outside ``never``, lowest id on ties), ``fallback`` (N_test,) where there is none."""
+    never = set(never)
     counts: dict[bytes, Counter] = {}
     for key, answer in zip(train_keys, train_answers):
-        if answer >= FIRST_ANSWER:
+        if int(answer) not in never:
             counts.setdefault(key, Counter())[int(answer)] += 1
-    predicted = fallback.copy()
+    predicted = np.array(fallback, dtype=np.int64)
     for i, key in enumerate(test_keys):
         if key in counts:
             best = max(counts[key].values())
@@ -58,40 +128,100 @@ def question_only_predictions(train_keys: list[bytes], train_answers: np.ndarray
 
 
 def prior_baselines(train_answers: np.ndarray, train_types: np.ndarray, test_answers: np.ndarray,
-                    test_types: np.ndarray, answer_tokens: list[str], train_keys: list[bytes] | None = None,
-                    test_keys: list[bytes] | None = None) -> dict:
-    """The baselines from (N,) answer ids and type indices (``training.metrics.TYPE_NAMES`` order); the
-    question-only one too when ``train_keys`` / ``test_keys`` (one key per question, see ``_question_keys``) are
-    given.
+                    test_types: np.ndarray, answer_tokens: list[str] | None = None,
+                    train_keys: list[bytes] | None = None, test_keys: list[bytes] | None = None, *,
+                    head: str = "open_ended", category_names: tuple = TYPE_NAMES,
+                    category_groups: dict | None = None, unanswerable: int | None = -1) -> dict:
+    """The baselines (module docstring) from (N,) answers and category indices into ``category_names``.
 
-    Returns {"majority": {"answer", "accuracy", "per_type"}, "per_type_majority": {"answers": {type: answer},
-    "accuracy", "per_type"}[, "question_only": {"accuracy", "per_type"}]} (fractions of the test questions).
+    ``answer_tokens``: the open-ended answer vocabulary in id order (unused for the other heads).
+    ``unanswerable``: the open-ended answer id never counted correct; -1 (default) = the vocabulary's, as
+    training.metrics.unanswerable_answer finds it (``<UNK1>``, else ``<UNK>``); None for the other heads.
+    ``train_keys`` / ``test_keys``: one key per question (``_question_keys``) for the question-only baseline
+    (open-ended only).
+
+    Returns {"metric": "accuracy" | "MSE", "majority": {"answer", V, "per_type"[, "per_group"]},
+    ["per_type_majority": {"answers": {category: answer}, V, "per_type"[, "per_group"]},]
+    ["question_only": {V, "per_type"[, "per_group"]}]}, V = "accuracy" (a fraction) or "mse".
     """
-    overall = _most_frequent(train_answers, len(answer_tokens))
+    if head != "open_ended":
+        unanswerable = None
+    elif unanswerable == -1:
+        unanswerable = unanswerable_answer({"answer_token_to_idx": {t: i for i, t in enumerate(answer_tokens or [])}})
+    category_names = tuple(category_names)
+    train_answers, test_answers = np.asarray(train_answers, np.int64), np.asarray(test_answers, np.int64)
+    train_types, test_types = np.asarray(train_types, np.int64), np.asarray(test_types, np.int64)
+    overall = majority(train_answers, head, answer_tokens)
     if overall is None:
-        raise ValueError("the training split has no answer inside the answer set")
-    by_type = {}
-    for t in np.unique(test_types):
-        found = _most_frequent(train_answers[train_types == t], len(answer_tokens))
-        by_type[int(t)] = overall if found is None else found
-    per_type_prediction = np.array([by_type[int(t)] for t in test_types], dtype=np.int64)
-    result = {"majority": {"answer": answer_tokens[overall],
-                           **_score(np.full_like(test_answers, overall), test_answers, test_types)},
-              "per_type_majority": {"answers": {TYPE_NAMES[t]: answer_tokens[a] for t, a in by_type.items()},
-                                    **_score(per_type_prediction, test_answers, test_types)}}
-    if train_keys is not None and test_keys is not None:
-        predicted = question_only_predictions(train_keys, train_answers, test_keys, per_type_prediction)
-        result["question_only"] = _score(predicted, test_answers, test_types)
+        raise ValueError("the training split has no answer a baseline can give (none, or only unknown answers)")
+    scoring = dict(head=head, category_names=category_names, category_groups=category_groups,
+                   unanswerable=unanswerable)
+    label = lambda answer: answer_label(answer, head, answer_tokens)  # noqa: E731
+    result = {"metric": metric_for(head),
+              "majority": {"answer": label(overall),
+                           **score(np.full_like(test_answers, overall), test_answers, test_types, **scoring)}}
+    per_type_prediction = np.full_like(test_answers, overall)
+    if category_names:
+        by_type = {}
+        for t in np.unique(test_types):
+            found = majority(train_answers[train_types == t], head, answer_tokens)
+            by_type[int(t)] = overall if found is None else found
+        per_type_prediction = np.array([by_type[int(t)] for t in test_types], dtype=np.int64)
+        result["per_type_majority"] = {"answers": {category_names[t]: label(a) for t, a in by_type.items()},
+                                       **score(per_type_prediction, test_answers, test_types, **scoring)}
+    if head == "open_ended" and train_keys is not None and test_keys is not None:
+        predicted = question_only_predictions(train_keys, train_answers, test_keys, per_type_prediction,
+                                              never_chosen(answer_tokens))
+        result["question_only"] = score(predicted, test_answers, test_types, **scoring)
     return result
 
 
-def baselines_from_files(train_questions, test_questions, vocab_json) -> dict:
-    """``prior_baselines`` of preprocessed question files (``<dataset>_<split>_questions.pt``) and vocabulary."""
+def split_categories(data: dict, spec, token_to_idx: dict, where: str = "the question file") -> np.ndarray:
+    """(N,) int64 category per question of a question file's arrays ``data``: first-word types, the file's
+    ``question_category``, or all 0 when the dataset ``spec`` has no categories."""
+    names = tuple(spec.category_names)
+    if not names:
+        return np.zeros(len(data["answers"]), dtype=np.int64)
+    if spec.category_source == "first_word":
+        return question_types(data["questions"], token_to_idx)
+    category = data.get("question_category")
+    if category is None:
+        raise ValueError(f"{where}: the dataset {spec.name} reads categories from 'question_category', which the "
+                         "file lacks")
+    category = np.asarray(category, dtype=np.int64)
+    if category.size and (category.min() < 0 or category.max() >= len(names)):
+        raise ValueError(f"{where}: 'question_category' spans [{category.min()}, {category.max()}] but "
+                         f"{spec.name} has {len(names)} categories")
+    return category
+
+
+def _spec(dataset):
+    """A registered dataset from a name (``"tgif-qa/count"`` = name and task) or a dataset object."""
+    if not isinstance(dataset, str):
+        return dataset
+    from preprocess.datasets import get_dataset
+    name, _, task = dataset.partition("/")
+    return get_dataset(name, task or None)
+
+
+def baselines_from_files(train_questions, test_questions, vocab_json, dataset="msvd-qa") -> dict:
+    """``prior_baselines`` of preprocessed question files (``<file_prefix>_<split>_questions.pt``) and vocabulary
+    of ``dataset`` (a registered name, ``"tgif-qa/count"`` for a TGIF-QA task, or a preprocess.datasets.Dataset):
+    its answer head, categories and groups."""
+    from training.data.questions import embedding_vocabulary
+    spec = _spec(dataset)
+    head = spec.answer_type
     vocab = load_vocab(vocab_json)
-    token_to_idx = vocab["question_token_to_idx"]
+    token_to_idx = embedding_vocabulary(vocab, head)
     answer_tokens = sorted(vocab["answer_token_to_idx"], key=vocab["answer_token_to_idx"].get)
     train, test = load_question_file(train_questions), load_question_file(test_questions)
-    return prior_baselines(np.asarray(train["answers"]), question_types(train["questions"], token_to_idx),
-                           np.asarray(test["answers"]), question_types(test["questions"], token_to_idx),
-                           answer_tokens, _question_keys(train["questions"], train["questions_len"]),
-                           _question_keys(test["questions"], test["questions_len"]))
+    keys = {}
+    if head == "open_ended":
+        keys = {"train_keys": _question_keys(train["questions"], train["questions_len"]),
+                "test_keys": _question_keys(test["questions"], test["questions_len"])}
+    train_types = split_categories(train, spec, token_to_idx, str(train_questions))
+    test_types = split_categories(test, spec, token_to_idx, str(test_questions))
+    return prior_baselines(np.asarray(train["answers"]), train_types, np.asarray(test["answers"]), test_types,
+                           answer_tokens, head=head, category_names=tuple(spec.category_names),
+                           category_groups={g: tuple(m) for g, m in spec.category_groups.items()},
+                           unanswerable=unanswerable_answer(vocab, head), **keys)

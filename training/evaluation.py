@@ -254,16 +254,31 @@ def comparison_notes(split: str, scoring: dict, with_test_selected: bool) -> str
     return "\n".join(notes)
 
 
-def majority_baseline(answers: np.ndarray, answer_tokens: list[str], unanswerable: int | None = 1
-                      ) -> tuple[str, float] | None:
-    """(most frequent answer, accuracy of always answering it) over ``answers`` (N,) answer ids; questions whose
-    answer is ``unanswerable`` (out of vocabulary) count as wrong. None when no answer is in the vocabulary."""
-    known = answers if unanswerable is None else answers[answers != unanswerable]
-    if len(known) == 0:
+def majority_baseline(evaluator: SplitEvaluator) -> tuple[str, float] | None:
+    """(majority answer, accuracy of always giving it on the evaluator's split): training/baselines.py's majority
+    baseline (one definition): the training split's most frequent answer (open-ended, never an unknown answer) or
+    right-candidate position (multiple choice, ``candidate k``), scored as the models are (the split's unanswerable
+    answer never correct) on the questions the models were scored on. None for count (its prior baseline, the
+    rounded training mean, is an MSE: training/baselines.py), and when the training question file is absent or has
+    no answer a baseline can give."""
+    from preprocess.question_file import load_question_file
+    from training import baselines
+    from training.data import dataset_path
+    from training.log import get_logger
+    if evaluator.head == "count":
         return None
-    counts = np.bincount(known)
-    best = int(counts.argmax())
-    return answer_tokens[best], float(counts[best] / len(answers))
+    path = dataset_path(evaluator.cfg, "train_question_pt")
+    if not path.is_file():
+        get_logger().warning(f"no majority-answer baseline: training question file {path} not found "
+                             "(config key 'dataset.train_question_pt')")
+        return None
+    tokens = evaluator.answer_tokens() if evaluator.head == "open_ended" else None
+    answer = baselines.majority(load_question_file(path)["answers"], evaluator.head, tokens)
+    if answer is None:
+        return None
+    q = evaluator.questions
+    correct = baselines.outcomes(np.full_like(q.answers, answer), q.answers, evaluator.head, q.unanswerable)
+    return baselines.answer_label(answer, evaluator.head, tokens), float(correct.mean())
 
 
 def _repeated(names: list[str]) -> set[str]:
@@ -289,11 +304,12 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
                         overrides: list[str] = (), split: str = "test", max_examples: int = 20) -> dict:
     """Evaluate several checkpoints on one split of the same data and compare them.
 
-    Returns {"split", "dataset", "models": [summary per model], "baseline": {"answer", "accuracy"} (always answering
-    the split's most frequent answer) or None, "histories", "num_questions", "num_disagreements", "disagreements":
-    [rows], "scoring", "markdown": {"table", "notes", "disagreements"}}. ``table`` is the paper's Table 3/4
-    layout, with a "test-selected (optimistic)" column when split is test and the runs' metrics.json hold
-    per-epoch test accuracies (eval.test_every_epoch); each model's summary then has "test_selected".
+    Returns {"split", "dataset", "models": [summary per model], "baseline": {"answer", "accuracy"} (always giving
+    the training split's majority answer: majority_baseline) or None, "histories", "num_questions",
+    "num_disagreements", "disagreements": [rows], "scoring", "markdown": {"table", "notes", "disagreements"}}.
+    ``table`` is the paper's Table 3/4 layout, with a "test-selected (optimistic)" column when split is test and
+    the runs' metrics.json hold per-epoch test accuracies (eval.test_every_epoch); each model's summary then has
+    "test_selected".
     """
     names = list(names) if names else default_names(paths)
     if len(names) != len(paths):
@@ -306,14 +322,7 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
         results = [evaluator.evaluate(p, n, "--compare") for p, n in zip(paths, names)]
         predictions = np.stack([r.predictions for r in results])
         rows = _disagreements(evaluator, results, max_examples)
-        q = evaluator.questions
-        if evaluator.head == "open_ended":
-            baseline = majority_baseline(q.answers, evaluator.answer_tokens(), q.unanswerable)
-        elif evaluator.head == "multiple_choice":  # always the same candidate position
-            positions = [f"candidate {k}" for k in range(evaluator.bundle.signature.num_answers)]
-            baseline = majority_baseline(q.answers, positions, None)
-        else:
-            baseline = None
+        baseline = majority_baseline(evaluator)
         table = comparison_table([(r.name, r.accuracy, r.parameters) for r in results], baseline)
         histories = {r.name: run_history(r.path, r.checkpoint) for r in results}
         selected = [best_test_epoch(histories[r.name]) if split == "test" else None for r in results]

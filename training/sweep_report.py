@@ -1,11 +1,20 @@
-"""A sweep's results: per-question test predictions of every run (cached), mean ± std over seeds, paired tests,
-and the report files summary.json / summary.md / summary.png.
+"""A sweep's results: per-question test outcomes of every run (cached), mean ± std over seeds, paired tests,
+and the report files summary.json / summary.md / summary.png, for every answer head and dataset.
+
+The metric, the categories and the groups are the test split's (training.evaluation.SplitEvaluator, as
+training/metrics.py scores them): accuracy for open-ended (an answer equal to the split's unanswerable id,
+``<UNK1>`` or FrameQA's ``<UNK>``, is never correct) and multiple choice (the chosen candidate is the right one), MSE
+of the rounded count for count (lower is better). The columns are All, the dataset's categories (MSVD-QA /
+MSRVTT-QA: the first-word types what / who / how / when / where, "other" only when such questions exist) and its
+category groups (NExT-QA: causal, temporal, descriptive); a dataset without categories has All only.
 
 Each finished run's best.pt is evaluated once on the test split; the per-question outcome goes to
-``<run folder>/test_predictions.json`` (recomputed only when best.pt changes):
-    {"checkpoint", "checkpoint_mtime_ns", "checkpoint_size", "split": "test", "parameters",
-     "accuracy": {"all", "count", "correct", "by_type", "counts", "correct_by_type"},
-     "questions": {"question_id": [...], "type": [...], "answer": [...], "prediction": [...], "correct": [...]}}
+``<run folder>/test_predictions.json`` (recomputed when best.pt changes, or the file has another ``format``):
+    {"checkpoint", "checkpoint_mtime_ns", "checkpoint_size", "format": 2, "split": "test", "head", "metric",
+     "parameters", "accuracy": SplitAccuracy.to_dict() (training/metrics.py; "all" is the MSE for count),
+     "questions": {"question_id": [...], "type": [category name or null], "answer": [...], "prediction": [...],
+                   "correct": [0/1] (accuracy) | "squared_error": [...] (count),
+                   multiple choice also "answer_index", "prediction_index": [candidate positions]}}
 """
 from __future__ import annotations
 
@@ -15,24 +24,39 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import TYPE_NAMES, UNANSWERABLE
+from training.metrics import ACCURACY, MSE, display_name
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
 from training.reporting import write_text_atomic
 
 PREDICTIONS_FILE = "test_predictions.json"
-COLUMNS = ("all", "what", "who", "how", "when", "where")  # the paper's Table 3 columns, 'All' first
+CACHE_FORMAT = 2  # test_predictions.json layout; a cache of another format is recomputed
+
+
+def score_key(metric: str) -> str:
+    """The key of a model's overall score in summary.json: ``accuracy`` or, for MSE, ``mse``."""
+    return "mse" if metric == MSE else "accuracy"
+
+
+def outcome_name(metric: str) -> str:
+    """What the paired test compares per question."""
+    return "squared error" if metric == MSE else "correctness"
 
 
 @dataclass
 class RunScores:
-    """One run's test outcome: ``correct`` (N,) bool per question, ``question_ids`` (N,), its accuracy dict."""
+    """One run's test outcome: ``outcome`` (N,) float64 per question (1/0 correct, or the squared error for MSE),
+    ``question_ids`` (N,), its SplitAccuracy dict (``accuracy``; holds "metric")."""
     folder: str
     seed: int
-    correct: np.ndarray
+    outcome: np.ndarray
     question_ids: np.ndarray
     accuracy: dict
     parameters: int
+
+    @property
+    def metric(self) -> str:
+        return self.accuracy.get("metric", ACCURACY)
 
 
 def _checkpoint_stamp(ckpt: Path) -> dict:
@@ -42,7 +66,7 @@ def _checkpoint_stamp(ckpt: Path) -> dict:
 
 def _read_cache(path: Path, stamp: dict) -> dict | None:
     """The cached predictions when they belong to this checkpoint file (same modification time and size; the path
-    may differ, so a moved sweep folder keeps its caches), else None."""
+    may differ, so a moved sweep folder keeps its caches) and have this format, else None."""
     if not path.is_file():
         return None
     try:
@@ -50,19 +74,27 @@ def _read_cache(path: Path, stamp: dict) -> dict | None:
     except json.JSONDecodeError:
         return None
     same = all(cached.get(k) == stamp[k] for k in ("checkpoint_mtime_ns", "checkpoint_size"))
-    return cached if same else None
+    return cached if same and cached.get("format") == CACHE_FORMAT else None
 
 
 def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
-    """Per-question predictions of ``ckpt`` on the evaluator's split, in the cache's layout."""
+    """Per-question outcome of ``ckpt`` on the evaluator's split, in the cache's layout (module docstring)."""
     result = evaluator.evaluate(ckpt)
-    q, tokens = evaluator.questions, evaluator.answer_tokens()
-    correct = (result.predictions == q.answers) & (q.answers != UNANSWERABLE)
-    return {**stamp, "split": evaluator.split, "parameters": result.parameters, "accuracy": result.accuracy.to_dict(),
-            "questions": {"question_id": q.question_ids.tolist(), "type": [TYPE_NAMES[t] for t in q.types],
-                          "answer": [tokens[a] for a in q.answers],
-                          "prediction": [tokens[p] for p in result.predictions],
-                          "correct": correct.astype(int).tolist()}}
+    q, text, head = evaluator.questions, evaluator.answer_texts(), evaluator.head
+    predictions = np.asarray(result.predictions, dtype=np.int64)
+    questions = {"question_id": q.question_ids.tolist(),
+                 "type": [evaluator.category_name(i) for i in range(len(q))],
+                 "answer": [text(i, a) for i, a in enumerate(q.answers)],
+                 "prediction": [text(i, p) for i, p in enumerate(predictions)]}
+    if result.accuracy.metric == MSE:
+        questions["squared_error"] = ((predictions - q.answers.astype(np.int64)) ** 2).tolist()
+    else:
+        questions["correct"] = evaluator.correct(predictions).astype(int).tolist()
+    if head == "multiple_choice":
+        questions["answer_index"], questions["prediction_index"] = q.answers.tolist(), predictions.tolist()
+    return {**stamp, "format": CACHE_FORMAT, "split": evaluator.split, "head": head,
+            "metric": result.accuracy.metric, "parameters": result.parameters,
+            "accuracy": result.accuracy.to_dict(), "questions": questions}
 
 
 def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator) -> RunScores:
@@ -74,7 +106,8 @@ def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator) -
         cached = _evaluate(get_evaluator(), ckpt, stamp)
         write_text_atomic(cache, json.dumps(cached))
     questions = cached["questions"]
-    return RunScores(folder, seed, np.array(questions["correct"], dtype=bool),
+    outcome = questions["squared_error"] if cached["metric"] == MSE else questions["correct"]
+    return RunScores(folder, seed, np.array(outcome, dtype=np.float64),
                      np.array(questions["question_id"], dtype=np.int64), cached["accuracy"], cached["parameters"])
 
 
@@ -98,63 +131,127 @@ def mean_std(values: list[float]) -> dict:
             "values": [float(v) for v in array]}
 
 
-def model_summary(scores: list[RunScores], settings: dict) -> dict:
-    """One model's entry of summary.json from its runs."""
-    per_type = {}
-    for name in scores[0].accuracy["by_type"]:
-        values = [s.accuracy["by_type"][name] for s in scores]
+def _mean_std_of(scores: list[RunScores], table: str) -> dict:
+    """{name: {"mean", "std"}} over the runs of a SplitAccuracy dict table (by_type / by_group), for the names every
+    run has a value for (a category without test questions has none)."""
+    out = {}
+    for name in scores[0].accuracy.get(table, {}):
+        values = [s.accuracy[table][name] for s in scores]
         if all(v is not None for v in values):
-            per_type[name] = {k: v for k, v in mean_std(values).items() if k != "values"}
-    return {"seeds": [s.seed for s in scores], "runs": [s.folder for s in scores],
-            "accuracy": mean_std([s.accuracy["all"] for s in scores]), "per_type": per_type,
-            "parameters": scores[0].parameters, "settings": settings}
+            out[name] = {k: v for k, v in mean_std(values).items() if k != "values"}
+    return out
+
+
+def model_summary(scores: list[RunScores], settings: dict) -> dict:
+    """One model's entry of summary.json from its runs: {"seeds", "runs", "accuracy" | "mse": {"mean", "std",
+    "values"}, "per_type": {category: {"mean", "std"}}, ["per_group": {group: {"mean", "std"}},] "parameters",
+    "settings"}."""
+    entry = {"seeds": [s.seed for s in scores], "runs": [s.folder for s in scores],
+             score_key(scores[0].metric): mean_std([s.accuracy["all"] for s in scores]),
+             "per_type": _mean_std_of(scores, "by_type")}
+    if scores[0].accuracy.get("groups"):
+        entry["per_group"] = _mean_std_of(scores, "by_group")
+    return {**entry, "parameters": scores[0].parameters, "settings": settings}
 
 
 def paired_tests(by_model: dict[str, list[RunScores]], pairs: list[tuple[str, str]],
                  rounds: int = DEFAULT_ROUNDS) -> list[dict]:
-    """summary.json's "tests": a paired permutation test per (a, b) pair, on the same test questions."""
+    """summary.json's "tests": a paired permutation test per (a, b) pair, on the same test questions, of the
+    per-question correctness (accuracy) or squared error (MSE); ``mean_difference`` = a's mean minus b's."""
     tests = []
     for a, b in pairs:
         ids = by_model[a][0].question_ids
         if any(not np.array_equal(s.question_ids, ids) for s in by_model[a] + by_model[b]):
             raise SweepError(f"{a} and {b} were scored on different test questions")
-        result = paired_permutation_test(np.stack([s.correct for s in by_model[a]]),
-                                         np.stack([s.correct for s in by_model[b]]), rounds=rounds)
+        if len({s.metric for s in by_model[a] + by_model[b]}) != 1:
+            raise SweepError(f"{a} and {b} were scored with different metrics")
+        result = paired_permutation_test(np.stack([s.outcome for s in by_model[a]]),
+                                         np.stack([s.outcome for s in by_model[b]]), rounds=rounds)
         tests.append({"a": a, "b": b, "mean_difference": result.mean_difference, "p_value": result.p_value,
                       "method": result.method, "differing_questions": result.num_differing})
     return tests
 
 
+def summary_columns(scores: RunScores) -> tuple[list[str], list[str]]:
+    """(categories, groups) shown as columns after All: the split's category names ("other" only when the split
+    has such questions, as training/metrics.py's tables) and its group names."""
+    counts = scores.accuracy.get("counts", {})
+    categories = [name for name, n in counts.items() if not (name == "other" and n == 0)]
+    return categories, list(scores.accuracy.get("groups", {}))
+
+
 def summarize(plan: Plan, by_model: dict[str, list[RunScores]], settings: dict[str, dict],
               rounds: int = DEFAULT_ROUNDS) -> dict:
-    """The summary.json document: {"models": {name: entry}, "tests": [...], "method": one line}."""
+    """The summary.json document: {"metric": "accuracy" | "MSE", "lower_is_better", "columns": ["all", categories...,
+    groups...], "categories", "groups", "models": {name: entry}, "tests": [...], "method": one line}."""
+    first = next(iter(by_model.values()))[0]
+    metric = first.metric
+    categories, groups = summary_columns(first)
     models = {name: model_summary(scores, settings.get(name, {})) for name, scores in by_model.items()}
-    return {"models": models, "tests": paired_tests(by_model, plan.pairs, rounds), "method": describe_method(rounds)}
+    return {"metric": metric, "lower_is_better": metric == MSE, "columns": ["all", *categories, *groups],
+            "categories": categories, "groups": groups, "models": models,
+            "tests": paired_tests(by_model, plan.pairs, rounds),
+            "method": describe_method(rounds, outcome_name(metric))}
 
 
 # ---------------------------------------------------------------------------------------------- report files
-def _cell(stats: dict | None) -> str:
-    return "-" if stats is None else f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+def _metric_of(models: dict[str, dict]) -> str:
+    """MSE when the entries hold "mse", else accuracy (summary.json entries name their score's key)."""
+    return MSE if any("mse" in entry for entry in models.values()) else ACCURACY
 
 
-def table3(models: dict[str, dict], extra_rows: list[tuple[str, str, dict]] = ()) -> str:
-    """The paper's Table 3 layout (model | parameters | All | What | Who | How | When | Where), mean ± std in %.
+def _cell(stats: dict | None, metric: str = ACCURACY) -> str:
+    if stats is None:
+        return "-"
+    if metric == MSE:
+        return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
 
-    ``extra_rows``: (name, parameters text, {column: text}) rows put first, e.g. baselines.
+
+def _stats(entry: dict, column: str, metric: str) -> dict | None:
+    """A model's {"mean", "std"} for a column: "all", a category or a group."""
+    if column == "all":
+        return entry[score_key(metric)]
+    return entry["per_type"].get(column, entry.get("per_group", {}).get(column))
+
+
+def infer_columns(models: dict[str, dict]) -> list[str]:
+    """All, then every category and every group some model has a value for, in their first-seen order."""
+    columns = ["all"]
+    for table in ("per_type", "per_group"):
+        for entry in models.values():
+            columns += [c for c in entry.get(table, {}) if c not in columns]
+    return columns
+
+
+def table3(models: dict[str, dict], extra_rows: list[tuple[str, str, dict]] = (), columns: list[str] | None = None,
+           metric: str | None = None) -> str:
+    """The paper's Table 3 layout (model | parameters | All | each category | each group), mean ± std: accuracy in
+    %, or MSE.
+
+    ``extra_rows``: (name, parameters text, {column: text}) rows put first, e.g. baselines; ``columns``: column keys
+    ("all", category and group names; default: those the models have); ``metric``: default from the entries.
     """
-    lines = ["| model | parameters | " + " | ".join(c.capitalize() for c in COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(COLUMNS)]
+    columns = list(columns) if columns is not None else infer_columns(models)
+    metric = metric or _metric_of(models)
+    titles = ["All" if c == "all" else display_name(c) for c in columns]
+    lines = ["| model | parameters | " + " | ".join(titles) + " |", "|---|---:|" + "---:|" * len(columns)]
     for name, params, cells in extra_rows:
-        lines.append(f"| {name} | {params} | " + " | ".join(cells.get(c, "-") for c in COLUMNS) + " |")
+        lines.append(f"| {name} | {params} | " + " | ".join(cells.get(c, "-") for c in columns) + " |")
     for name, entry in models.items():
-        cells = [_cell(entry["accuracy"])] + [_cell(entry["per_type"].get(c)) for c in COLUMNS[1:]]
+        cells = [_cell(_stats(entry, c, metric), metric) for c in columns]
         lines.append(f"| {name} | {entry['parameters']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def tests_table(tests: list[dict]) -> str:
-    lines = ["| a | b | mean difference (points) | p-value |", "|---|---|---:|---:|"]
-    lines += [f"| {t['a']} | {t['b']} | {100 * t['mean_difference']:+.2f} | {t['p_value']:.4f} |" for t in tests]
+def tests_table(tests: list[dict], metric: str = ACCURACY) -> str:
+    """The paired tests: a - b in accuracy points, or in MSE (negative: a has the lower error)."""
+    if metric == MSE:
+        lines = ["| a | b | mean difference (MSE) | p-value |", "|---|---|---:|---:|"]
+        lines += [f"| {t['a']} | {t['b']} | {t['mean_difference']:+.3f} | {t['p_value']:.4f} |" for t in tests]
+    else:
+        lines = ["| a | b | mean difference (points) | p-value |", "|---|---|---:|---:|"]
+        lines += [f"| {t['a']} | {t['b']} | {100 * t['mean_difference']:+.2f} | {t['p_value']:.4f} |" for t in tests]
     return "\n".join(lines)
 
 
@@ -162,32 +259,45 @@ def seeds_line(models: dict[str, dict]) -> str:
     return "Seeds: " + "; ".join(f"{name} {', '.join(map(str, m['seeds']))}" for name, m in models.items())
 
 
+def _caption(metric: str) -> str:
+    if metric == MSE:
+        return "Test MSE of the rounded count (lower is better), mean ± sample std over seeds:"
+    return "Test accuracy (%), mean ± sample std over seeds:"
+
+
 def markdown(summary: dict, title: str) -> str:
-    """summary.md: the accuracy table, the seeds, the paired tests and their method."""
-    return "\n\n".join([f"# {title}", "Test accuracy (%), mean ± sample std over seeds:",
-                        table3(summary["models"]), seeds_line(summary["models"]), "Paired tests:",
-                        tests_table(summary["tests"]), f"Method: {summary['method']}."]) + "\n"
+    """summary.md: the score table, the seeds, the paired tests and their method."""
+    metric = summary.get("metric", ACCURACY)
+    return "\n\n".join([f"# {title}", _caption(metric),
+                        table3(summary["models"], columns=summary.get("columns"), metric=metric),
+                        seeds_line(summary["models"]), "Paired tests (a minus b):",
+                        tests_table(summary["tests"], metric), f"Method: {summary['method']}."]) + "\n"
 
 
 def plot_summary(summary: dict, path: Path) -> Path:
-    """summary.png: test accuracy per model, one dot per seed, a bar for mean ± std, the values written beside."""
+    """summary.png: the test score per model (accuracy in %, or MSE), one dot per seed, a bar for mean ± std, the
+    values written beside."""
     from training.plots import plt, save_figure
 
+    metric = summary.get("metric", ACCURACY)
+    scale, digits = (1.0, 3) if metric == MSE else (100.0, 2)
+    label = "test MSE (lower is better)" if metric == MSE else "test accuracy (%)"
     names = list(summary["models"])
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))
     for row, name in enumerate(names):
-        acc = summary["models"][name]["accuracy"]
-        values = 100 * np.asarray(acc["values"])
+        stats = summary["models"][name][score_key(metric)]
+        values = scale * np.asarray(stats["values"])
         jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
         ax.scatter(values, row + jitter, s=22, color="tab:blue", alpha=0.7, zorder=3)
-        mean, std = 100 * acc["mean"], 100 * acc["std"]
+        mean, std = scale * stats["mean"], scale * stats["std"]
         ax.errorbar(mean, row, xerr=std, fmt="D", color="black", capsize=5, markersize=6, zorder=4)
-        ax.annotate(f"{mean:.2f} ± {std:.2f}", (mean + std, row), xytext=(8, 0), textcoords="offset points",
-                    va="center", fontsize=9)
+        ax.annotate(f"{mean:.{digits}f} ± {std:.{digits}f}", (mean + std, row), xytext=(8, 0),
+                    textcoords="offset points", va="center", fontsize=9)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.margins(x=0.25)
-    ax.set(xlabel="test accuracy (%)", title="Test accuracy per model: seeds (dots), mean ± std (bar)")
+    what = "Test MSE" if metric == MSE else "Test accuracy"
+    ax.set(xlabel=label, title=f"{what} per model: seeds (dots), mean ± std (bar)")
     ax.grid(axis="x", alpha=0.3)
     return save_figure(fig, path)
 
