@@ -213,7 +213,7 @@ def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
     write_text_atomic(ROOT / RESULTS / "summary.json", json.dumps(summary, indent=1) + "\n")
 
     print(colored("\nTest accuracy (%), mean ± std over seeds (Table 3 layout)", "cyan", attrs=["bold"]))
-    print(table3(sweep["models"], baseline_rows(baselines)))
+    print(table3(sweep["models"], baseline_rows(baselines), columns=sweep.get("columns")))
     print(seeds_line(sweep["models"]))
     print(colored("\nPaired tests", "cyan", attrs=["bold"]))
     print(tests_table(sweep["tests"]))
