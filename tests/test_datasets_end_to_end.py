@@ -1,0 +1,133 @@
+"""Every new dataset end to end with its own configs: the synthetic official layout -> question files
+(preprocess_questions' command line, tiny GloVe) -> appearance and motion features (preprocess_features' command
+line, random-init backbones on 32x32 frames, 2 clips of 4 frames) -> a teacher (configs/<name>_teacher.yml, one
+epoch, tiny model) -> a student distilled from it (configs/<name>_student.yml) -> validate.py --compare. The
+configs name no files: the dataset's default file names must be the ones the preprocessing wrote."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import train
+import validate
+from layout_fixtures import DIM, write_glove
+from preprocess.datasets import get_dataset
+from preprocess.preprocess_features import main as extract_main
+from preprocess.preprocess_questions import main as questions_main
+from preprocess.synthetic_layouts import write_synthetic
+from utils.safe_pickle import load_pickle
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+# case id -> (dataset, task, config name stem, file prefix)
+CASES = {
+    "svqa": ("svqa", None, "svqa", "svqa"),
+    "tgif-qa-action": ("tgif-qa", "action", "tgif_qa_action", "tgif-qa_action"),
+    "tgif-qa-transition": ("tgif-qa", "transition", "tgif_qa_transition", "tgif-qa_transition"),
+    "tgif-qa-count": ("tgif-qa", "count", "tgif_qa_count", "tgif-qa_count"),
+    "tgif-qa-frameqa": ("tgif-qa", "frameqa", "tgif_qa_frameqa", "tgif-qa_frameqa"),
+    "nextqa": ("nextqa", None, "nextqa", "nextqa"),
+}
+TINY_MODEL = ["model.module_dim=32", f"model.word_dim={DIM}", "model.num_heads=4", "model.mfb_factor=2",
+              "model.mfb_dim=16", "train.batch_size=16", "train.max_epochs=1", "dataset.num_workers=0", "device=cpu"]
+EXTRACT = ["--random_init", "--no_bn_recalibration", "--num_clips", "2", "--num_frames", "4", "--image_height", "32",
+           "--image_width", "32", "--device", "cpu", "--num_workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory):
+    """Each dataset's synthetic layout (TGIF-QA: all four tasks, shared by them) and a tiny GloVe, written once."""
+    root = tmp_path_factory.mktemp("layouts")
+    write_glove(root / "glove.pkl")
+    written = {}
+
+    def get(dataset: str) -> Path:
+        if dataset not in written:
+            write_synthetic(dataset, root / dataset, num_videos=8)
+            written[dataset] = root / dataset
+        return written[dataset]
+
+    return root / "glove.pkl", get
+
+
+def prepare(dataset, task, prefix, raw: Path, glove: Path, data: Path) -> None:
+    """Question files and features of ``raw`` under ``data``, by the command lines."""
+    task_args = ["--question_type", task] if task else []
+    assert questions_main(["--dataset", dataset, *task_args, "--dataset_dir", str(raw), "--glove_pt", str(glove),
+                           "--output_dir", str(data)]) in (None, 0)
+    for model, kind in (("resnet101", "appearance"), ("resnext101", "motion")):
+        assert extract_main(["--dataset", dataset, *task_args, "--dataset_dir", str(raw), "--model", model,
+                             "--out", str(data / f"{prefix}_{kind}_feat.h5"), *EXTRACT]) == 0
+
+
+def check_columns(spec, accuracy: dict, test: dict) -> None:
+    """Per-category columns of one model's test result against the question file."""
+    n = len(test["answers"])
+    if not spec.category_names:
+        assert accuracy["by_type"] == {} and accuracy.get("by_group", {}) == {}
+        return
+    counts = np.bincount(test["question_category"], minlength=len(spec.category_names))
+    present = {name: int(c) for name, c in zip(spec.category_names, counts) if c}
+    assert {name: accuracy["counts"][name] for name in present} == present
+    assert set(present) <= set(accuracy["by_type"]) <= set(spec.category_names)
+    assert sum(accuracy["counts"].values()) == n
+    for name in present:
+        assert accuracy["by_type"][name] == pytest.approx(accuracy["correct_by_type"][name] / present[name])
+    for group, members in spec.category_groups.items():
+        asked = sum(present.get(m, 0) for m in members)
+        if asked:
+            right = sum(accuracy["correct_by_type"].get(m, 0) for m in members)
+            assert accuracy["by_group"][group] == pytest.approx(right / asked), group
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_dataset_end_to_end(case, layouts, tmp_path):
+    dataset, task, stem, prefix = CASES[case]
+    spec = get_dataset(dataset, task)
+    glove, layout = layouts
+    data, results = tmp_path / "data", tmp_path / "results"
+    prepare(dataset, task, prefix, layout(dataset), glove, data)
+    paths = [f"dataset.data_dir={data}", f"dataset.save_dir={results}"]
+
+    assert train.main(["--cfg", f"configs/{stem}_teacher.yml", *paths, *TINY_MODEL]) == 0
+    teacher = results / f"{stem}_teacher" / "best.pt"
+    assert torch.load(teacher, weights_only=True)["model_config"]["head"] == spec.answer_type
+    assert train.main(["--cfg", f"configs/{stem}_student.yml", f"distill.teacher_ckpt={teacher}", *paths,
+                       *TINY_MODEL]) == 0
+    student_dir = results / f"{stem}_student_kd"
+    history = json.loads((student_dir / "metrics.json").read_text())
+    assert history[0]["train_kd_appearance"] > 0 and history[0]["train_kd_motion"] > 0
+
+    out = tmp_path / "compare.json"
+    assert validate.main(["--compare", str(teacher), str(student_dir / "best.pt"), "--names", "Teacher", "Student",
+                          "--json", str(out), "--out", str(tmp_path / "table.md")]) == 0
+    compared = json.loads(out.read_text())
+    test = load_pickle(data / f"{prefix}_test_questions.pt")
+    n = len(test["answers"])
+    header = (tmp_path / "table.md").read_text().splitlines()
+    header = next(line for line in header if line.startswith("| Model |"))
+    metric = "MSE" if spec.answer_type == "count" else "accuracy"
+    assert compared["metric"] == metric and [m["name"] for m in compared["models"]] == ["Teacher", "Student"]
+    assert [m["graph_layers"] for m in compared["models"]] == [4, 1]
+    for model in compared["models"]:
+        accuracy = model["accuracy"]
+        assert accuracy["metric"] == metric and accuracy["count"] == n
+        assert model["scoring"]["questions_in_file"] == model["scoring"]["questions_scored"] == n
+        check_columns(spec, accuracy, test)
+    columns = [c.lower() for c in spec.category_names if c in compared["models"][0]["accuracy"]["by_type"]]
+    columns += [g.lower() for g in spec.category_groups]
+    assert [c.strip().lower() for c in header.split("|")[2:-2]] == ["all", *columns]
+
+    preds = tmp_path / "preds.json"
+    assert validate.main(["--ckpt", str(student_dir / "best.pt"), "--write_preds", str(preds)]) == 0
+    records = json.loads(preds.read_text())
+    student = compared["models"][1]["accuracy"]
+    assert len(records) == n
+    if spec.answer_type == "count":
+        assert all(1 <= int(r["prediction"]) <= 10 for r in records)
+        assert student["all"] == pytest.approx(np.mean([r["squared_error"] for r in records]))
+        assert [int(r["answer"]) for r in records] == test["answers"].tolist()
+    else:
+        assert student["correct"] == sum(r["correct"] for r in records)
