@@ -24,17 +24,19 @@ outputs (in --out):
   <run folder>/            one train.py run each (teacher__seed0, student__seed0, student_kd__seed0, ...;
                            grid points in the name: student_kd__distill.lambda_motion=10__seed0), with its
                            test_predictions.json (per-question test outcome of best.pt, cached)
-  summary.json             {"models": {NAME: {"seeds", "runs", "accuracy": {"mean", "std", "values"},
-                           "per_type": {TYPE: {"mean", "std"}}, "parameters", "settings"}}, "tests": [{"a", "b",
-                           "mean_difference", "p_value", "method", "differing_questions"}], "method"}
-                           (accuracies are fractions; std is the sample std over seeds, 0 for one seed)
-  summary.md               the paper's Table 3 layout (mean ± std, %), the seeds, the paired tests
-  summary.png              accuracy per model: each seed's point and mean ± std
+  summary.json             {"metric", "models": {NAME: {"seeds", "runs", "metric", "accuracy": {"mean", "std",
+                           "values"}, "per_type": {TYPE or GROUP: {"mean", "std"}}, "parameters", "settings"}},
+                           "tests": [{"a", "b", "mean_difference", "p_value", "method", "differing_questions"}],
+                           "method"} (metric "accuracy": fractions; "MSE" for count datasets, and "accuracy" then
+                           holds the MSE; std is the sample std over seeds, 0 for one seed)
+  summary.md               the paper's Table 3 layout (mean ± std, %; other datasets: All and their categories;
+                           count: MSE), the seeds, the paired tests
+  summary.png              accuracy (count: MSE) per model: each seed's point and mean ± std
   logs/, slurm/            per-run logs of subprocess (several GPUs) and Slurm launches
 
 KEY=VALUE overrides go before --seeds/--grid (those flags take every value that follows them).
 The paired test: a sign-flip permutation test over test questions on the seed-averaged per-question difference in
-correctness (see training/significance.py for its assumptions).
+correctness (count datasets: in squared error; see training/significance.py for its assumptions).
 """
 
 

@@ -4,8 +4,12 @@ and the report files summary.json / summary.md / summary.png.
 Each finished run's best.pt is evaluated once on the test split; the per-question outcome goes to
 ``<run folder>/test_predictions.json`` (recomputed only when best.pt changes):
     {"checkpoint", "checkpoint_mtime_ns", "checkpoint_size", "split": "test", "parameters",
-     "accuracy": {"all", "count", "correct", "by_type", "counts", "correct_by_type"},
-     "questions": {"question_id": [...], "type": [...], "answer": [...], "prediction": [...], "correct": [...]}}
+     "accuracy": {"metric", "all", "count", "correct", "by_type", "counts", "correct_by_type"[, "by_group"]},
+     "questions": {"question_id": [...], "type": [...], "answer": [...], "prediction": [...], "correct": [...]
+                   [, "squared_error": [...]]}}
+Types are the dataset's categories (null when it has none), answers and predictions as text (the candidate's text
+for multiple choice, the count for count). The metric is accuracy, or MSE for count datasets: then the tables
+show MSE (lower is better) and the paired tests compare per-question squared errors.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.metrics import TYPE_NAMES, UNANSWERABLE
+from training.metrics import MSE, TYPE_NAMES
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
 from training.reporting import write_text_atomic
@@ -26,7 +30,8 @@ COLUMNS = ("all", "what", "who", "how", "when", "where")  # the paper's Table 3 
 
 @dataclass
 class RunScores:
-    """One run's test outcome: ``correct`` (N,) bool per question, ``question_ids`` (N,), its accuracy dict."""
+    """One run's test outcome: ``correct`` (N,) per-question score (0/1 correct; count datasets: the squared
+    error), ``question_ids`` (N,), its accuracy dict (its "metric": accuracy or MSE)."""
     folder: str
     seed: int
     correct: np.ndarray
@@ -56,13 +61,18 @@ def _read_cache(path: Path, stamp: dict) -> dict | None:
 def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
     """Per-question predictions of ``ckpt`` on the evaluator's split, in the cache's layout."""
     result = evaluator.evaluate(ckpt)
-    q, tokens = evaluator.questions, evaluator.answer_tokens()
-    correct = (result.predictions == q.answers) & (q.answers != UNANSWERABLE)
+    q, text = evaluator.questions, evaluator.answer_texts()
+    correct = evaluator.correct(result.predictions)
+    questions = {"question_id": q.question_ids.tolist(),
+                 "type": [evaluator.category_name(i) for i in range(len(q.answers))],
+                 "answer": [text(i, a) for i, a in enumerate(q.answers)],
+                 "prediction": [text(i, p) for i, p in enumerate(result.predictions)],
+                 "correct": correct.astype(int).tolist()}
+    if result.accuracy.metric == MSE:
+        error = (np.asarray(result.predictions, dtype=np.int64) - np.asarray(q.answers, dtype=np.int64)) ** 2
+        questions["squared_error"] = error.tolist()
     return {**stamp, "split": evaluator.split, "parameters": result.parameters, "accuracy": result.accuracy.to_dict(),
-            "questions": {"question_id": q.question_ids.tolist(), "type": [TYPE_NAMES[t] for t in q.types],
-                          "answer": [tokens[a] for a in q.answers],
-                          "prediction": [tokens[p] for p in result.predictions],
-                          "correct": correct.astype(int).tolist()}}
+            "questions": questions}
 
 
 def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator) -> RunScores:
@@ -74,7 +84,8 @@ def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator) -
         cached = _evaluate(get_evaluator(), ckpt, stamp)
         write_text_atomic(cache, json.dumps(cached))
     questions = cached["questions"]
-    return RunScores(folder, seed, np.array(questions["correct"], dtype=bool),
+    score = questions["squared_error"] if cached["accuracy"].get("metric") == MSE else questions["correct"]
+    return RunScores(folder, seed, np.array(score, dtype=np.int64),
                      np.array(questions["question_id"], dtype=np.int64), cached["accuracy"], cached["parameters"])
 
 
@@ -101,11 +112,13 @@ def mean_std(values: list[float]) -> dict:
 def model_summary(scores: list[RunScores], settings: dict) -> dict:
     """One model's entry of summary.json from its runs."""
     per_type = {}
-    for name in scores[0].accuracy["by_type"]:
-        values = [s.accuracy["by_type"][name] for s in scores]
-        if all(v is not None for v in values):
-            per_type[name] = {k: v for k, v in mean_std(values).items() if k != "values"}
+    for section in ("by_type", "by_group"):  # categories, then their groups (NExT-QA: causal, temporal, ...)
+        for name in scores[0].accuracy.get(section, {}):
+            values = [s.accuracy[section][name] for s in scores]
+            if all(v is not None for v in values):
+                per_type[name] = {k: v for k, v in mean_std(values).items() if k != "values"}
     return {"seeds": [s.seed for s in scores], "runs": [s.folder for s in scores],
+            "metric": scores[0].accuracy.get("metric", "accuracy"),
             "accuracy": mean_std([s.accuracy["all"] for s in scores]), "per_type": per_type,
             "parameters": scores[0].parameters, "settings": settings}
 
@@ -129,32 +142,52 @@ def summarize(plan: Plan, by_model: dict[str, list[RunScores]], settings: dict[s
               rounds: int = DEFAULT_ROUNDS) -> dict:
     """The summary.json document: {"models": {name: entry}, "tests": [...], "method": one line}."""
     models = {name: model_summary(scores, settings.get(name, {})) for name, scores in by_model.items()}
-    return {"models": models, "tests": paired_tests(by_model, plan.pairs, rounds), "method": describe_method(rounds)}
+    metric = next(iter(models.values()))["metric"] if models else "accuracy"
+    return {"metric": metric, "models": models, "tests": paired_tests(by_model, plan.pairs, rounds), "method": describe_method(rounds)}
 
 
 # ---------------------------------------------------------------------------------------------- report files
-def _cell(stats: dict | None) -> str:
-    return "-" if stats is None else f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+def _scale(metric: str) -> float:
+    """Accuracies are shown in %, MSE as it is."""
+    return 1.0 if metric == MSE else 100.0
+
+
+def _cell(stats: dict | None, scale: float = 100.0) -> str:
+    return "-" if stats is None else f"{scale * stats['mean']:.2f} ± {scale * stats['std']:.2f}"
+
+
+def _columns(models: dict[str, dict]) -> tuple[str, ...]:
+    """'all' and then the per-category columns: the paper's What..Where for first-word question types (MSVD-QA,
+    MSRVTT-QA), else the dataset's categories and groups in their order (none: 'all' only)."""
+    names = list(dict.fromkeys(name for entry in models.values() for name in entry["per_type"]))
+    if names and set(names) <= set(TYPE_NAMES):
+        return COLUMNS
+    return ("all", *names)  # no categories (TGIF-QA action, transition, count): All only
 
 
 def table3(models: dict[str, dict], extra_rows: list[tuple[str, str, dict]] = ()) -> str:
-    """The paper's Table 3 layout (model | parameters | All | What | Who | How | When | Where), mean ± std in %.
+    """The paper's Table 3 layout (model | parameters | All | What | Who | How | When | Where; other datasets:
+    All and their categories), mean ± std in % (count datasets: MSE).
 
     ``extra_rows``: (name, parameters text, {column: text}) rows put first, e.g. baselines.
     """
-    lines = ["| model | parameters | " + " | ".join(c.capitalize() for c in COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(COLUMNS)]
+    columns = _columns(models)
+    scale = _scale(next(iter(models.values()))["metric"]) if models else 100.0
+    lines = ["| model | parameters | " + " | ".join(c if c.isupper() else c.capitalize() for c in columns) + " |",
+             "|---|---:|" + "---:|" * len(columns)]
     for name, params, cells in extra_rows:
-        lines.append(f"| {name} | {params} | " + " | ".join(cells.get(c, "-") for c in COLUMNS) + " |")
+        lines.append(f"| {name} | {params} | " + " | ".join(cells.get(c, "-") for c in columns) + " |")
     for name, entry in models.items():
-        cells = [_cell(entry["accuracy"])] + [_cell(entry["per_type"].get(c)) for c in COLUMNS[1:]]
+        cells = [_cell(entry["accuracy"], scale)] + [_cell(entry["per_type"].get(c), scale) for c in columns[1:]]
         lines.append(f"| {name} | {entry['parameters']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def tests_table(tests: list[dict]) -> str:
-    lines = ["| a | b | mean difference (points) | p-value |", "|---|---|---:|---:|"]
-    lines += [f"| {t['a']} | {t['b']} | {100 * t['mean_difference']:+.2f} | {t['p_value']:.4f} |" for t in tests]
+def tests_table(tests: list[dict], metric: str = "accuracy") -> str:
+    unit = "MSE" if metric == MSE else "points"
+    lines = [f"| a | b | mean difference ({unit}) | p-value |", "|---|---|---:|---:|"]
+    scale = _scale(metric)
+    lines += [f"| {t['a']} | {t['b']} | {scale * t['mean_difference']:+.2f} | {t['p_value']:.4f} |" for t in tests]
     return "\n".join(lines)
 
 
@@ -164,9 +197,12 @@ def seeds_line(models: dict[str, dict]) -> str:
 
 def markdown(summary: dict, title: str) -> str:
     """summary.md: the accuracy table, the seeds, the paired tests and their method."""
-    return "\n\n".join([f"# {title}", "Test accuracy (%), mean ± sample std over seeds:",
-                        table3(summary["models"]), seeds_line(summary["models"]), "Paired tests:",
-                        tests_table(summary["tests"]), f"Method: {summary['method']}."]) + "\n"
+    metric = summary.get("metric", "accuracy")
+    what = "Test MSE (lower is better)" if metric == MSE else "Test accuracy (%)"
+    tests = "Paired tests (on per-question squared errors):" if metric == MSE else "Paired tests:"
+    return "\n\n".join([f"# {title}", f"{what}, mean ± sample std over seeds:",
+                        table3(summary["models"]), seeds_line(summary["models"]), tests,
+                        tests_table(summary["tests"], metric), f"Method: {summary['method']}."]) + "\n"
 
 
 def plot_summary(summary: dict, path: Path) -> Path:
@@ -174,20 +210,22 @@ def plot_summary(summary: dict, path: Path) -> Path:
     from training.plots import plt, save_figure
 
     names = list(summary["models"])
+    metric = summary.get("metric", "accuracy")
+    scale, label = _scale(metric), "test MSE" if metric == MSE else "test accuracy (%)"
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))
     for row, name in enumerate(names):
         acc = summary["models"][name]["accuracy"]
-        values = 100 * np.asarray(acc["values"])
+        values = scale * np.asarray(acc["values"])
         jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
         ax.scatter(values, row + jitter, s=22, color="tab:blue", alpha=0.7, zorder=3)
-        mean, std = 100 * acc["mean"], 100 * acc["std"]
+        mean, std = scale * acc["mean"], scale * acc["std"]
         ax.errorbar(mean, row, xerr=std, fmt="D", color="black", capsize=5, markersize=6, zorder=4)
         ax.annotate(f"{mean:.2f} ± {std:.2f}", (mean + std, row), xytext=(8, 0), textcoords="offset points",
                     va="center", fontsize=9)
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.margins(x=0.25)
-    ax.set(xlabel="test accuracy (%)", title="Test accuracy per model: seeds (dots), mean ± std (bar)")
+    ax.set(xlabel=label, title=f"{label[0].upper()}{label[1:]} per model: seeds (dots), mean ± std (bar)")
     ax.grid(axis="x", alpha=0.3)
     return save_figure(fig, path)
 
