@@ -2,7 +2,8 @@
 (preprocess_questions' command line, tiny GloVe) -> appearance and motion features (preprocess_features' command
 line, random-init backbones on 32x32 frames, 2 clips of 4 frames) -> a teacher (configs/<name>_teacher.yml, one
 epoch, tiny model) -> a student distilled from it (configs/<name>_student.yml) -> validate.py --compare. The
-configs name no files: the dataset's default file names must be the ones the preprocessing wrote."""
+configs name no files: the dataset's default file names must be the ones the preprocessing wrote. The sweep
+report (per-question cache, summary table, paired test) is built from the same two checkpoints."""
 import json
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from preprocess.datasets import get_dataset
 from preprocess.preprocess_features import main as extract_main
 from preprocess.preprocess_questions import main as questions_main
 from preprocess.synthetic_layouts import write_synthetic
+from training import sweep_report
+from training.evaluation import SplitEvaluator
+from utils.config import load_config
 from utils.safe_pickle import load_pickle
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -120,6 +124,9 @@ def test_dataset_end_to_end(case, layouts, tmp_path):
     columns += [g.lower() for g in spec.category_groups]
     assert [c.strip().lower() for c in header.split("|")[2:-2]] == ["all", *columns]
 
+    check_sweep_report(spec, [f"configs/{stem}_student.yml", paths + TINY_MODEL],
+                       {"Teacher": teacher, "Student-KD": student_dir / "best.pt"}, test, tmp_path)
+
     preds = tmp_path / "preds.json"
     assert validate.main(["--ckpt", str(student_dir / "best.pt"), "--write_preds", str(preds)]) == 0
     records = json.loads(preds.read_text())
@@ -131,3 +138,38 @@ def test_dataset_end_to_end(case, layouts, tmp_path):
         assert [int(r["answer"]) for r in records] == test["answers"].tolist()
     else:
         assert student["correct"] == sum(r["correct"] for r in records)
+
+
+def check_sweep_report(spec, config_args: list, checkpoints: dict, test: dict, tmp_path: Path) -> None:
+    """sweep.py's report of the checkpoints {name: best.pt}: per-question caches in the dataset's terms and a
+    summary table with the dataset's columns and metric."""
+    evaluator = SplitEvaluator(load_config(*config_args), "test")
+    try:
+        scores = {name: [sweep_report.run_scores(name, 0, ckpt, tmp_path / f"{name}.json", lambda: evaluator)]
+                  for name, ckpt in checkpoints.items()}
+    finally:
+        evaluator.close()
+    n = len(test["answers"])
+    for name in checkpoints:
+        cached = json.loads((tmp_path / f"{name}.json").read_text())
+        questions, accuracy = cached["questions"], cached["accuracy"]
+        assert len(questions["correct"]) == n and questions["question_id"] == scores[name][0].question_ids.tolist()
+        names = spec.category_names
+        assert questions["type"] == ([names[t] for t in test["question_category"]] if names else [None] * n)
+        if spec.answer_type == "count":
+            assert questions["answer"] == [str(a) for a in test["answers"]]
+            assert sum(questions["squared_error"]) == accuracy["squared_error"]
+            assert scores[name][0].correct.tolist() == questions["squared_error"]
+        else:
+            assert sum(questions["correct"]) == accuracy["correct"]
+    pairs = [tuple(checkpoints)]
+    summary = sweep_report.summarize(type("Plan", (), {"pairs": pairs})(), scores, {}, rounds=10)
+    text = sweep_report.markdown(summary, "sweep")
+    header = next(line for line in text.splitlines() if line.startswith("| model |"))
+    columns = [c.strip() for c in header.split("|")[3:-1]]
+    expected = list(spec.category_names) + list(spec.category_groups)
+    assert [c.lower() for c in columns] == ["all"] + [c.lower() for c in expected]
+    metric = "MSE" if spec.answer_type == "count" else "accuracy"
+    assert summary["metric"] == metric and ("Test MSE (lower is better)" in text) == (metric == "MSE")
+    for name, entry in summary["models"].items():
+        assert entry["accuracy"]["mean"] == pytest.approx(scores[name][0].accuracy["all"])
