@@ -20,6 +20,7 @@ from preprocess.preprocess_questions import main as questions_main
 from preprocess.synthetic_layouts import write_synthetic
 from training import sweep_report
 from training.evaluation import SplitEvaluator
+from training.metrics import format_value
 from utils.config import load_config
 from utils.safe_pickle import load_pickle
 
@@ -35,7 +36,8 @@ CASES = {
     "nextqa": ("nextqa", None, "nextqa", "nextqa"),
 }
 TINY_MODEL = ["model.module_dim=32", f"model.word_dim={DIM}", "model.num_heads=4", "model.mfb_factor=2",
-              "model.mfb_dim=16", "train.batch_size=16", "train.max_epochs=1", "dataset.num_workers=0", "device=cpu"]
+              "model.mfb_dim=16", "train.batch_size=16", "train.max_epochs=1", "dataset.num_workers=0", "device=cpu",
+              "eval.test_every_epoch=true"]
 EXTRACT = ["--random_init", "--no_bn_recalibration", "--num_clips", "2", "--num_frames", "4", "--image_height", "32",
            "--image_width", "32", "--device", "cpu", "--num_workers", "0"]
 
@@ -122,7 +124,16 @@ def test_dataset_end_to_end(case, layouts, tmp_path):
         check_columns(spec, accuracy, test)
     columns = [c.lower() for c in spec.category_names if c in compared["models"][0]["accuracy"]["by_type"]]
     columns += [g.lower() for g in spec.category_groups]
-    assert [c.strip().lower() for c in header.split("|")[2:-2]] == ["all", *columns]
+    cells = [c.strip() for c in header.split("|")[1:-1]]
+    assert cells[-2:] == ["Parameters", "test-selected (optimistic)"]
+    assert [c.lower() for c in cells[1:-2]] == ["all", *columns]
+    selected = [m["test_selected"] for m in compared["models"]]
+    assert all(s["epoch"] == 1 and s.get("metric", "accuracy") == metric for s in selected)
+    unit = " MSE" if metric == "MSE" else "%"
+    for name in (f"{stem}_teacher", f"{stem}_student_kd"):
+        log = (results / name / "train.log").read_text()
+        assert f"optimistic): {format_value(selected[0 if 'teacher' in name else 1]['accuracy'], metric)}{unit} " \
+               "at epoch 1" in log
 
     check_sweep_report(spec, [f"configs/{stem}_student.yml", paths + TINY_MODEL],
                        {"Teacher": teacher, "Student-KD": student_dir / "best.pt"}, test, tmp_path)
