@@ -23,7 +23,7 @@ results (in <dataset.save_dir>/<exp_name>/):
   metrics.csv, metrics.json  per epoch: train/val loss parts (total and one column per configured loss term:
                            config sections losses and distill.losses), train accuracy, val accuracy overall
                            and per question type, lr, time
-  loss_ce.png, accuracy.png, loss_distillation.png (kd runs)   curves
+  loss_ce.png, accuracy.png, loss_distillation.png (kd runs)   curves (loss_ce.png: count runs plot their MSE term)
   tensorboard/             TensorBoard events (tensorboard --logdir results)
   test_results.json, test_results.md   test accuracy per question type of the best checkpoint
   train.log                the console log

@@ -189,7 +189,8 @@ def epoch_projection(questions_per_second: float) -> str:
 @dataclass(frozen=True)
 class BatchShape:
     """Sizes of a random batch: B questions, K per video (B/K videos), C clips, F frames, D features,
-    L question tokens, V question vocabulary, A answers."""
+    L question tokens, V question vocabulary, A answers (multiple choice: the candidates per question; count: 1),
+    the answer head, and L_a tokens per candidate (multiple choice)."""
     batch_size: int
     questions_per_video: int
     num_clips: int
@@ -198,6 +199,8 @@ class BatchShape:
     question_len: int
     vocab_size: int
     num_answers: int
+    head: str = "open_ended"
+    candidate_len: int = 4
 
     def __post_init__(self):
         if self.batch_size < 2:
@@ -205,8 +208,12 @@ class BatchShape:
         if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
             raise ValueError(f"questions per video ({self.questions_per_video}) must divide the batch size "
                              f"({self.batch_size})")
-        if self.question_len < 1 or self.vocab_size < 3 or self.num_answers < 2:
-            raise ValueError("need question length >= 1, vocabulary >= 3 tokens and >= 2 answers")
+        if self.question_len < 1 or self.vocab_size < 3 or self.candidate_len < 1:
+            raise ValueError("need question and candidate length >= 1 and vocabulary >= 3 tokens")
+        if self.head == "count" and self.num_answers != 1:
+            raise ValueError(f"the count head has one output, got {self.num_answers} answers")
+        if self.head != "count" and self.num_answers < 2:
+            raise ValueError(f"need >= 2 answers (candidates), got {self.num_answers}")
 
     @property
     def num_videos(self) -> int:
@@ -218,7 +225,8 @@ def random_batch(shape: BatchShape, device: torch.device, seed: int = 0) -> dict
 
     appearance (N, C, F, D) float32, motion (N, C, D), question (B, L) int64 0-padded beyond question_len (B,)
     (lengths in [L/2, L], the first question full length), answer (B,), video_index (B,) (question b is about
-    video b // K), question_index (B,), with N = B / K videos.
+    video b // K), question_index (B,), with N = B / K videos. Multiple choice adds candidates (B, A, L_a) and
+    candidates_len (B, A) (answer: a candidate index); count answers are counts 1..10.
     """
     g = torch.Generator().manual_seed(seed)
     b, n, length = shape.batch_size, shape.num_videos, shape.question_len
@@ -231,8 +239,15 @@ def random_batch(shape: BatchShape, device: torch.device, seed: int = 0) -> dict
         "motion": torch.randn(n, shape.num_clips, shape.vision_dim, generator=g),
         "question": question,
         "question_len": lengths,
-        "answer": torch.randint(0, shape.num_answers, (b,), generator=g),
+        "answer": (torch.randint(1, 11, (b,), generator=g) if shape.head == "count"
+                   else torch.randint(0, shape.num_answers, (b,), generator=g)),
         "video_index": torch.arange(n).repeat_interleave(shape.questions_per_video),
         "question_index": torch.arange(b),
     }
+    if shape.head == "multiple_choice":
+        k, width = shape.num_answers, shape.candidate_len
+        candidates_len = torch.randint(1, width + 1, (b, k), generator=g)
+        candidates = torch.randint(2, shape.vocab_size, (b, k, width), generator=g)
+        candidates[torch.arange(width) >= candidates_len[..., None]] = 0
+        batch.update(candidates=candidates, candidates_len=candidates_len)
     return {k: v.to(device) for k, v in batch.items()}

@@ -40,6 +40,7 @@ from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note,
                           epoch_projection, load_average, peak_memory, random_batch, reset_peak_memory)
 from model import build_model
 from model.losses import objective_for
+from training.data.paths import dataset_spec
 from training.engine import CompiledWithFallback, StepContext, train_step
 from utils.config import ConfigError, add_config_arguments, load_config
 
@@ -67,12 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "masks per question, as training with dataset.questions_per_video=0); default: encode "
                              "each of the B/K videos once, sharing masks (dataset.questions_per_video=K)")
     parser.add_argument("--num_clips", type=int,
-                        help="clips per video C (default: 16 for dataset.name msrvtt-qa, else 8)")
+                        help="clips per video C (default: the dataset's extraction default: 8 MSVD-QA and TGIF-QA, "
+                             "16 MSRVTT-QA and NExT-QA, 20 SVQA)")
     parser.add_argument("--num_frames", type=int, default=16, help="frames per clip F (default: %(default)s)")
     parser.add_argument("--question_len", type=int, default=20,
                         help="question tokens L of the longest question (default: %(default)s)")
     parser.add_argument("--vocab_size", type=int, default=4000, help="question vocabulary V (default: %(default)s)")
-    parser.add_argument("--num_answers", type=int, default=1002, help="answer classes A (default: %(default)s)")
+    parser.add_argument("--num_answers", type=int, default=1002,
+                        help="answer classes A of open-ended heads (default: %(default)s); multiple choice: the "
+                             "dataset's candidates per question, count: 1")
     parser.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default: the config's device)")
     parser.add_argument("--mode", choices=MODES,
                         help="teacher/student: the config's model with CE + similarity + HSIC; kd: also the "
@@ -143,11 +147,14 @@ def run(argv=None) -> float:
         amp = "none"
     if args.steps < 1 or args.warmup < 0:
         raise SystemExit("error: --steps must be >= 1 and --warmup >= 0")
-    num_clips = args.num_clips or (16 if cfg.dataset.name == "msrvtt-qa" else 8)
+    spec = dataset_spec(cfg)
+    num_clips = args.num_clips or spec.default_num_clips
+    head = cfg.model.head
+    num_answers = {"multiple_choice": spec.num_candidates, "count": 1}.get(head, args.num_answers)
     try:
         shape = BatchShape(args.batch_size or cfg.train.batch_size, args.questions_per_video, num_clips,
                            args.num_frames, cfg.model.vision_dim, args.question_len, args.vocab_size,
-                           args.num_answers)
+                           num_answers, head)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
 

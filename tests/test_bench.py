@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench import data_loading
 
@@ -93,3 +94,23 @@ def test_data_loading_measures_the_model_with_train_step(tmp_path, capsys):
     assert set(models) == {"0", "2"} and all(rate > 0 for rate in models.values())
     assert re.search(r"loader \d+ questions/s = [\d.]+x the model's [\d.]+ questions/s", lines[-1])
     assert lines[-1].startswith("config settings (memory, ")  # features_in_memory: auto, and a few KiB fit
+
+
+@pytest.mark.parametrize("cfg, answers, clips", [("configs/nextqa_teacher.yml", 5, 16),
+                                                 ("configs/tgif_qa_count_student.yml", 1, 8)])
+def test_train_step_builds_the_heads_batches(cfg, answers, clips, capsys, single_thread):
+    from bench import train_step
+    from bench.common import BatchShape, random_batch
+    argv = ["--cfg", cfg, *TINY_MODEL, "--num_frames", "2", "--vocab_size", "30", "--steps", "1", "--warmup", "0",
+            "--device", "cpu", "--batch_size", "4"]
+    assert train_step.run(argv) > 0
+    batch_line = field(capsys.readouterr().out.splitlines(), "batch")
+    assert f"C={clips} " in batch_line and f" A={answers} " in batch_line
+    head = "multiple_choice" if answers == 5 else "count"
+    batch = random_batch(BatchShape(4, 1, 2, 2, 8, 5, 30, answers, head, candidate_len=3), torch.device("cpu"))
+    if head == "multiple_choice":
+        assert batch["candidates"].shape == (4, 5, 3) and batch["candidates_len"].shape == (4, 5)
+        assert ((batch["candidates"] != 0).sum(-1) == batch["candidates_len"]).all()
+        assert batch["answer"].max() < 5
+    else:
+        assert "candidates" not in batch and batch["answer"].min() >= 1 and batch["answer"].max() <= 10

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from training.run_checks import flatten
-from utils.config import RANGES, ConfigError, load_config, save_config, to_dict
+from utils.config import RANGES, REPO_ROOT, ConfigError, load_config, save_config, to_dict
 
 
 def test_paper_configs_resolve():
@@ -123,3 +123,58 @@ def test_demo_student_is_the_demo_teacher_with_one_graph_layer():
     assert teacher.model.graph_layers == 4 and student.model.graph_layers == 1 and student.exp_name == "student"
     assert student.dataset == teacher.dataset and student.train == teacher.train
     assert teacher.dataset.questions_per_video > 0  # video-grouped batches: the demo's CPU speed option
+
+
+CONFIG_FILES = sorted(p.name for p in (REPO_ROOT / "configs").glob("*.yml"))
+# config file -> (dataset, task, head, file prefix, teacher config it distils from or None)
+DATASET_CONFIGS = {
+    "svqa_teacher.yml": ("svqa", None, "open_ended", "svqa", None),
+    "svqa_student.yml": ("svqa", None, "open_ended", "svqa", "svqa_teacher.yml"),
+    "nextqa_teacher.yml": ("nextqa", None, "multiple_choice", "nextqa", None),
+    "nextqa_student.yml": ("nextqa", None, "multiple_choice", "nextqa", "nextqa_teacher.yml"),
+    **{f"tgif_qa_{task}_{role}.yml": ("tgif-qa", task, head, f"tgif-qa_{task}",
+                                      f"tgif_qa_{task}_teacher.yml" if role == "student" else None)
+       for task, head in (("action", "multiple_choice"), ("transition", "multiple_choice"), ("count", "count"),
+                          ("frameqa", "open_ended"))
+       for role in ("teacher", "student")},
+}
+
+
+@pytest.mark.parametrize("name", CONFIG_FILES)
+def test_every_config_loads_and_resolves(name):
+    from training.data.paths import data_dir, dataset_path, dataset_spec
+    from training.run_config import resolve_head
+    cfg = load_config(f"configs/{name}")
+    spec = dataset_spec(cfg)
+    assert cfg.model.head == spec.answer_type == resolve_head(cfg)
+    for key in ("vocab_json", "train_question_pt", "appearance_feat", "motion_feat"):
+        assert dataset_path(cfg, key).parent == data_dir(cfg), key
+
+
+def test_every_dataset_has_its_configs():
+    assert set(DATASET_CONFIGS) <= set(CONFIG_FILES)
+
+
+@pytest.mark.parametrize("name", sorted(DATASET_CONFIGS))
+def test_dataset_configs_derive_the_dataset_files(name):
+    from training.data.paths import dataset_path
+    dataset, task, head, prefix, teacher = DATASET_CONFIGS[name]
+    cfg = load_config(f"configs/{name}")
+    assert (cfg.dataset.name, cfg.dataset.question_type, cfg.model.head) == (dataset, task, head)
+    expected = {"vocab_json": f"{prefix}_vocab.json", "train_question_pt": f"{prefix}_train_questions.pt",
+                "val_question_pt": f"{prefix}_val_questions.pt", "test_question_pt": f"{prefix}_test_questions.pt",
+                "appearance_feat": f"{prefix}_appearance_feat.h5", "motion_feat": f"{prefix}_motion_feat.h5"}
+    for key, file_name in expected.items():
+        assert dataset_path(cfg, key).relative_to(REPO_ROOT).as_posix() == f"data/{dataset}/{file_name}", key
+    assert ("mse" in cfg.losses and "ce" not in cfg.losses) == (head == "count")
+    if teacher is None:
+        assert cfg.model.graph_layers == 4 and cfg.train.mode == "teacher" and cfg.distill.teacher_ckpt is None
+        assert cfg.exp_name == name[:-4]
+    else:
+        teacher_cfg = load_config(f"configs/{teacher}")
+        assert cfg.model.graph_layers == 1 and cfg.train.mode == "kd" and cfg.exp_name == teacher_cfg.exp_name[
+            :-len("teacher")] + "student_kd"
+        assert cfg.distill.teacher_ckpt == f"results/{teacher_cfg.exp_name}/best.pt"
+        assert cfg.dataset == teacher_cfg.dataset and cfg.train.batch_size == teacher_cfg.train.batch_size
+    if dataset == "svqa":  # DualVGR's configs/svqa_DualVGR_20.yml
+        assert (cfg.train.batch_size, cfg.train.lr, cfg.train.max_epochs) == (256, 1e-4, 25)

@@ -4,7 +4,7 @@ import matplotlib
 import numpy as np
 
 from training.metrics import SplitAccuracy, accuracy_table, comparison_table
-from training.plots import accuracy_figure, comparison_figure, plot_run
+from training.plots import accuracy_figure, ce_figure, comparison_figure, plot_run
 
 matplotlib.use("Agg")
 
@@ -66,3 +66,12 @@ def test_tables_put_all_first():
     assert table[2] == "| majority answer ('man') | 25.00 | | | | | | |"
     assert table[3].startswith("| T | 50.00 | 50.00 | 50.00 | 100.00 | 0.00 | 50.00 |")
     assert table[4] == "| questions | 12 | 6 | 2 | 1 | 1 | 2 | |"
+
+
+def test_hard_loss_figure_plots_the_count_runs_mse():
+    count = [{"epoch": e, "train_mse": 4.0 / e, "val_mse": 5.0 / e} for e in range(1, 4)]
+    ax = ce_figure(count, "count_run").axes[0]
+    assert [line.get_label() for line in ax.lines] == ["train MSE", "val MSE"]
+    assert ax.lines[0].get_ydata().tolist() == [4.0, 2.0, 4.0 / 3] and "MSE" in ax.get_title()
+    ce = ce_figure([{"epoch": 1, "train_ce": 1.5, "val_ce": 1.2}], "run").axes[0]
+    assert [line.get_ydata().tolist() for line in ce.lines] == [[1.5], [1.2]] and "CE" in ce.get_title()

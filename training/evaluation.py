@@ -250,7 +250,7 @@ def comparison_notes(split: str, scoring: dict, with_test_selected: bool) -> str
     notes = [f"Scoring: {scoring['note']}."]
     if with_test_selected:
         notes.append(f"All: each checkpoint on the {split} split (best.pt: val-selected). {TEST_SELECTED_COLUMN}: "
-                     f"the best per-epoch test accuracy of its run, {TEST_SELECTED_LABEL}.")
+                     f"the best per-epoch test accuracy (count: lowest MSE) of its run, {TEST_SELECTED_LABEL}.")
     return "\n".join(notes)
 
 

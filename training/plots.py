@@ -49,11 +49,14 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def ce_figure(history: list[dict], run: str):
-    """Train and validation cross-entropy (the hard loss) per epoch."""
+    """Train and validation cross-entropy (the hard loss) per epoch; count runs (no ``ce`` term): their ``mse``."""
+    term = "mse" if not any("train_ce" in row for row in history) and any("train_mse" in row for row in history) \
+        else "ce"
+    name, label = ("MSE", "mean squared error") if term == "mse" else ("CE", "cross-entropy")
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for split, style in (("train", "-o"), ("val", "--s")):
-        ax.plot(*_series(history, f"{split}_ce"), style, label=f"{split} CE", markersize=3)
-    ax.set(xlabel="epoch", ylabel="cross-entropy", title=f"{run}: hard loss (CE)")
+        ax.plot(*_series(history, f"{split}_{term}"), style, label=f"{split} {name}", markersize=3)
+    ax.set(xlabel="epoch", ylabel=label, title=f"{run}: hard loss ({name})")
     ax.grid(alpha=0.3)
     _legend_outside(ax)
     return fig

@@ -20,7 +20,7 @@ from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rn
 from training.data import build_loader, load_data, resolve_path
 from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, split_scores, train_epoch
 from training.log import paint, setup_logging
-from training.metrics import better, metric_for
+from training.metrics import better, format_value, metric_for
 from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
 from training.reproducibility import configure_determinism, seed_everything
@@ -370,8 +370,9 @@ class _Run:
             self.log.info(paint(f"test {'MSE' if self.metric == 'MSE' else 'accuracy'} of the best checkpoint "
                                 f"(epoch {best['best_epoch']}, val {val_text}):", "green", bold=True) + "\n" + table)
             if test_selected:
-                self.log.info(f"{test_selected['label']}: {100 * test_selected['accuracy']:.2f}% at epoch "
-                              f"{test_selected['epoch']}")
+                metric = test_selected.get("metric", "accuracy")
+                value = format_value(test_selected["accuracy"], metric) + (" MSE" if metric == "MSE" else "%")
+                self.log.info(f"{test_selected['label']}: {value} at epoch {test_selected['epoch']}")
             self.log.info(f"results: {self.run_dir}")
         return {"run_dir": str(self.run_dir), "mode": self.mode, "best_epoch": best["best_epoch"],
                 "best_val_acc": best["best_metric"], "test": result.accuracy.to_dict(),
