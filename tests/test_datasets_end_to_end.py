@@ -164,15 +164,18 @@ def check_sweep_report(spec, config_args: list, checkpoints: dict, test: dict, t
     for name in checkpoints:
         cached = json.loads((tmp_path / f"{name}.json").read_text())
         questions, accuracy = cached["questions"], cached["accuracy"]
-        assert len(questions["correct"]) == n and questions["question_id"] == scores[name][0].question_ids.tolist()
+        outcome = questions["squared_error" if spec.answer_type == "count" else "correct"]
+        assert len(outcome) == n and questions["question_id"] == scores[name][0].question_ids.tolist()
         names = spec.category_names
         assert questions["type"] == ([names[t] for t in test["question_category"]] if names else [None] * n)
         if spec.answer_type == "count":
             assert questions["answer"] == [str(a) for a in test["answers"]]
-            assert sum(questions["squared_error"]) == accuracy["squared_error"]
-            assert scores[name][0].correct.tolist() == questions["squared_error"]
+            assert sum(outcome) == accuracy["squared_error"]
         else:
-            assert sum(questions["correct"]) == accuracy["correct"]
+            assert sum(outcome) == accuracy["correct"]
+        if spec.answer_type == "multiple_choice":
+            assert questions["answer_index"] == test["answers"].tolist()
+        assert scores[name][0].outcome.tolist() == outcome
     pairs = [tuple(checkpoints)]
     summary = sweep_report.summarize(type("Plan", (), {"pairs": pairs})(), scores, {}, rounds=10)
     text = sweep_report.markdown(summary, "sweep")
@@ -181,6 +184,6 @@ def check_sweep_report(spec, config_args: list, checkpoints: dict, test: dict, t
     expected = list(spec.category_names) + list(spec.category_groups)
     assert [c.lower() for c in columns] == ["all"] + [c.lower() for c in expected]
     metric = "MSE" if spec.answer_type == "count" else "accuracy"
-    assert summary["metric"] == metric and ("Test MSE (lower is better)" in text) == (metric == "MSE")
+    assert summary["metric"] == metric and ("Test MSE of the rounded count (lower is better)" in text) == (metric == "MSE")
     for name, entry in summary["models"].items():
-        assert entry["accuracy"]["mean"] == pytest.approx(scores[name][0].accuracy["all"])
+        assert entry[sweep_report.score_key(metric)]["mean"] == pytest.approx(scores[name][0].accuracy["all"])
