@@ -1,4 +1,4 @@
-"""Evaluate checkpoints: accuracy per question type, per-question predictions, teacher/student comparisons.
+"""Evaluate checkpoints: accuracy (or MSE) per question type or category, per-question predictions, teacher/student comparisons.
 
     python validate.py --ckpt results/msvd_qa_teacher/best.pt                        # test split, its own config
     python validate.py --cfg configs/msvd_qa_teacher.yml --ckpt results/msvd_qa_teacher/best.pt --split val \\
@@ -84,7 +84,7 @@ def run(argv: list[str] | None = None) -> dict:
         if args.write_preds:
             raise SystemExit("--write_preds goes with --ckpt")
         result = compare_checkpoints(args.compare, args.names, args.cfg, overrides, args.split, args.max_examples)
-        markdown = (f"## {args.split} {result['unit']} per question type\n\n{result['markdown']['table']}\n\n"
+        markdown = (f"## {args.split} {result['unit']} {result['breakdown']}\n\n{result['markdown']['table']}\n\n"
                     f"{result['markdown']['notes']}\n\n"
                     f"## Questions where the models disagree ({result['num_disagreements']} of "
                     f"{result['num_questions']}; first {len(result['disagreements'])})\n\n"
@@ -96,7 +96,7 @@ def run(argv: list[str] | None = None) -> dict:
         if args.plot:
             from training.plots import plot_comparison
             Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-            title = (f"{result['dataset']} {args.split} {result['metric']} per question type: "
+            title = (f"{result['dataset']} {args.split} {result['metric']} {result['breakdown']}: "
                      f"{', '.join(result['histories'])}")
             plot_comparison(result["models"], result["histories"], Path(args.plot), title, result["baseline"])
             log.info(f"figure: {args.plot}")

@@ -112,8 +112,10 @@ def test_dataset_end_to_end(case, layouts, tmp_path):
     compared = json.loads(out.read_text())
     test = load_pickle(data / f"{prefix}_test_questions.pt")
     n = len(test["answers"])
-    header = (tmp_path / "table.md").read_text().splitlines()
-    header = next(line for line in header if line.startswith("| Model |"))
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    breakdown = "per category" if spec.name in ("svqa", "nextqa") or spec.task == "frameqa" else "overall"
+    assert lines[0] == f"## test {'MSE' if spec.answer_type == 'count' else 'accuracy (%)'} {breakdown}"
+    header = next(line for line in lines if line.startswith("| Model |"))
     metric = "MSE" if spec.answer_type == "count" else "accuracy"
     assert compared["metric"] == metric and [m["name"] for m in compared["models"]] == ["Teacher", "Student"]
     assert [m["graph_layers"] for m in compared["models"]] == [4, 1]

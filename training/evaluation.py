@@ -19,7 +19,7 @@ import torch
 from model.cpu_ops import set_cpu_fast_path
 from model.losses import build_objective
 from training.checkpoint import CheckpointError, build_checkpoint_model, check_against_data, load_checkpoint
-from training.data import build_loader, inverse_vocab, load_data
+from training.data import build_loader, dataset_spec, inverse_vocab, load_data
 from training.distributed import DistContext
 from training.engine import evaluate
 from training.metrics import SplitAccuracy, format_value, accuracy_table, comparison_table, metric_unit
@@ -300,6 +300,14 @@ def default_names(paths: list[str | Path]) -> list[str]:
     return names
 
 
+def breakdown_label(spec) -> str:
+    """How a dataset's result columns are named in headings: "per question type" (the first-word types of MSVD-QA /
+    MSRVTT-QA), "per category" (categories from the question file), "overall" (none)."""
+    if not spec.category_names:
+        return "overall"
+    return "per question type" if spec.category_source == "first_word" else "per category"
+
+
 def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None, cfg_path: str | Path | None = None,
                         overrides: list[str] = (), split: str = "test", max_examples: int = 20) -> dict:
     """Evaluate several checkpoints on one split of the same data and compare them.
@@ -332,6 +340,7 @@ def compare_checkpoints(paths: list[str | Path], names: list[str] | None = None,
             table = add_test_selected_column(table, selected)
         scoring = evaluator.questions.scoring()
         return {"split": split, "dataset": evaluator.cfg.dataset.name, "metric": results[0].accuracy.metric,
+                "breakdown": breakdown_label(dataset_spec(evaluator.cfg)),
                 "unit": metric_unit(results[0].accuracy.metric), "models": models,
                 "baseline": None if baseline is None else {"answer": baseline[0], "accuracy": baseline[1]},
                 "histories": histories,
