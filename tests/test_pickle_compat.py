@@ -5,8 +5,8 @@ protocol 5); numpy before 1.26 has no ``numpy._core`` and cannot load them. ``du
 names, which numpy 2 still resolves.
 
 A numpy in [1.20, 1.26) is used when one is available: the interpreter named by the environment variable
-NUMPY1_PYTHON, else /tmp/np125/bin/python (made by ``python3 -m venv /tmp/np125 && /tmp/np125/bin/pip install
-'numpy<1.26'``). Every test asserts the pickle's global names and its round trip with today's numpy either way.
+NUMPY1_PYTHON, else the repository's ``.venv-numpy1/bin/python`` (``make test`` makes it where a wheel exists).
+Every test asserts the pickle's global names and its round trip with today's numpy either way.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from utils.config import REPO_ROOT
 from utils.safe_pickle import dump_pickle, load_pickle
 
 
@@ -77,7 +78,7 @@ def _assert_equal(loaded: dict, expected: dict) -> None:
 
 def _numpy1_python() -> str | None:
     """An interpreter whose numpy is in [1.20, 1.26), or None."""
-    candidate = os.environ.get("NUMPY1_PYTHON") or "/tmp/np125/bin/python"
+    candidate = os.environ.get("NUMPY1_PYTHON") or str(REPO_ROOT / ".venv-numpy1" / "bin" / "python")
     if not Path(candidate).is_file():
         return None
     probe = subprocess.run([candidate, "-c", "import numpy; print(numpy.__version__)"], capture_output=True,
