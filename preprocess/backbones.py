@@ -25,6 +25,7 @@ from torch import nn
 
 from preprocess.resnext3d import CheckpointError, load_kinetics_weights, resnext101_3d
 from utils.config import REPO_ROOT
+from utils.safe_pickle import UnsafePickleError, check_torch_file_bounds
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -102,6 +103,10 @@ def file_sha256(path: str | Path) -> str:
 
 def _resnet_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A torchvision ResNet-101 state dict from ``path`` (bare, or under 'state_dict'/'model'; 'module.' stripped)."""
+    try:
+        check_torch_file_bounds(path, require_zip=False)
+    except UnsafePickleError as e:
+        raise WeightsError(str(e)) from None
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from utils.safe_pickle import UnsafePickleError, check_torch_file_bounds
+
 RESNEXT101_LAYERS = (3, 4, 23, 3)
 CARDINALITY = 32
 EXPANSION = 2
@@ -99,6 +101,10 @@ def kinetics_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     Accepts ``{"state_dict": {...}}`` (the published file) or a bare state dict; strips ``module.``; drops ``fc.*``.
     """
+    try:
+        check_torch_file_bounds(path, require_zip=False)
+    except UnsafePickleError as e:
+        raise CheckpointError(str(e)) from None
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):

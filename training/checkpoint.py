@@ -37,6 +37,7 @@ import torch
 from model import build_model
 from utils.atomic import atomic_write
 from utils.memory import host_memory_available
+from utils.safe_pickle import UnsafePickleError, check_torch_file_bounds
 
 CHECKPOINT_VERSION = 2  # 2: model_config names its model (model/registry.py)
 
@@ -118,10 +119,15 @@ REQUIRED_KEYS = ("model", "model_config", "vocab_fingerprint", "num_question_tok
 
 
 def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
-    """Load a checkpoint with ``weights_only=True`` on the CPU; ``source`` names the flag/key that pointed here."""
+    """Load a checkpoint with ``weights_only=True`` on the CPU, after its pickle passed the nesting and size bounds
+    of utils/safe_pickle.py (check_torch_file_bounds); ``source`` names the flag/key that pointed here."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (from {source})")
+    try:
+        check_torch_file_bounds(path)
+    except UnsafePickleError as e:
+        raise CheckpointError(f"{e} (from {source})") from None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message
