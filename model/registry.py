@@ -23,25 +23,26 @@ from dataclasses import dataclass
 from typing import Callable
 
 from utils.config import ConfigError, typed_from_dict
+from utils.text import short_repr
 
 DEFAULT_MODEL = "dualvgr"  # what a model section without a name (a format-1 checkpoint) means
 
 
 def _check_name(value, key: str, origin: str) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"{origin}: key '{key}' expects a model name, got {value!r}")
+        raise ConfigError(f"{origin}: key '{key}' expects a model name, got {short_repr(value)}")
     return value
 
 
 def _check_bool(value, key: str, origin: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{origin}: key '{key}' expects bool, got {value!r}")
+        raise ConfigError(f"{origin}: key '{key}' expects bool, got {short_repr(value)}")
     return value
 
 
 def _check_fast_path(value, key: str, origin: str):
     if value not in ("auto", True, False):
-        raise ConfigError(f"{origin}: key '{key}' expects auto, true or false, got {value!r}")
+        raise ConfigError(f"{origin}: key '{key}' expects auto, true or false, got {short_repr(value)}")
     return value
 
 

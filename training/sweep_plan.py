@@ -14,9 +14,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from utils.config import ConfigError, load_config, parse_override
+from utils.strict_yaml import StrictYAMLError, load_yaml
 
 TEACHER, STUDENT, KD = "teacher", "student", "kd"
 FOLDER_PREFIX = {TEACHER: "teacher", STUDENT: "student", KD: "student_kd"}
@@ -106,9 +105,9 @@ def model_name(kind: str, point: dict[str, str]) -> str:
 def teacher_config(student_cfg: Path) -> Path:
     """The ``_base_`` file the student config names (the teacher's config, e.g. msvd_qa_student -> msvd_qa_teacher)."""
     try:
-        data = yaml.safe_load(student_cfg.read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise SweepError(f"--cfg {student_cfg}: cannot read it ({e})") from None
+        data = load_yaml(student_cfg.read_bytes()) or {}
+    except (OSError, StrictYAMLError) as e:
+        raise SweepError(f"--cfg {student_cfg}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
     base = data.get("_base_") if isinstance(data, dict) else None
     if not base:
         raise SweepError(f"--cfg {student_cfg} names no _base_ (teacher) config: pass --teacher_cfg FILE or "

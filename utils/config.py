@@ -22,6 +22,8 @@ import yaml
 from easydict import EasyDict
 
 from utils.atomic import atomic_write
+from utils.strict_yaml import StrictYAMLError, YAMLSyntaxError, load_yaml
+from utils.text import short_repr
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_CONFIG = REPO_ROOT / "configs" / "base.yml"
@@ -44,14 +46,27 @@ class ConfigError(ValueError):
     """A config file or override names an unknown key or gives a value of the wrong type."""
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few KB; a bigger file is not one
+
+
 def _read_yaml(path: Path) -> dict:
+    """The mapping a config file holds; ConfigError (one line naming the file) when it is missing, not a regular
+    file, larger than MAX_CONFIG_BYTES, not UTF-8, not strict YAML (utils/strict_yaml.py) or not a mapping."""
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it ({e.strerror or type(e).__name__})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+    try:
+        data = load_yaml(raw)
+    except StrictYAMLError as e:
+        raise ConfigError(f"{path}: {e}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -83,7 +98,7 @@ def _coerce(value, default, key: str, origin: str):
     elif isinstance(default, list):
         if isinstance(value, list):
             return value
-    raise ConfigError(f"{origin}: key '{key}' expects {type(default).__name__}, got {value!r}")
+    raise ConfigError(f"{origin}: key '{key}' expects {type(default).__name__}, got {short_repr(value)}")
 
 
 # Keys that take one of a few values of different types (checked by value instead of by the default's type).
@@ -99,7 +114,7 @@ def _choice(value, key: str, origin: str):
     if any(value == c and type(value) is type(c) for c in CHOICES[key]):
         return value
     allowed = " | ".join(str(c).lower() for c in CHOICES[key])
-    raise ConfigError(f"{origin}: key '{key}' expects {allowed}, got {value!r}")
+    raise ConfigError(f"{origin}: key '{key}' expects {allowed}, got {short_repr(value)}")
 
 
 def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
@@ -109,22 +124,22 @@ def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
         dotted = f"{prefix}{key}"
         if dotted in LOSS_SECTIONS or dotted == MODEL_SECTION:
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: key '{dotted}' is a section, got {value!r}")
+                raise ConfigError(f"{origin}: key '{dotted}' is a section, got {short_repr(value)}")
             merge_open = _merge_loss_section if dotted in LOSS_SECTIONS else _merge_model_section
             merged[key] = merge_open(defaults.get(key) or {}, value, origin, dotted)
             continue
         if key not in defaults:
             known = ", ".join(sorted(defaults)) or "(none)"
-            raise ConfigError(f"{origin}: unknown config key '{dotted}' (known keys here: {known})")
+            raise ConfigError(f"{origin}: unknown config key '{_clip(str(dotted))}' (known keys here: {known})")
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
-                raise ConfigError(f"{origin}: key '{dotted}' is a section, got {value!r}")
+                raise ConfigError(f"{origin}: key '{dotted}' is a section, got {short_repr(value)}")
             merged[key] = _merge(defaults[key], value, origin, dotted + ".")
         elif dotted in CHOICES:
             merged[key] = _choice(value, dotted, origin)
         elif dotted in OPTIONAL_STRINGS:
             if value is not None and not isinstance(value, str):
-                raise ConfigError(f"{origin}: key '{dotted}' expects a string or null, got {value!r}")
+                raise ConfigError(f"{origin}: key '{dotted}' expects a string or null, got {short_repr(value)}")
             merged[key] = value
         else:
             merged[key] = _coerce(value, defaults[key], dotted, origin)
@@ -143,7 +158,7 @@ def _merge_loss_section(defaults: dict, update: dict, origin: str, section: str)
             continue
         spec = loss_term(name, f"{origin}: key '{dotted}'")
         if not isinstance(params, dict):
-            raise ConfigError(f"{origin}: key '{dotted}' is a section of term parameters, got {params!r}")
+            raise ConfigError(f"{origin}: key '{dotted}' is a section of term parameters, got {short_repr(params)}")
         current = merged.get(name) or dataclasses.asdict(spec.params())
         merged[name] = dataclasses.asdict(typed_from_dict(spec.params, {**current, **params}, dotted, origin))
     return merged
@@ -168,7 +183,7 @@ def _merge_model_section(defaults: dict, update: dict, origin: str, section: str
             merged[key] = _coerce_typed(value, _field_types(spec.config)[key], merged.get(key), dotted, origin)
         else:
             known = ", ".join(sorted([*SECTION_KEYS, *fields]))
-            raise ConfigError(f"{origin}: unknown config key '{dotted}' for model '{name}' (known keys: {known})")
+            raise ConfigError(f"{origin}: unknown config key '{_clip(str(dotted))}' for model '{name}' (known keys: {known})")
     for key, field in fields.items():
         if key not in merged and field.default is not dataclasses.MISSING:
             merged[key] = field.default
@@ -193,7 +208,7 @@ def _coerce_typed(value, annotation, current, key: str, origin: str):
     given as a mapping); ConfigError naming ``key`` otherwise."""
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
-            raise ConfigError(f"{origin}: key '{key}' is a section, got {value!r}")
+            raise ConfigError(f"{origin}: key '{key}' is a section, got {short_repr(value)}")
         base = current if isinstance(current, dict) else {}
         return dataclasses.asdict(typed_from_dict(annotation, {**base, **value}, key, origin))
     if annotation not in _SAMPLES:
@@ -263,7 +278,7 @@ def translate_aliases(update: dict, origin: str) -> dict:
             continue
         given = _get_path(update, _split(target))
         if given is not None and given != value:
-            raise ConfigError(f"{origin}: '{alias}' ({value!r}) and '{target}' ({given!r}) name the same setting "
+            raise ConfigError(f"{origin}: '{alias}' ({short_repr(value)}) and '{target}' ({short_repr(given)}) name the same setting "
                               "with different values; keep one")
         _set_path(update, _split(target), value)
     return update
@@ -276,16 +291,28 @@ def _refresh_alias_views(cfg: dict) -> dict:
     return cfg
 
 
-def _load_chain(path: Path, defaults: dict, seen: tuple = ()) -> dict:
-    """Load ``path`` over its ``_base_`` chain, itself over ``defaults``."""
-    path = path.resolve()
-    if path in seen:
-        raise ConfigError(f"{path}: _base_ chain loops back to itself")
-    data = _read_yaml(path)
-    base = data.pop("_base_", None)
-    if base is not None:
-        defaults = _load_chain((path.parent / base), defaults, seen + (path,))
-    return _merge(defaults, translate_aliases(data, str(path)), str(path))
+MAX_BASE_CHAIN = 32  # configs a _base_ chain may hold (ours hold 2)
+
+
+def _load_chain(path: Path, defaults: dict) -> dict:
+    """Load ``path`` over its ``_base_`` chain, itself over ``defaults`` (the chain read first, merged from its
+    far end; ConfigError on a loop, a chain longer than MAX_BASE_CHAIN or a ``_base_`` that is no file name)."""
+    chain: list[tuple[Path, dict]] = []
+    while path is not None:
+        path = path.resolve()
+        if any(path == p for p, _ in chain):
+            raise ConfigError(f"{path}: _base_ chain loops back to itself")
+        if len(chain) == MAX_BASE_CHAIN:
+            raise ConfigError(f"{chain[0][0]}: _base_ chain longer than {MAX_BASE_CHAIN} files")
+        data = _read_yaml(path)
+        base = data.pop("_base_", None)
+        if base is not None and not (isinstance(base, str) and base.strip()):
+            raise ConfigError(f"{path}: key '_base_' expects a config file name, got {short_repr(base)}")
+        chain.append((path, data))
+        path = path.parent / base if base is not None else None
+    for path, data in reversed(chain):
+        defaults = _merge(defaults, translate_aliases(data, str(path)), str(path))
+    return defaults
 
 
 def _positive(v) -> bool:
@@ -355,29 +382,37 @@ def check_ranges(cfg) -> None:
     for dotted, (valid, wording) in RANGES.items():
         for key, value in _lookup(cfg, dotted):
             if value is not None and not valid(value):
-                raise ConfigError(f"config key '{key}' must be {wording}, got {value!r}")
+                raise ConfigError(f"config key '{key}' must be {wording}, got {short_repr(value)}")
     for section in LOSS_SECTIONS:
         for term, params in (_get_path(cfg, _split(section)) or {}).items():
             for name, (valid, wording) in LOSS_PARAMETER_RANGES.items():
                 value = params.get(name) if isinstance(params, dict) else None
                 if value is not None and not valid(value):
-                    raise ConfigError(f"config key '{section}.{term}.{name}' must be {wording}, got {value!r}")
+                    raise ConfigError(f"config key '{section}.{term}.{name}' must be {wording}, got {short_repr(value)}")
     model = cfg.get("model", {})
     if "num_heads" in model and "module_dim" in model and model["module_dim"] % model["num_heads"]:
         raise ConfigError(f"config key 'model.num_heads' must divide model.module_dim ({model['module_dim']}), "
-                          f"got {model['num_heads']!r}")
+                          f"got {short_repr(model['num_heads'])}")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
     """Split ``a.b.c=VALUE`` into (['a', 'b', 'c'], parsed VALUE); VALUE is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override '{text}' is not of the form KEY=VALUE (e.g. model.mfb_factor=2)")
+        raise ConfigError(f"override '{_clip(text)}' is not of the form KEY=VALUE (e.g. model.mfb_factor=2)")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+        value = load_yaml(raw) if raw != "" else ""
+    except YAMLSyntaxError:
         value = raw
+    except StrictYAMLError as e:
+        raise ConfigError(f"override '{_clip(text)}': {e}") from None
     return key.strip().split("."), value
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    """``text`` on one line, at most ``limit`` characters (an override echoed in an error message)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
@@ -387,7 +422,7 @@ def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
         nested = value
         for k in reversed(keys):
             nested = {k: nested}
-        cfg = _merge(cfg, translate_aliases(nested, f"override '{text}'"), f"override '{text}'")
+        cfg = _merge(cfg, translate_aliases(nested, f"override '{_clip(text)}'"), f"override '{_clip(text)}'")
     return _refresh_alias_views(cfg)
 
 
@@ -420,7 +455,7 @@ def resolve_auto_head(cfg: dict) -> dict:
     dataset = cfg.get("dataset") or {}
     name = dataset.get("name")
     if not isinstance(name, str) or name.lower() not in dataset_names(with_aliases=True):
-        raise ConfigError(f"config key 'dataset.name' must name a registered dataset, got {name!r} (registered: "
+        raise ConfigError(f"config key 'dataset.name' must name a registered dataset, got {short_repr(name)} (registered: "
                           f"{', '.join(dataset_names())})")
     try:
         model["head"] = get_dataset(name, dataset.get("question_type")).answer_type
