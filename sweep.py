@@ -139,8 +139,10 @@ def run(argv: list[str] | None = None) -> dict:
             evaluators.append(SplitEvaluator(load_config(cfg, args.overrides), "test"))
         return evaluators[0]
 
+    from utils.config import load_config
     try:
-        by_model = sweep_report.collect_scores(plan, get_evaluator)
+        by_model = sweep_report.collect_scores(plan, get_evaluator,
+                                               sweep_report.evaluation_key(load_config(cfg, args.overrides)))
     finally:
         for evaluator in evaluators:
             evaluator.close()

@@ -2,6 +2,7 @@
 seeds that reproduce, the one-subprocess-per-GPU launcher and the Slurm path through submitit's local executor; and
 sweeps on the multiple-choice (file categories, groups) and count (MSE) fixtures."""
 import json
+import os
 import shutil
 import sys
 
@@ -99,6 +100,40 @@ def test_an_interrupted_run_is_resumed(swept, monkeypatch):
     sweep.run(swept["argv"])
     assert len(calls) == 1 and "--resume" in calls[0] and calls[0][calls[0].index("--exp_name") + 1] == run_dir.name
     assert (run_dir / "test_results.json").is_file()
+
+
+@pytest.mark.parametrize("change", [["train.max_epochs=2"], "seeds 1 0"])
+def test_finished_runs_of_other_settings_are_refused_not_reported(swept, monkeypatch, change):
+    """A rerun with other settings reused the finished runs without a word (module_dim 64, max_epochs 5 reported
+    the 32-dim 2-epoch runs); --seeds 1 0 labelled a new teacher__seed1 the Teacher of students distilled from
+    teacher__seed0."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("nothing may be trained")
+    monkeypatch.setattr(train, "run", refuse)
+    argv = list(swept["argv"])
+    if change == "seeds 1 0":
+        argv[argv.index("--seeds") + 1:] = ["1", "0"]
+        key = "distill.teacher_ckpt"
+    else:
+        argv[argv.index("--seeds"):argv.index("--seeds")] = change
+        key = "train.max_epochs"
+    with pytest.raises(SweepError, match=f"holds a finished run trained with other settings .*{key}"):
+        sweep.run(argv)
+    assert sweep.main(argv) == 2
+
+
+def test_a_folder_without_last_pt_is_never_deleted(tmp_path):
+    """prepare() removed a run folder with no last.pt, including another process's live run.lock (two sweeps on
+    one --out trained in one folder)."""
+    from training.sweep_plan import prepare
+    plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
+    run = plan.teachers[0]
+    run_dir = tmp_path / "out" / run.folder
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.lock").write_text(f"{os.getpid()} host\n")
+    (run_dir / "train.log").write_text("epoch 1 of another sweep's run\n")
+    assert prepare(run, tmp_path / "out") == list(run.train_args)
+    assert (run_dir / "run.lock").is_file() and (run_dir / "train.log").is_file()
 
 
 def test_seeds_give_different_models(swept):
@@ -307,16 +342,44 @@ def test_other_heads_summary_columns_metric_and_report(other_head_sweep):
     assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_a_cache_of_another_format_or_checkpoint_is_not_read(tmp_path):
+VALID_CACHE = {"format": sweep_report.CACHE_FORMAT, "metric": "accuracy", "head": "open_ended", "parameters": 1,
+               "accuracy": {"all": 0.5}, "questions": {"question_id": [1, 2], "correct": [1, 0]}}
+
+
+def test_a_cache_is_keyed_on_checkpoint_bytes_test_file_and_config(tmp_path):
+    """The cache used to be keyed on best.pt's mtime and size: a changed test file or settings reported the old
+    numbers (37.50 % where validate.py gives 75.00 %)."""
     ckpt = tmp_path / "best.pt"
     ckpt.write_bytes(b"weights")
-    stamp = sweep_report._checkpoint_stamp(ckpt)
+    key = {"test_file_sha256": "t" * 64, "config_sha256": "c" * 64}
+    stamp = sweep_report._checkpoint_stamp(ckpt, key)
     cache = tmp_path / "test_predictions.json"
-    cache.write_text(json.dumps({**stamp, "format": sweep_report.CACHE_FORMAT, "questions": {}}))
+    cache.write_text(json.dumps({**stamp, **VALID_CACHE}))
     assert sweep_report._read_cache(cache, stamp) is not None
-    cache.write_text(json.dumps({**stamp, "questions": {}}))  # written before the format key (open-ended only)
+    moved = {**stamp, "checkpoint": "/elsewhere/best.pt"}  # a moved sweep folder keeps its caches
+    assert sweep_report._read_cache(cache, moved) is not None
+    for changed in ({"test_file_sha256": "u" * 64}, {"config_sha256": "d" * 64}):
+        assert sweep_report._read_cache(cache, {**stamp, **changed}) is None
+    os.utime(ckpt, ns=(1, 1))  # same bytes, other mtime: still the same checkpoint
+    assert sweep_report._read_cache(cache, sweep_report._checkpoint_stamp(ckpt, key)) is not None
+    ckpt.write_bytes(b"weightz")  # same size, other bytes
+    assert sweep_report._read_cache(cache, sweep_report._checkpoint_stamp(ckpt, key)) is None
+    cache.write_text(json.dumps({**stamp, **VALID_CACHE, "format": 2}))
     assert sweep_report._read_cache(cache, stamp) is None
-    cache.write_text(json.dumps({**stamp, "format": sweep_report.CACHE_FORMAT, "checkpoint_size": 1}))
+
+
+@pytest.mark.parametrize("content", [b"null", b"[]", b"\xff\xfe{", b"[" * 100_000 + b"]" * 100_000, b"{",
+                                     "ragged", "bool_outcome"])
+def test_a_damaged_cache_is_recomputed_not_a_traceback(tmp_path, content):
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"weights")
+    stamp = sweep_report._checkpoint_stamp(ckpt, {})
+    cache = tmp_path / "test_predictions.json"
+    if content == "ragged":
+        content = json.dumps({**stamp, **VALID_CACHE, "questions": {"question_id": [1, 2], "correct": [1]}}).encode()
+    elif content == "bool_outcome":
+        content = json.dumps({**stamp, **VALID_CACHE, "questions": {"question_id": [1], "correct": [True]}}).encode()
+    cache.write_bytes(content)
     assert sweep_report._read_cache(cache, stamp) is None
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.sweep_plan import Plan, Run, SweepError, prepare
+from training.sweep_plan import Plan, Run, SweepError, check_finished_runs, prepare
 from utils.config import REPO_ROOT
 
 TRAIN_SCRIPT = REPO_ROOT / "train.py"
@@ -124,6 +124,7 @@ def launch_local(plan: Plan, gpu_ids: list[str] | None = None, cpu_jobs: int = 1
     """Teachers with the plain students (which need no teacher), then the distilled students. On several GPUs one
     subprocess per GPU at once; else, with ``cpu_jobs`` > 1 on a machine without GPUs, that many subprocesses
     sharing the cores; else one run after another in this process."""
+    check_finished_runs(plan)
     gpu_ids = visible_gpus() if gpu_ids is None else gpu_ids
     if len(gpu_ids) >= 2:
         slots = gpu_slots(gpu_ids)
@@ -144,6 +145,7 @@ def launch_slurm(plan: Plan, options: SlurmOptions) -> None:
         import submitit
     except ImportError:
         raise SweepError("--launcher slurm needs submitit: pip install submitit") from None
+    check_finished_runs(plan)
     executor = submitit.AutoExecutor(folder=plan.out / "slurm" / "%j", cluster=options.cluster)
     executor.update_parameters(name="kdvqa-sweep", timeout_min=options.time_min, gpus_per_node=options.gpus_per_node,
                                cpus_per_task=options.cpus_per_task, mem_gb=options.mem_gb,

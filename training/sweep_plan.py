@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from utils.config import ConfigError, load_config, parse_override
 from utils.strict_yaml import StrictYAMLError, load_yaml
+from utils.text import short_repr
 
 TEACHER, STUDENT, KD = "teacher", "student", "kd"
 FOLDER_PREFIX = {TEACHER: "teacher", STUDENT: "student", KD: "student_kd"}
@@ -189,14 +189,67 @@ def run_state(run_dir: Path) -> str:
 
 
 def prepare(run: Run, out: Path) -> list[str] | None:
-    """The train.py arguments that complete ``run``: None when finished, with --resume when interrupted. A folder
-    left by a run that finished no epoch holds nothing to keep: it is removed so the run starts clean."""
+    """The train.py arguments that complete ``run``: None when finished (:func:`check_finished_runs` checks that
+    it was trained with the settings planned now), with --resume when interrupted (train.py refuses changed
+    settings there). A folder without last.pt is never deleted: train.py starts in it, and refuses it when another
+    run holds its lock."""
     run_dir = out / run.folder
     state = run_state(run_dir)
     if state == FINISHED:
         return None
     if state == INTERRUPTED:
         return [*run.train_args, "--resume"]
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     return list(run.train_args)
+
+
+# Keys that may differ between a finished run and the sweep now: where files are and how fast data loads.
+MAY_DIFFER = ("exp_name", "device", "dataset.save_dir", "dataset.data_dir", "dataset.num_workers",
+              "dataset.features_in_memory")
+
+
+def _comparable(cfg: dict) -> dict:
+    """A run's resolved config, flattened, without MAY_DIFFER keys; a teacher checkpoint inside the run's
+    save_dir (the sweep's own teacher) as a path relative to it, so that a moved sweep folder compares equal."""
+    from training.run_checks import flatten
+    flat = flatten(cfg)
+    teacher, save_dir = flat.get("distill.teacher_ckpt"), flat.get("dataset.save_dir")
+    if isinstance(teacher, str) and isinstance(save_dir, str):
+        try:
+            flat["distill.teacher_ckpt"] = "<sweep folder>/" + Path(teacher).relative_to(save_dir).as_posix()
+        except ValueError:
+            pass
+    return {k: v for k, v in flat.items() if k not in MAY_DIFFER}
+
+
+def planned_config(run: Run) -> dict:
+    """The resolved config train.py would run ``run`` with (its config file, overrides and flags)."""
+    import train
+    from utils.config import to_dict
+    return to_dict(train.config_from_args(train.build_parser().parse_intermixed_args(list(run.train_args))))
+
+
+def check_finished_settings(run: Run, run_dir: Path) -> None:
+    """SweepError naming the keys (there vs now) when the finished run in ``run_dir`` was trained with other
+    settings than the sweep plans for it now (another model size, epochs, teacher...): its results would be
+    reported as the new settings'. Nothing is deleted."""
+    from utils.config import to_dict
+    saved_path = run_dir / "config.yaml"
+    try:
+        saved = to_dict(load_config(saved_path))
+    except ConfigError as e:
+        raise SweepError(f"{run_dir} holds a finished run whose config.yaml cannot be read ({e}); use another --out "
+                         "or remove that folder") from None
+    there, now = _comparable(saved), _comparable(planned_config(run))
+    differ = [k for k in sorted(set(there) | set(now)) if there.get(k) != now.get(k)]
+    if differ:
+        shown = "; ".join(f"{k}: {short_repr(there.get(k))} there, {short_repr(now.get(k))} now" for k in differ[:4])
+        more = f" and {len(differ) - 4} more" if len(differ) > 4 else ""
+        raise SweepError(f"{run_dir} holds a finished run trained with other settings ({shown}{more}): use another "
+                         "--out for these settings (nothing was deleted)")
+
+
+def check_finished_runs(plan: Plan) -> None:
+    """:func:`check_finished_settings` for every finished run of the plan, before anything is launched."""
+    for run in plan.runs:
+        if run_state(plan.out / run.folder) == FINISHED:
+            check_finished_settings(run, plan.out / run.folder)

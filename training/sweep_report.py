@@ -9,8 +9,12 @@ MSRVTT-QA: the first-word types what / who / how / when / where, "other" only wh
 category groups (NExT-QA: causal, temporal, descriptive); a dataset without categories has All only.
 
 Each finished run's best.pt is evaluated once on the test split; the per-question outcome goes to
-``<run folder>/test_predictions.json`` (recomputed when best.pt changes, or the file has another ``format``):
-    {"checkpoint", "checkpoint_mtime_ns", "checkpoint_size", "format": 2, "split": "test", "head", "metric",
+``<run folder>/test_predictions.json``, keyed on content: it is recomputed when best.pt's bytes, the test question
+file's bytes or the resolved evaluation config (the sweep's --cfg and overrides) differ from those it was computed
+from (sha256 of each), when it has another ``format``, or when it is no readable cache (not JSON, not UTF-8, not a
+mapping, lists of different lengths):
+    {"checkpoint", "checkpoint_sha256", "test_file_sha256", "config_sha256", "format": 3, "split": "test", "head",
+     "metric",
      "parameters", "accuracy": SplitAccuracy.to_dict() (training/metrics.py; "all" is the MSE for count),
      "questions": {"question_id": [...], "type": [category name or null], "answer": [...], "prediction": [...],
                    "correct": [0/1] (accuracy) | "squared_error": [...] (count),
@@ -18,6 +22,7 @@ Each finished run's best.pt is evaluated once on the test split; the per-questio
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +35,7 @@ from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
 from training.reporting import write_text_atomic
 
 PREDICTIONS_FILE = "test_predictions.json"
-CACHE_FORMAT = 2  # test_predictions.json layout; a cache of another format is recomputed
+CACHE_FORMAT = 3  # test_predictions.json layout; a cache of another format is recomputed
 
 
 def score_key(metric: str) -> str:
@@ -59,22 +64,55 @@ class RunScores:
         return self.accuracy.get("metric", ACCURACY)
 
 
-def _checkpoint_stamp(ckpt: Path) -> dict:
-    stat = ckpt.stat()
-    return {"checkpoint": str(ckpt), "checkpoint_mtime_ns": stat.st_mtime_ns, "checkpoint_size": stat.st_size}
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def evaluation_key(cfg) -> dict:
+    """What a cached test outcome depends on besides the checkpoint: the test question file's sha256 (None when it
+    is missing: the evaluation then fails by itself) and the sha256 of the resolved config (JSON, sorted keys)."""
+    from training.data.paths import dataset_path
+    from utils.config import to_dict
+    test_file = dataset_path(cfg, "test_question_pt")
+    config = json.dumps(to_dict(cfg), sort_keys=True, default=str).encode("utf-8")
+    return {"test_file_sha256": file_sha256(test_file) if test_file.is_file() else None,
+            "config_sha256": hashlib.sha256(config).hexdigest()}
+
+
+def _checkpoint_stamp(ckpt: Path, key: dict | None = None) -> dict:
+    """The cache key of ``ckpt``'s outcome: its path (shown only), its sha256 and ``key`` (evaluation_key)."""
+    return {"checkpoint": str(ckpt), "checkpoint_sha256": file_sha256(ckpt), **(key or {})}
+
+
+_CACHE_FIELDS = {"metric": str, "head": str, "parameters": int, "accuracy": dict, "questions": dict}
 
 
 def _read_cache(path: Path, stamp: dict) -> dict | None:
-    """The cached predictions when they belong to this checkpoint file (same modification time and size; the path
-    may differ, so a moved sweep folder keeps its caches) and have this format, else None."""
-    if not path.is_file():
-        return None
+    """The cached predictions when they were computed from the same checkpoint bytes, test file and config
+    (``stamp`` less the path: a moved sweep folder keeps its caches) in this format, else None; None too for any
+    file that is no readable cache (it is then recomputed and rewritten)."""
     try:
-        cached = json.loads(path.read_text())
-    except json.JSONDecodeError:
+        cached = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
         return None
-    same = all(cached.get(k) == stamp[k] for k in ("checkpoint_mtime_ns", "checkpoint_size"))
-    return cached if same and cached.get("format") == CACHE_FORMAT else None
+    if not isinstance(cached, dict) or cached.get("format") != CACHE_FORMAT:
+        return None
+    if any(cached.get(k) != v for k, v in stamp.items() if k != "checkpoint"):
+        return None
+    if not all(isinstance(cached.get(k), t) for k, t in _CACHE_FIELDS.items()):
+        return None
+    questions = cached["questions"]
+    outcome = "squared_error" if cached["metric"] == MSE else "correct"
+    lists = [questions.get(k) for k in ("question_id", outcome)]
+    if not all(isinstance(v, list) for v in lists) or len({len(v) for v in lists}) != 1 \
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in lists for x in v) \
+            or not isinstance(cached["accuracy"].get("all"), (int, float)):
+        return None
+    return cached
 
 
 def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
@@ -97,10 +135,11 @@ def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
             "accuracy": result.accuracy.to_dict(), "questions": questions}
 
 
-def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator) -> RunScores:
+def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator, key: dict | None = None) -> RunScores:
     """The run's test outcome from ``cache``, evaluating ``ckpt`` (and writing the cache) when it is missing or
-    stale. ``get_evaluator()`` returns a training.evaluation.SplitEvaluator on the test split (made once, lazily)."""
-    stamp = _checkpoint_stamp(ckpt)
+    stale. ``get_evaluator()`` returns a training.evaluation.SplitEvaluator on the test split (made once, lazily);
+    ``key``: :func:`evaluation_key` of its config."""
+    stamp = _checkpoint_stamp(ckpt, key)
     cached = _read_cache(cache, stamp)
     if cached is None:
         cached = _evaluate(get_evaluator(), ckpt, stamp)
@@ -111,16 +150,17 @@ def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator) -
                      np.array(questions["question_id"], dtype=np.int64), cached["accuracy"], cached["parameters"])
 
 
-def collect_scores(plan: Plan, get_evaluator) -> dict[str, list[RunScores]]:
-    """Model name -> the scores of its runs (in seed order), for every run of the plan plus a given teacher."""
+def collect_scores(plan: Plan, get_evaluator, key: dict | None = None) -> dict[str, list[RunScores]]:
+    """Model name -> the scores of its runs (in seed order), for every run of the plan plus a given teacher;
+    ``key``: :func:`evaluation_key` of the evaluator's config (part of every cache's key)."""
     by_model: dict[str, list[RunScores]] = {}
     for run in plan.runs:
         run_dir = plan.out / run.folder
         by_model.setdefault(run.model, []).append(
-            run_scores(run.folder, run.seed, run_dir / "best.pt", run_dir / PREDICTIONS_FILE, get_evaluator))
+            run_scores(run.folder, run.seed, run_dir / "best.pt", run_dir / PREDICTIONS_FILE, get_evaluator, key))
     if plan.teacher_ckpt is not None:
         by_model[DISPLAY[TEACHER]] = [run_scores(str(plan.teacher_ckpt), -1, plan.teacher_ckpt,
-                                                     plan.out / "given_teacher" / PREDICTIONS_FILE, get_evaluator)]
+                                                     plan.out / "given_teacher" / PREDICTIONS_FILE, get_evaluator, key)]
     return by_model
 
 
