@@ -95,14 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     from termcolor import colored
 
     from model.losses import compute_losses  # noqa: F401  (fail early and plainly if the model package is broken)
-    from training.checkpoint import CheckpointError
-    from training.data import DataError
     from training.engine import NonFiniteLossError
-    from training.run_dir import RunFolderError
     from training.trainer import TrainingInterrupted
-    from utils.atomic import OutputWriteError
-    from utils.config import ConfigError
-    from utils.safe_pickle import UnsafePickleError
+    from utils.cli import error_line
 
     argv = sys.argv[1:] if argv is None else argv
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun every rank hits the same error: say it once
@@ -113,9 +108,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         run(argv)
-    except (ConfigError, DataError, CheckpointError, UnsafePickleError, RunFolderError, OutputWriteError) as e:
-        report(f"error: {e}", "red")
-        return 2
     except NonFiniteLossError as e:
         report(f"error: {e}", "red")
         return 1
@@ -128,6 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         report("aborted: last.pt holds the end of the last completed epoch (resume with --resume)", "yellow")
         return 130
+    except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
+        message = error_line(e)
+        if message is None:
+            raise
+        report(f"error: {message}", "red")
+        return 2
     return 0
 
 

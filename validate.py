@@ -109,17 +109,15 @@ def run(argv: list[str] | None = None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     from termcolor import colored
 
-    from training.checkpoint import CheckpointError
-    from training.data import DataError
     from training.engine import NonFiniteLossError
-    from utils.atomic import OutputWriteError
-    from utils.config import ConfigError
-    from utils.safe_pickle import UnsafePickleError
+    from utils.cli import error_line
     try:
         run(argv)
-    except (ConfigError, DataError, CheckpointError, UnsafePickleError, NonFiniteLossError, ValueError,
-            OutputWriteError) as e:
-        print(colored(f"error: {e}", "red"), file=sys.stderr)
+    except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
+        message = error_line(e, extra=(NonFiniteLossError,))
+        if message is None:
+            raise
+        print(colored(f"error: {message}", "red"), file=sys.stderr)
         return 2
     return 0
 

@@ -195,6 +195,38 @@ def test_several_gpus_run_one_subprocess_each(tmp_path):
     assert set(used) == {"5", "7"}
 
 
+def test_sigterm_to_the_sweep_stops_its_runs(tmp_path):
+    """SIGTERM to sweep.py --jobs 2 ended it at once and left two orphaned training processes."""
+    import signal
+    import subprocess
+    import time
+    child = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = f"""
+import sys
+from pathlib import Path
+from training import sweep_launch
+jobs = [sweep_launch.Job(f"job{{i}}", [sys.executable, "-c", {child!r}, str(Path({str(tmp_path)!r}) / f"pid{{i}}")],
+                         Path({str(tmp_path)!r}) / f"job{{i}}.log") for i in range(2)]
+try:
+    sweep_launch.run_parallel(jobs, sweep_launch.cpu_slots(2), poll_seconds=0.05)
+except KeyboardInterrupt as e:
+    print("interrupted", e)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", parent], cwd=sweep_launch.REPO_ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    pid_files = [tmp_path / f"pid{i}" for i in range(2)]
+    deadline = time.monotonic() + 60
+    while not all(p.is_file() and p.read_text() for p in pid_files):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    pids = [int(p.read_text()) for p in pid_files]
+    proc.send_signal(signal.SIGTERM)
+    assert "interrupted SIGTERM" in proc.communicate(timeout=60)[0]
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
 def test_local_launcher_uses_subprocesses_with_two_gpus(tmp_path, monkeypatch):
     plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
     batches = []
@@ -233,6 +265,36 @@ def test_slurm_launcher_without_submitit_says_how_to_install(tmp_path, monkeypat
         sweep_launch.launch_slurm(plan, sweep_launch.SlurmOptions(cluster="local"))
 
 
+def test_slurm_launcher_without_slurm_is_one_line(tmp_path, monkeypatch, capsys):
+    """--launcher slurm on a machine without Slurm ended in submitit's traceback."""
+    monkeypatch.setattr(sweep_launch.shutil, "which", lambda name: None)
+    student = _configs(tmp_path)
+    assert sweep.main(["--cfg", str(student), "--out", str(tmp_path / "out"), "--launcher", "slurm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no Slurm here" in err
+
+
+def test_errors_of_input_or_environment_are_one_line_bugs_keep_their_traceback(tmp_path, monkeypatch, capsys):
+    """A live lock, a read-only --out: one line and exit code 2 (they were tracebacks); an internal ValueError or
+    IndexError is a bug and propagates (validate.py used to turn every ValueError into one line)."""
+    import validate
+    from training.run_dir import RunFolderError
+    student = _configs(tmp_path)
+    argv = ["--cfg", str(student), "--out", str(tmp_path / "out"), "--seeds", "0"]
+    for error in (RunFolderError("x is in use by process 1"), PermissionError(13, "Permission denied", "/ro/out")):
+        monkeypatch.setattr(sweep_launch, "launch_local", lambda *a, error=error, **k: (_ for _ in ()).throw(error))
+        assert sweep.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and ("in use by process 1" in err or "/ro/out: Permission denied" in err)
+    for bug in (ValueError("internal"), IndexError("internal")):
+        monkeypatch.setattr(sweep_launch, "launch_local", lambda *a, bug=bug, **k: (_ for _ in ()).throw(bug))
+        with pytest.raises(type(bug)):
+            sweep.main(argv)
+        monkeypatch.setattr(validate, "run", lambda *a, bug=bug, **k: (_ for _ in ()).throw(bug))
+        with pytest.raises(type(bug)):
+            validate.main(["--ckpt", "x.pt"])
+
+
 class _RecordingExecutor:
     """Stands in for submitit.AutoExecutor: records submissions and waits instead of running jobs."""
     events: list = []
@@ -259,6 +321,7 @@ def test_slurm_launcher_waits_for_the_teacher_before_submitting_students(tmp_pat
     import submitit
     plan = plan_sweep(_configs(tmp_path), [0], [], tmp_path / "out", [])
     monkeypatch.setattr(submitit, "AutoExecutor", _RecordingExecutor)
+    monkeypatch.setattr(sweep_launch.shutil, "which", lambda name: f"/usr/bin/{name}")
     sweep_launch.launch_slurm(plan, sweep_launch.SlurmOptions(partition="gpu", gpus_per_node=2, time_min=30))
     events = _RecordingExecutor.events
     assert events[0][1]["slurm_partition"] == "gpu" and events[0][1]["gpus_per_node"] == 2

@@ -6,9 +6,13 @@ is skipped and an interrupted one resumed (``sweep_plan.prepare``), so relaunchi
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,23 +74,64 @@ def run_parallel(jobs: list[Job], slots: list[tuple[str, dict]], poll_seconds: f
     variables it sets: a GPU's CUDA_VISIBLE_DEVICES, or a CPU share's thread count). Each job's output goes to its
     log. Returns the jobs that failed."""
     queue, free, running, failed = list(jobs), list(slots), {}, []
-    while queue or running:
-        while queue and free:
-            job, (where, env) = queue.pop(0), free.pop(0)
-            job.log.parent.mkdir(parents=True, exist_ok=True)
-            log = open(job.log, "w")
-            print(f"[sweep] {job.label} on {where}; log: {job.log}", flush=True)
-            proc = subprocess.Popen(job.command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, **env})
-            running[proc] = (job, (where, env), log)
-        time.sleep(poll_seconds)
-        for proc in [p for p in running if p.poll() is not None]:
-            job, slot, log = running.pop(proc)
-            log.close()
-            free.append(slot)
-            if proc.returncode != 0:
-                failed.append(job)
+    with _terminate_on_sigterm():
+        try:
+            while queue or running:
+                while queue and free:
+                    job, (where, env) = queue.pop(0), free.pop(0)
+                    job.log.parent.mkdir(parents=True, exist_ok=True)
+                    log = open(job.log, "w")
+                    print(f"[sweep] {job.label} on {where}; log: {job.log}", flush=True)
+                    proc = subprocess.Popen(job.command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                            env={**os.environ, **env})
+                    running[proc] = (job, (where, env), log)
+                time.sleep(poll_seconds)
+                for proc in [p for p in running if p.poll() is not None]:
+                    job, slot, log = running.pop(proc)
+                    log.close()
+                    free.append(slot)
+                    if proc.returncode != 0:
+                        failed.append(job)
+        finally:
+            _stop(running)
     return failed
+
+
+STOP_GRACE_SECONDS = 120  # a training run stops at its next step and saves last.pt; then it is killed
+
+
+def _stop(running: dict) -> None:
+    """Stop the runs still going when the sweep ends early (Ctrl-C, SIGTERM, an error): SIGTERM (each saves
+    last.pt), then SIGKILL after STOP_GRACE_SECONDS; no run outlives its sweep."""
+    for proc in running:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc, (_, _, log) in running.items():
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextmanager
+def _terminate_on_sigterm():
+    """SIGTERM raises KeyboardInterrupt in the sweep while its subprocesses run (by default it ends Python at
+    once, leaving them orphaned); the previous handler is restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def gpu_slots(gpu_ids: list[str]) -> list[tuple[str, dict]]:
@@ -146,6 +191,9 @@ def launch_slurm(plan: Plan, options: SlurmOptions) -> None:
     except ImportError:
         raise SweepError("--launcher slurm needs submitit: pip install submitit") from None
     check_finished_runs(plan)
+    if options.cluster == "slurm" and shutil.which("sbatch") is None:
+        raise SweepError("--launcher slurm: no Slurm here (sbatch is not on PATH); use --launcher local, or "
+                         "--slurm_cluster local to try the Slurm path without Slurm")
     executor = submitit.AutoExecutor(folder=plan.out / "slurm" / "%j", cluster=options.cluster)
     executor.update_parameters(name="kdvqa-sweep", timeout_min=options.time_min, gpus_per_node=options.gpus_per_node,
                                cpus_per_task=options.cpus_per_task, mem_gb=options.mem_gb,

@@ -1,0 +1,55 @@
+"""The error ending every command line shares: an error of input or environment is one line and exit code 2, any
+other exception (a bug) keeps its traceback.
+
+Input or environment errors are the project's own error classes (a bad config, data, checkpoint, pickle, run
+folder, sweep, dataset layout, feature file...) and every ``OSError`` (a missing or unreadable file, a read-only
+or full disk, a damaged HDF5 file). A ValueError, IndexError, KeyError... raised anywhere else is a bug and is not
+turned into one line. The classes are looked up by module name and only in modules already imported: an error of
+a module that was never imported cannot have been raised, and no CLI pays for importing the others.
+"""
+from __future__ import annotations
+
+import errno
+import sys
+
+# (module, class): the project's error classes that describe bad input or environment.
+INPUT_ERRORS = (
+    ("utils.config", "ConfigError"), ("utils.strict_yaml", "StrictYAMLError"),
+    ("utils.safe_pickle", "UnsafePickleError"), ("utils.atomic", "OutputWriteError"),
+    ("training.data.paths", "DataError"), ("training.checkpoint", "CheckpointError"),
+    ("training.run_dir", "RunFolderError"), ("training.sweep_plan", "SweepError"),
+    ("preprocess.datasets.base", "DatasetLayoutError"), ("preprocess.question_file", "QuestionFileError"),
+    ("preprocess.glove", "GloveFileError"), ("preprocess.backbones", "WeightsError"),
+    ("preprocess.resnext3d", "CheckpointError"), ("preprocess.merge_features", "MergeError"),
+    ("preprocess.preprocess_features", "ExtractionError"),
+)
+
+
+def _input_error_classes() -> tuple[type, ...]:
+    classes = []
+    for module, name in INPUT_ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type):
+            classes.append(cls)
+    return tuple(classes)
+
+
+def _os_error_line(error: OSError) -> str:
+    """``<file>: <reason>`` on one line (the reason of a full disk says so)."""
+    reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    if error.errno == errno.ENOSPC and "space" not in reason.lower():
+        reason += " (no space left on the device)"
+    name = error.filename if error.filename is not None else None
+    if name is not None and error.filename2 is not None:
+        return f"{name} -> {error.filename2}: {reason}"
+    return f"{name}: {reason}" if name is not None and str(name) not in reason else reason
+
+
+def error_line(error: BaseException, extra: tuple[type, ...] = ()) -> str | None:
+    """The message to print for ``error`` when it is an error of input or environment (the project's error
+    classes, ``extra``, any OSError), else None (a bug: let its traceback show)."""
+    if isinstance(error, (*_input_error_classes(), *extra)) and not isinstance(error, OSError):
+        return str(error).strip() or type(error).__name__
+    if isinstance(error, OSError):
+        return " ".join(_os_error_line(error).split())
+    return None
