@@ -20,6 +20,12 @@ import numpy as np
 import torch
 
 
+# Largest frame decoded (4K UHD): the size is checked from the stream header before decoding and on every frame
+# before it is converted, so a small file declaring a huge canvas (a 959-byte GIF of 6000x6000: 5 GB) is refused
+# instead of allocated. Larger videos must be scaled down first (e.g. ffmpeg -vf scale=-2:1080).
+MAX_FRAME_PIXELS = 3840 * 2160
+
+
 class VideoDecodeError(Exception):
     """A video yields no usable frame; ``reason`` says why (missing file, empty file, not a video, ...)."""
 
@@ -110,6 +116,12 @@ def _declared_frame_count(stream) -> tuple[int, bool]:
     return 0, False
 
 
+def _check_frame_size(width: int, height: int, verb: str) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoDecodeError(f"the video {verb} {width}x{height} frames, more than the {MAX_FRAME_PIXELS:,} pixels "
+                               "a frame may have here (scale it down first)")
+
+
 def _decode_pass(path: Path, wanted: set[int] | None, num_clips: int,
                  num_frames: int) -> tuple[dict[int, np.ndarray], int, int, tuple[int, bool]]:
     """Stream through the video once, keeping the frames in ``wanted`` (None: those the declared count implies).
@@ -121,6 +133,7 @@ def _decode_pass(path: Path, wanted: set[int] | None, num_clips: int,
     container = _open(path)
     try:
         stream = container.streams.video[0]
+        _check_frame_size(stream.codec_context.width or 0, stream.codec_context.height or 0, "declares")
         declared = _declared_frame_count(stream)
         if wanted is None:
             wanted = (set(clip_frame_indices(declared[0], num_clips, num_frames).ravel().tolist()) if declared[0]
@@ -134,6 +147,7 @@ def _decode_pass(path: Path, wanted: set[int] | None, num_clips: int,
                     corrupt += 1  # a damaged packet: skip it, keep what decodes after it
                     continue
                 for frame in decoded:
+                    _check_frame_size(frame.width, frame.height, "has")
                     if count in wanted:
                         size = size or (frame.width, frame.height)
                         kept[count] = frame.to_ndarray(format="rgb24", width=size[0], height=size[1],

@@ -104,3 +104,30 @@ def test_dataset_items_never_raise(tmp_path):
     assert good["error"] == "" and good["n_frames"] == 10
     np.testing.assert_array_equal(read_indices(good["frames"][good["index"]].numpy()), clip_frame_indices(10, 2, 4))
     assert bad["error"] == "missing file" and bad["frames"].shape == (0, 0, 0, 3)
+
+
+def test_frames_larger_than_the_limit_are_refused_before_decoding(tmp_path, monkeypatch):
+    """A 959-byte GIF declaring a 6000x6000 screen took 5.1 GB in extraction. The frame size is checked from the
+    stream header before any frame is decoded (here with a small limit and a 600x500 screen, so that a broken check
+    allocates only a few MB)."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    import preprocess.video as video
+    buffer = io.BytesIO()
+    Image.new("P", (2, 2)).save(buffer, format="GIF")
+    gif = bytearray(buffer.getvalue())
+    gif[6:10] = struct.pack("<HH", 600, 500)  # the logical screen the decoder allocates for every frame
+    (tmp_path / "screen.gif").write_bytes(bytes(gif))
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 100 * 100)
+    converted = []
+    monkeypatch.setattr(av.VideoFrame, "to_ndarray", lambda *a, **k: converted.append(1))
+    with pytest.raises(VideoDecodeError, match=r"declares 600x500 frames, more than the 10,000 pixels"):
+        decode_clips(tmp_path / "screen.gif", 2, 2)
+    assert not converted
+    encode_video(tmp_path / "small.mp4", index_frames(4))  # 64x64 = 4,096 pixels: within the limit
+    monkeypatch.undo()
+    monkeypatch.setattr(video, "MAX_FRAME_PIXELS", 64 * 64)
+    assert decode_clips(tmp_path / "small.mp4", 2, 2).frames.shape[1:] == (64, 64, 3)
