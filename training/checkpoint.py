@@ -127,7 +127,9 @@ def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
     try:
         check_torch_file_bounds(path)
     except UnsafePickleError as e:
-        raise CheckpointError(f"{e} (from {source})") from None
+        reason = str(e).removeprefix(str(path)).lstrip(": ")
+        raise CheckpointError(f"{path} (from {source}) is not a checkpoint written by this project, or it is "
+                              f"damaged: {reason}") from None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same clear message

@@ -1,12 +1,15 @@
 """The run folder ``<dataset.save_dir>/<exp_name>/``: who may write it (a lock), and whether a run may start in it.
 
-One training run holds ``run.lock`` (``pid host`` of its holder) for its whole life; a second run into the same
-folder is refused, naming the holder. A lock left by a process that no longer runs (same host) is taken over
-with a warning. A folder that already holds a run (last.pt or best.pt) is continued with ``--resume`` or started
+One training run holds ``run.lock`` for its whole life: an ``flock`` on the file, which the kernel releases when
+the process ends however it ends, and ``pid host`` written in it to name the holder. A second run into the same
+folder finds the flock taken and is refused, naming the holder. A lock file whose flock nobody holds was left by a
+run that ended without removing it: it is taken over with a warning, in one atomic step (taking the flock), so two
+processes can never both take it over, and a reused pid cannot make it look held. A folder that already holds a run (last.pt or best.pt) is continued with ``--resume`` or started
 over with ``--overwrite``, which first removes the files an earlier run wrote.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -40,75 +43,89 @@ def check_start(run_dir: Path, resume: bool, overwrite: bool) -> None:
                              "over (or another --exp_name)")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    return True
-
-
-def _read_holder(path: Path) -> tuple[int | None, str]:
+def _parse_holder(text: str) -> tuple[int | None, str]:
     """(pid, host) written in a lock file; (None, '') if unreadable."""
     try:
-        pid, host = path.read_text().split()[:2]
+        pid, host = text.split()[:2]
         return int(pid), host
-    except (OSError, ValueError):
+    except ValueError:
         return None, ""
 
 
 class RunLock:
-    """``run.lock`` in a run folder, created exclusively; ``release`` removes it if this process still holds it."""
+    """``run.lock`` in a run folder, held by an ``flock`` for the life of this process's run; ``release`` removes
+    it."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK_NAME
         self.created_dir = False
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        """Create the folder (if needed) and the lock; RunFolderError if a live process holds it."""
+        """Create the folder (if needed) and take the lock; RunFolderError if another live process holds it."""
         self.created_dir = not self.run_dir.exists()
         make_output_dir(self.run_dir)
-        me = f"{os.getpid()} {socket.gethostname()}\n"
-        for _ in range(2):  # a second try after taking over a stale lock
+        for _ in range(20):  # retries only when a holder removed the file between our open and our flock
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as e:
                 raise output_error(self.path, e) from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self.held = True
-            return self
-        raise RunFolderError(f"{self.path}: could not take the lock (another run took it at the same time)")
+            try:
+                if self._lock_current_file(fd):
+                    self._fd, fd = fd, None
+                    self.held = True
+                    return self
+            finally:
+                if fd is not None:
+                    os.close(fd)
+        raise RunFolderError(f"{self.path}: could not take the lock (other runs keep taking and removing it)")
 
-    def _take_over_if_stale(self) -> None:
-        pid, host = _read_holder(self.path)
-        if pid is None:
+    def _lock_current_file(self, fd: int) -> bool:
+        """Take the flock of ``fd`` and write this process as holder; False when the file was removed or replaced
+        meanwhile (try again), RunFolderError when another process holds it."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid, host = _parse_holder(os.pread(fd, 256, 0).decode("utf-8", "replace"))
+            holder = f"process {pid} on host {host}" if pid is not None else "another process"
+            raise RunFolderError(f"{self.run_dir} is in use by {holder} (lock {self.path}); wait for it to finish or "
+                                 "use another --exp_name") from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            same = False
+        if not same:
+            return False
+        previous = os.pread(fd, 256, 0).decode("utf-8", "replace")
+        pid, host = _parse_holder(previous)
+        if previous.strip() and pid is None:
             raise RunFolderError(f"{self.path} exists but does not name its holder; if no run is writing "
                                  f"{self.run_dir}, delete it")
-        if host != socket.gethostname():
+        if pid is not None and host != socket.gethostname():
             raise RunFolderError(f"{self.run_dir} is in use by process {pid} on host {host} ({self.path}); if that "
                                  "run is gone, delete the lock file")
-        if _pid_alive(pid):
-            raise RunFolderError(f"{self.run_dir} is in use by process {pid} (lock {self.path}); wait for it to "
-                                 "finish or use another --exp_name (if that process is no training run, delete the "
-                                 "lock file)")
-        get_logger().warning(f"{self.path}: taking over the lock of process {pid}, which no longer runs")
-        self.path.unlink(missing_ok=True)
+        if pid is not None:
+            get_logger().warning(f"{self.path}: taking over the lock of process {pid}, which no longer holds it")
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError as e:
+            raise output_error(self.path, e) from None
+        return True
 
     def release(self) -> None:
-        """Remove the lock (and the folder, if this run created it and left it empty)."""
+        """Remove the lock file (while still holding its flock, so that nobody takes a file about to vanish) and
+        the folder, if this run created it and left it empty."""
         if not self.held:
             return
         self.held = False
-        if _read_holder(self.path)[0] == os.getpid():
+        try:
             self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
         if self.created_dir and self.run_dir.is_dir() and not any(self.run_dir.iterdir()):
             self.run_dir.rmdir()
 
