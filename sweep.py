@@ -45,10 +45,13 @@ assumptions.
 
 def _seed(text: str) -> int:
     try:
-        return int(text)
+        seed = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a seed: {text!r} (put KEY=VALUE overrides before --seeds and "
+        raise argparse.ArgumentTypeError(f"not a seed: {text[:40]!r} (put KEY=VALUE overrides before --seeds and "
                                          "--grid)") from None
+    if not 0 <= seed < 2 ** 31:
+        raise argparse.ArgumentTypeError(f"seed {text[:40]} is outside [0, 2**31)")
+    return seed
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,20 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write(path: str, text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
+    from utils.atomic import atomic_write
+    with atomic_write(path, "w") as f:
+        f.write(text)
 
 
 def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, evaluate, print and write what was asked; returns the results dict."""
     from training.evaluation import compare_checkpoints, evaluate_checkpoint
     from training.log import setup_logging
-    args = build_parser().parse_intermixed_args(argv)
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
     for option in ("compare", "names"):  # KEY=VALUE overrides written right after these lists belong to overrides
         values = getattr(args, option) or []
         stray = [a for a in values if "=" in a and not Path(a).exists()]
         args.overrides += stray
         setattr(args, option, [a for a in values if a not in stray] or None)
+    if args.max_examples < 0:
+        parser.error(f"--max_examples must be >= 0, got {args.max_examples}")
+    from utils.atomic import check_writable
+    for flag in ("json", "out", "write_preds", "plot"):  # before evaluating: results are never computed, then lost
+        if getattr(args, flag):
+            check_writable(getattr(args, flag), f"--{flag}")
     log = setup_logging()
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     if args.ckpt:

@@ -25,6 +25,7 @@ A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts, 
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import random
@@ -109,10 +110,42 @@ def restore_rng_state(state: dict) -> None:
     random.setstate((py_state["version"], tuple(py_state["state"]), py_state["gauss_next"]))
 
 
+class _RecordingWriter:
+    """A file's ``write`` and ``flush`` that remember the OSError they raised: torch's zip writer replaces it by
+    ``RuntimeError: [enforce fail ...] unexpected pos``, which says nothing of a full disk."""
+
+    def __init__(self, file):
+        self._file = file
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._file.write(data)
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as e:
+            self.error = self.error or e
+            raise
+
+
 def save_checkpoint(payload: dict, path: str | Path) -> None:
-    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, then os.replace."""
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, fsync, then os.replace. A
+    failed write (full disk, I/O error) is OutputWriteError naming ``path``; the previous file stays intact."""
     with atomic_write(path) as f:
-        torch.save(payload, f)
+        writer = _RecordingWriter(f)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError as e:
+            if writer.error is not None:
+                raise writer.error from None  # atomic_write names the path
+            if "enforce fail" in str(e) or "PytorchStreamWriter" in str(e):
+                raise OSError(errno.EIO, f"torch's writer failed ({' '.join(str(e).split())[:200]})") from None
+            raise
 
 
 REQUIRED_KEYS = ("model", "model_config", "vocab_fingerprint", "num_question_tokens", "num_answers")

@@ -1,6 +1,7 @@
 """Atomic file writes: readers see the old file or the complete new one, never a partial one."""
 from __future__ import annotations
 
+import errno
 import os
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -57,3 +58,20 @@ def atomic_write(path: str | Path, mode: str = "wb"):
         if isinstance(error, OSError) and not isinstance(error, OutputWriteError):
             raise output_error(path, error) from None
         raise
+
+
+def check_writable(path: str | Path, what: str) -> None:
+    """OutputWriteError naming ``path`` and ``what`` (the flag or key behind it) unless a file can be written at
+    ``path``: checked before long work whose results would otherwise be lost at the end. Creates the parent
+    folder; a probe file is created and removed beside ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputWriteError(errno.EISDIR, f"cannot write {path} ({what}): it is a folder")
+    make_output_dir(path.parent)
+    probe = path.with_name(f".{path.name}.{os.getpid()}.probe")
+    try:
+        with open(probe, "w"):
+            pass
+        probe.unlink()
+    except OSError as e:
+        raise OutputWriteError(e.errno, f"cannot write {path} ({what}): {e.strerror or type(e).__name__}") from None

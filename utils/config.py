@@ -330,7 +330,8 @@ def _probability(v) -> bool:
 # Allowed values of numeric keys: dotted key (a trailing ".*" covers every key of that section) -> (test, wording).
 # check_ranges applies them after every merge; add a key here to have it checked with a one-line error.
 RANGES = {
-    "train.batch_size": (_positive, "> 0"),
+    "seed": (lambda v: 0 <= v < 2 ** 31, "an integer in [0, 2**31) (numpy and torch seeds)"),
+    "train.batch_size": (lambda v: v >= 2, ">= 2 (BatchNorm needs two questions in a training batch)"),
     "train.max_epochs": (lambda v: v >= 1, ">= 1"),
     "train.lr": (_positive, "a finite number > 0"),
     "train.lr_decay_every": (_non_negative, ">= 0"),

@@ -209,6 +209,10 @@ def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable, 
     zero_features = missing_features == "zeros"
     keep = np.ones_like(without) if zero_features else ~without
     keys = np.where(without, table.zero_key, keys)
+    if len(keep) and not keep.any():
+        raise DataError(f"{where}: none of its {len(keep)} questions has a video with usable features (missing from "
+                        "the feature files or marked valid = 0)"
+                        + ("; eval.missing_features=zeros scores them on all-zero features" if name != "train" else ""))
     invalid = 0 if zero_features else int(np.isin(video_ids[without], table.invalid_ids).sum())
     from training.metrics import unanswerable_answer
     return QuestionSplit(

@@ -1,0 +1,120 @@
+"""Second reliability round (issue 23): one-line errors where tracebacks were, checks made before results or run
+folders exist. Each test names the behaviour it guards and how it failed before."""
+import errno
+import json
+import os
+
+import pytest
+import torch
+
+import train
+import validate
+from train_fixtures import write_config, write_tiny_dataset
+from training.checkpoint import save_checkpoint
+from utils.atomic import OutputWriteError
+from utils.config import ConfigError, load_config
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, single_thread):
+    root = tmp_path_factory.mktemp("reliability")
+    data = write_tiny_dataset(root / "data", seed=2)
+    cfg = write_config(root / "tiny.yml", data, root / "results", train={"max_epochs": 1})
+    train.run(["--cfg", str(cfg), "--exp_name", "teacher"])
+    return {"root": root, "data": data, "cfg": str(cfg), "ckpt": str(root / "results/teacher/best.pt")}
+
+
+def test_a_full_disk_while_writing_a_checkpoint_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    """torch's zip writer turned ENOSPC into 'RuntimeError: [enforce fail ...] unexpected pos'."""
+    import utils.atomic
+    path = tmp_path / "last.pt"
+    save_checkpoint({"epoch": 1}, path)
+    before = path.read_bytes()
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, file):
+            self.file, self.written = file, 0
+
+        def write(self, data):
+            self.written += len(data)
+            if self.written > 500:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    monkeypatch.setattr(utils.atomic, "open", lambda p, mode: FullDisk(real_open(p, mode)), raising=False)
+    with pytest.raises(OutputWriteError) as error:
+        save_checkpoint({"epoch": 2, "weights": torch.zeros(10_000)}, path)
+    assert str(error.value) == f"cannot write {path}: No space left on device"
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize("flag", ["--json", "--write_preds"])
+def test_validate_checks_its_output_files_before_evaluating(tiny, tmp_path, monkeypatch, capsys, flag):
+    """An unwritable --json/--out/--write_preds was found only after the evaluation (results computed, then
+    lost in a traceback)."""
+    import training.evaluation
+    evaluated = []
+    monkeypatch.setattr(training.evaluation, "evaluate_checkpoint", lambda *a, **k: evaluated.append(1))
+    (tmp_path / "taken").mkdir()
+    assert validate.main(["--ckpt", tiny["ckpt"], flag, str(tmp_path / "taken")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write {tmp_path / 'taken'} ({flag}): it is a folder" in err
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    try:
+        if not os.access(readonly, os.W_OK):  # root writes into read-only folders: nothing to check then
+            assert validate.main(["--ckpt", tiny["ckpt"], flag, str(readonly / "out.json")]) == 2
+            assert "Permission denied" in capsys.readouterr().err
+    finally:
+        readonly.chmod(0o700)
+    assert not evaluated
+
+
+def test_validate_with_no_test_video_features_is_one_line(tiny, capsys):
+    """With eval.missing_features=exclude and no usable test video, validate.py ended in an IndexError."""
+    import h5py
+    import shutil
+    root = tiny["root"]
+    features = root / "no_features"
+    shutil.copytree(tiny["data"].data_dir, features)
+    with h5py.File(features / tiny["data"].appearance_path.name, "r+") as f:
+        f["valid"][...] = 0
+    assert validate.main(["--ckpt", tiny["ckpt"], "--cfg", tiny["cfg"], f"dataset.data_dir={features}",
+                          "eval.missing_features=exclude"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none of its" in err and "usable features" in err
+
+
+@pytest.mark.parametrize("override, key", [("seed=-1", "seed"), ("seed=99999999999999999999", "seed"),
+                                           ("train.batch_size=1", "train.batch_size")])
+def test_seeds_and_batch_size_fail_before_the_run_folder_exists(tiny, tmp_path, capsys, override, key):
+    """Negative or huge seeds failed after the run folder existed; train.batch_size=1 failed in BatchNorm during
+    epoch 1."""
+    with pytest.raises(ConfigError, match=key):
+        load_config(tiny["cfg"], [override])
+    assert train.main(["--cfg", tiny["cfg"], "--exp_name", "never", override,
+                       f"dataset.save_dir={tmp_path / 'results'}"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "results").exists()
+    assert train.main(["--cfg", tiny["cfg"], "--exp_name", "never", "--seed", "-5",
+                       f"dataset.save_dir={tmp_path / 'results'}"]) == 2
+    assert not (tmp_path / "results").exists()
+
+
+def test_sweep_refuses_a_seed_out_of_range(capsys):
+    import sweep
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--cfg", "configs/demo_student.yml", "--seeds", "0", "-3"])
+    assert exit_.value.code == 2 and "outside [0, 2**31)" in capsys.readouterr().err
+
+
+def test_json_results_are_written_whole(tiny, tmp_path):
+    out = tmp_path / "r.json"
+    validate.main(["--ckpt", tiny["ckpt"], "--json", str(out)])
+    assert json.loads(out.read_text())["mode"] == "teacher"
