@@ -118,3 +118,19 @@ def test_json_results_are_written_whole(tiny, tmp_path):
     out = tmp_path / "r.json"
     validate.main(["--ckpt", tiny["ckpt"], "--json", str(out)])
     assert json.loads(out.read_text())["mode"] == "teacher"
+
+
+def test_an_unclosed_quote_in_a_question_table_is_refused_naming_its_line(tmp_path):
+    """An unclosed quote in a TGIF-QA TSV silently swallowed every following row (pandas, which HCRN reads these
+    files with, refuses the file); quotes pandas accepts still read as before."""
+    from preprocess.datasets.base import DatasetLayoutError
+    from preprocess.datasets.qa_csv import read_table
+    path = tmp_path / "Train_frameqa_question.tsv"
+    path.write_text('gif_name\tquestion\tanswer\ntumblr_a\twhat is "red\tcar\ntumblr_b\twhat is it\tdog\n'
+                    'tumblr_c\t"what\tcat\n')
+    with pytest.raises(DatasetLayoutError, match=r"Train_frameqa_question.tsv:4: a quoted field starting on this line "
+                                                 r"is never closed"):
+        read_table(path, ("gif_name", "question", "answer"), "\t")
+    path.write_text('gif_name\tquestion\tanswer\ntumblr_a\t"a ""quoted"" word"\tcar\ntumblr_b\t"two\nlines"\tdog\n')
+    rows = read_table(path, ("gif_name", "question", "answer"), "\t")
+    assert [r.fields["question"] for r in rows] == ['a "quoted" word', "two\nlines"] and [r.line for r in rows] == [2, 3]

@@ -1,17 +1,25 @@
 """Question tables in CSV (NExT-QA, comma-separated) and TSV (TGIF-QA, tab-separated): rows as dicts with their line.
 
 A missing file raises FileNotFoundError naming it; a header without a required column raises DatasetLayoutError
-naming the file, line 1 and the missing columns; text that is not UTF-8 raises DatasetLayoutError naming the file.
+naming the file, line 1 and the missing columns; text that is not UTF-8 raises DatasetLayoutError naming the file;
+a quoted field that is never closed (it would swallow every following row) raises DatasetLayoutError naming the
+line where it starts, as pandas refuses such a file.
 Rows with too few fields are kept (their absent fields are None) so that the dataset module reports them as
 malformed entries by line.
 """
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
 from preprocess.datasets.base import DatasetLayoutError
+
+
+_END_OF_FILE = "#kdvqa: end of file#"
+_UNCLOSED = ("a quoted field starting on this line is never closed (its quote swallows every following row; pandas "
+             "refuses the file too)")
 
 
 @dataclass
@@ -37,10 +45,14 @@ def read_table(path: Path, required: tuple, delimiter: str) -> list[Row]:
         raise FileNotFoundError(f"question file not found: {path}")
     try:
         with open(path, encoding="utf-8-sig", newline="") as f:  # a leading byte-order mark is not a column name
-            reader = csv.reader(f, delimiter=delimiter)
+            # A last line that only the end of the file can produce: if a quote is left open, it is swallowed
+            # into that quoted field (csv's lenient reader otherwise ends the field silently at the end of file).
+            reader = csv.reader(itertools.chain(f, [_END_OF_FILE + "\n"]), delimiter=delimiter)
             header = next(reader, None)
-            if header is None:
+            if header is None or header == [_END_OF_FILE]:
                 raise DatasetLayoutError(f"{path}:1: empty file, expected a header naming the columns")
+            if header and _END_OF_FILE in header[-1]:
+                raise DatasetLayoutError(f"{path}:1: {_UNCLOSED}")
             header = [name.strip() for name in header]
             missing = [name for name in required if name not in header]
             if missing:
@@ -48,11 +60,15 @@ def read_table(path: Path, required: tuple, delimiter: str) -> list[Row]:
                                          f"header has {', '.join(header)})")
             rows, line = [], reader.line_num + 1
             for values in reader:
+                if values == [_END_OF_FILE]:
+                    return rows
+                if values and _END_OF_FILE in values[-1]:
+                    break
                 if values:  # blank lines are not rows
                     fields = {name: (values[i] if i < len(values) else None) for i, name in enumerate(header)}
                     rows.append(Row(len(rows), line, fields))
                 line = reader.line_num + 1
-            return rows
+            raise DatasetLayoutError(f"{path}:{line}: {_UNCLOSED}")
     except UnicodeDecodeError as e:
         raise DatasetLayoutError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
     except csv.Error as e:
