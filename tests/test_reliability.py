@@ -134,3 +134,68 @@ def test_an_unclosed_quote_in_a_question_table_is_refused_naming_its_line(tmp_pa
     path.write_text('gif_name\tquestion\tanswer\ntumblr_a\t"a ""quoted"" word"\tcar\ntumblr_b\t"two\nlines"\tdog\n')
     rows = read_table(path, ("gif_name", "question", "answer"), "\t")
     assert [r.fields["question"] for r in rows] == ['a "quoted" word', "two\nlines"] and [r.line for r in rows] == [2, 3]
+
+
+def _copy_data(tiny, tmp_path):
+    import shutil
+    target = tmp_path / "data"
+    shutil.copytree(tiny["data"].data_dir, target)
+    return target, target / tiny["data"].appearance_path.name
+
+
+def _rewrite(path, edit):
+    """Rewrite an HDF5 feature file, ``edit(name, array)`` returning what to store under each name (None: drop)."""
+    import h5py
+    with h5py.File(path, "r") as f:
+        content = {name: f[name][()] for name in f}
+        attrs = dict(f.attrs)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(attrs)
+        for name, array in content.items():
+            edit(f, name, array)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("valid_as_strings", "'valid' must hold 0/1"),
+    ("valid_as_group", "'valid' is a group, expected a dataset"),
+    ("features_as_group", "'resnet_features' is a group, expected a dataset"),
+])
+def test_malformed_feature_files_are_one_line(tiny, tmp_path, capsys, change, message):
+    """A `valid` mask of strings counted every video valid; `resnet_features`/`valid` stored as a group ended in a
+    traceback."""
+    data_dir, appearance = _copy_data(tiny, tmp_path)
+
+    def edit(f, name, array):
+        if change == "valid_as_strings" and name == "valid":
+            f.create_dataset(name, data=[b"no"] * len(array))
+        elif (change == "valid_as_group" and name == "valid") or (change == "features_as_group" and
+                                                                  name == "resnet_features"):
+            f.create_group(name).create_dataset("x", data=array)
+        else:
+            f.create_dataset(name, data=array)
+    _rewrite(appearance, edit)
+    assert validate.main(["--ckpt", tiny["ckpt"], "--cfg", tiny["cfg"], f"dataset.data_dir={data_dir}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err and str(appearance) in err
+
+
+def test_a_damaged_compressed_chunk_is_one_line_naming_the_file(tiny, tmp_path, capsys):
+    """Damaged gzip chunks in an HDF5 feature file ended in h5py's OSError traceback."""
+    import h5py
+    data_dir, appearance = _copy_data(tiny, tmp_path)
+
+    def edit(f, name, array):
+        if name == "resnet_features":
+            f.create_dataset(name, data=array, chunks=(1,) + array.shape[1:], compression="gzip")
+        else:
+            f.create_dataset(name, data=array)
+    _rewrite(appearance, edit)
+    with h5py.File(appearance, "r") as f:
+        chunks = [f["resnet_features"].id.get_chunk_info(i) for i in range(f["resnet_features"].id.get_num_chunks())]
+    with open(appearance, "r+b") as f:
+        for chunk in chunks:
+            f.seek(chunk.byte_offset + 2)
+            f.write(b"\xff" * max(1, chunk.size - 4))
+    assert validate.main(["--ckpt", tiny["ckpt"], "--cfg", tiny["cfg"], f"dataset.data_dir={data_dir}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{appearance}: cannot read its features, the file is damaged" in err

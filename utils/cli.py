@@ -45,11 +45,23 @@ def _os_error_line(error: OSError) -> str:
     return f"{name}: {reason}" if name is not None and str(name) not in reason else reason
 
 
+def _worker_message(text: str) -> str:
+    """The original message of an error a DataLoader worker raised (torch re-raises it in the main process as
+    "Caught X in DataLoader worker process N. Original Traceback ...: X: message"), else ``text``."""
+    if "Original Traceback" not in text:
+        return text
+    last = text.strip().splitlines()[-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and name.replace(".", "").replace("_", "").isalnum() else last
+
+
 def error_line(error: BaseException, extra: tuple[type, ...] = ()) -> str | None:
     """The message to print for ``error`` when it is an error of input or environment (the project's error
     classes, ``extra``, any OSError), else None (a bug: let its traceback show)."""
     if isinstance(error, (*_input_error_classes(), *extra)) and not isinstance(error, OSError):
-        return str(error).strip() or type(error).__name__
+        return _worker_message(str(error)).strip() or type(error).__name__
     if isinstance(error, OSError):
+        if "Original Traceback" in str(error):
+            return _worker_message(str(error))
         return " ".join(_os_error_line(error).split())
     return None

@@ -8,6 +8,7 @@ Appearance features are (N, C, F, D) rows of the dataset ``resnet_features``, mo
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +69,15 @@ def _read_feature_index(path: Path, dataset_name: str, key: str) -> tuple[np.nda
                                 f"{sorted(f.keys())}")
             if not f.attrs.get("complete", True):  # our extractor's mark until its last video is written
                 raise DataError(unfinished)
+            for name in (dataset_name, "ids", "valid"):
+                if name in f and not isinstance(f[name], h5py.Dataset):
+                    raise DataError(f"{path} (config key '{key}'): '{name}' is a {type(f[name]).__name__.lower()}, "
+                                    "expected a dataset")
             if f["ids"].dtype.kind not in "iu":
                 raise DataError(f"{path} (config key '{key}'): 'ids' must hold integer video ids, found "
                                 f"{f['ids'].dtype}")
             ids = f["ids"][()].astype(np.int64).reshape(-1)
-            valid = f["valid"][()].astype(bool).reshape(-1) if "valid" in f else np.ones(len(ids), dtype=bool)
+            valid = _valid_mask(f["valid"], path, key) if "valid" in f else np.ones(len(ids), dtype=bool)
             shape, dtype = f[dataset_name].shape, f[dataset_name].dtype
     except BlockingIOError:  # HDF5's file lock: a writer has it open
         raise DataError(unfinished) from None
@@ -82,6 +87,17 @@ def _read_feature_index(path: Path, dataset_name: str, key: str) -> tuple[np.nda
         raise DataError(f"{path} (config key '{key}'): '{dataset_name}' has {shape[0]} rows but 'ids' has "
                         f"{len(ids)} and 'valid' {len(valid)}")
     return ids, valid, shape, dtype
+
+
+def _valid_mask(dataset: h5py.Dataset, path: Path, key: str) -> np.ndarray:
+    """The ``valid`` dataset as a bool (N,) mask: booleans or integers 0/1 only (a mask of strings would make every
+    video count as valid)."""
+    if dataset.dtype.kind not in "biu":
+        raise DataError(f"{path} (config key '{key}'): 'valid' must hold 0/1 (or booleans), found {dataset.dtype}")
+    values = dataset[()].reshape(-1)
+    if values.size and not np.isin(values, (0, 1)).all():
+        raise DataError(f"{path} (config key '{key}'): 'valid' must hold 0/1, found {sorted(set(values.tolist()))[:5]}")
+    return values.astype(bool)
 
 
 def _first_rows(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +149,17 @@ def _read_or_zero(dataset: h5py.Dataset, rows: np.ndarray, is_zero: np.ndarray) 
     return out
 
 
+@contextmanager
+def _damaged_file_is_data_error(path: Path):
+    """An HDF5 read failing in the file (a damaged compressed chunk: "Can't read data (inflate() failed)") is a
+    DataError naming the file."""
+    try:
+        yield
+    except OSError as e:
+        raise DataError(f"{path}: cannot read its features, the file is damaged ({' '.join(str(e).split())[:200]}); "
+                        "extract them again") from None
+
+
 class H5Features:
     """Reads the features of a batch's videos from the HDF5 files.
 
@@ -163,8 +190,10 @@ class H5Features:
         app_file, mot_file = self._open()
         is_zero = keys == self.table.zero_key
         file_keys = np.where(is_zero, 0, keys)
-        appearance = _read_or_zero(app_file[APPEARANCE_DATASET], self.table.appearance_rows[file_keys], is_zero)
-        motion = _read_or_zero(mot_file[MOTION_DATASET], self.table.motion_rows[file_keys], is_zero)
+        with _damaged_file_is_data_error(self.appearance_path):
+            appearance = _read_or_zero(app_file[APPEARANCE_DATASET], self.table.appearance_rows[file_keys], is_zero)
+        with _damaged_file_is_data_error(self.motion_path):
+            motion = _read_or_zero(mot_file[MOTION_DATASET], self.table.motion_rows[file_keys], is_zero)
         return torch.from_numpy(appearance), torch.from_numpy(motion)
 
     def close(self) -> None:
@@ -197,7 +226,8 @@ class InMemoryFeatures:
                 for start in progress(chunks, desc=f"loading {dataset.name.strip('/')}", unit="chunk",
                                       disable=not show_progress, leave=False):
                     keys = by_row[start:start + FEATURE_LOAD_CHUNK]
-                    block = torch.from_numpy(dataset[rows[keys]]).to(dtype)
+                    with _damaged_file_is_data_error(Path(dataset.file.filename)):
+                        block = torch.from_numpy(dataset[rows[keys]]).to(dtype)
                     target[torch.from_numpy(keys).to(device)] = block.to(device)
         return cls(appearance, motion)
 
