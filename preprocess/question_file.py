@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from utils.safe_pickle import load_pickle
+from utils.text import short_repr
 
 VOCAB_KEYS = ("question_token_to_idx", "answer_token_to_idx", "question_answer_token_to_idx")
 _PER_QUESTION_KEYS = ("questions_len", "question_id", "video_ids", "video_names", "answers")
@@ -83,6 +84,10 @@ def read_json(path: Path, error=None):
         raise error(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8") from None
     except json.JSONDecodeError as e:
         raise error(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply (lists or objects about 1,000 levels deep)") from None
+    except ValueError as e:  # e.g. an integer of more than 4,300 digits
+        raise error(f"{path}: a value this JSON reader refuses ({' '.join(str(e).split())[:120]})") from None
 
 
 def _object_without_repeated_keys(pairs: list, path: Path, error) -> dict:
@@ -90,8 +95,8 @@ def _object_without_repeated_keys(pairs: list, path: Path, error) -> dict:
     if len(obj) != len(pairs):
         seen = set()
         repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise error(f"{path}: the key {repeated!r} appears twice in one JSON object (the second would silently "
-                    "replace the first)")
+        raise error(f"{path}: the key {short_repr(repeated)} appears twice in one JSON object (the second would "
+                    "silently replace the first)")
     return obj
 
 

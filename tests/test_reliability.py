@@ -199,3 +199,50 @@ def test_a_damaged_compressed_chunk_is_one_line_naming_the_file(tiny, tmp_path, 
     assert validate.main(["--ckpt", tiny["ckpt"], "--cfg", tiny["cfg"], f"dataset.data_dir={data_dir}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{appearance}: cannot read its features, the file is damaged" in err
+
+
+def test_resume_notes_reach_train_log_and_max_epochs_cannot_go_below_the_epochs_done(tiny, capsys):
+    """'resume: ... may change' lines were printed before train.log was open and never reached it; lowering
+    train.max_epochs below the epochs done exited 0 with config.yaml and metrics.csv disagreeing."""
+    import shutil
+    from training.checkpoint import CheckpointError
+    results = tiny["root"] / "results"
+    shutil.copytree(results / "teacher", results / "more")
+    (results / "more" / "run.lock").unlink(missing_ok=True)
+    train.run(["--cfg", tiny["cfg"], "--exp_name", "more", "--resume", "train.max_epochs=2"])
+    log = (results / "more" / "train.log").read_text()
+    assert "resume: train.max_epochs: checkpoint 1 vs this run 2 (this key may change on resume)" in log
+    config_before = (results / "more" / "config.yaml").read_text()
+    with pytest.raises(CheckpointError, match=r"train.max_epochs=1 is below the 2 epochs the run has done"):
+        train.run(["--cfg", tiny["cfg"], "--exp_name", "more", "--resume", "train.max_epochs=1"])
+    assert (results / "more" / "config.yaml").read_text() == config_before
+    assert train.main(["--cfg", tiny["cfg"], "--exp_name", "more", "--resume", "train.max_epochs=1"]) == 2
+
+
+@pytest.mark.parametrize("video_id", ['"7"', "true", "1.5"])
+def test_msvd_style_video_ids_must_be_json_integers(tmp_path, video_id):
+    """Extraction accepted "7", true and 1.5 as MSVD-QA/MSRVTT-QA video ids (int() of each)."""
+    from preprocess.datasets.base import DatasetLayoutError
+    from preprocess.datasets.qa_json import read_qa_video_ids
+    (tmp_path / "train_qa.json").write_text(
+        f'[{{"answer": "a", "id": 0, "question": "what?", "video_id": 3}}, '
+        f'{{"answer": "a", "id": 1, "question": "what?", "video_id": {video_id}}}]')
+    with pytest.raises(DatasetLayoutError, match=r"train_qa.json: entry 1 has no integer 'video_id'"):
+        read_qa_video_ids(tmp_path)
+
+
+def test_a_deeply_nested_qa_json_is_one_line(tmp_path):
+    """A 100,000-deep JSON list in a QA file ended in RecursionError."""
+    from preprocess.datasets.base import DatasetLayoutError
+    from preprocess.datasets.qa_json import read_qa_video_ids
+    (tmp_path / "train_qa.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetLayoutError) as error:
+        read_qa_video_ids(tmp_path)
+    assert "nested too deeply" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["", "..", "a/b"])
+def test_an_exp_name_that_is_no_folder_name_is_refused(tiny, tmp_path, name):
+    """--exp_name "" wrote the run's files into the results root."""
+    assert train.main(["--cfg", tiny["cfg"], "--exp_name", name, f"dataset.save_dir={tmp_path / 'results'}"]) == 2
+    assert not (tmp_path / "results").exists()

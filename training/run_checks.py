@@ -11,7 +11,6 @@ from pathlib import Path
 
 from model.registry import architecture
 from training.checkpoint import CheckpointError
-from training.log import get_logger
 from utils.config import ConfigError, load_config, to_dict
 
 RESUME_MAY_CHANGE = (
@@ -63,9 +62,10 @@ def check_student_smaller(student, teacher, cfg, teacher_path) -> None:
             "the paper's student, or set config key 'distill.allow_larger_student=true' to distil into it anyway")
 
 
-def check_resume_config(ckpt: dict, cfg, mode: str, path: Path) -> None:
+def check_resume_config(ckpt: dict, cfg, mode: str, path: Path) -> list[str]:
     """CheckpointError naming every config key that differs from the checkpoint's config, except the keys that
-    may change on resume (RESUME_MAY_CHANGE), which are logged. ``cfg`` is resolved (mode, teacher)."""
+    may change on resume (RESUME_MAY_CHANGE), returned as lines for the run's log (train.log is not open yet), and
+    a train.max_epochs below the epochs the run has done. ``cfg`` is resolved (mode, teacher)."""
     problems = []
     if ckpt.get("mode") != mode:
         problems.append(f"train.mode: checkpoint {ckpt.get('mode')} vs this run {mode}")
@@ -80,5 +80,9 @@ def check_resume_config(ckpt: dict, cfg, mode: str, path: Path) -> None:
     if problems:
         raise CheckpointError(f"cannot resume from {path}: the run's config changed (start a new --exp_name, or "
                               "--overwrite to start this one over):\n  - " + "\n  - ".join(problems))
-    for line in allowed:
-        get_logger().info(f"resume: {line} (this key may change on resume)")
+    done = ckpt.get("epoch", 0)
+    if isinstance(done, int) and cfg.train.max_epochs < done:
+        raise CheckpointError(f"cannot resume from {path}: train.max_epochs={cfg.train.max_epochs} is below the {done} "
+                              f"epochs the run has done (its checkpoints and metrics.csv hold {done}); give "
+                              f"train.max_epochs={done} or more")
+    return [f"resume: {line} (this key may change on resume)" for line in allowed]

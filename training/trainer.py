@@ -46,6 +46,7 @@ class _Run:
         self.cfg, self.dist, self.device = cfg, dist_ctx, dist_ctx.device
         self.run_dir = run_dir_for(cfg)
         self.last_path, self.best_path = self.run_dir / "last.pt", self.run_dir / "best.pt"
+        self.resume_notes: list[str] = []  # lines for train.log found before it is open (keys changed on resume)
         self.log = setup_logging(dist_ctx.is_main)  # console only until the run folder is ours
         self.show_progress = dist_ctx.is_main  # a bar on a terminal, timed lines in logs (utils.progress)
         self._apply_config()
@@ -108,7 +109,7 @@ class _Run:
     def _resume_checkpoint(self) -> dict:
         """--resume: last.pt, refused if the run's config changed in a key that may not change."""
         ckpt = load_checkpoint(self.last_path, "--resume")
-        check_resume_config(ckpt, self.cfg, self.mode, self.last_path)
+        self.resume_notes = check_resume_config(ckpt, self.cfg, self.mode, self.last_path)
         return ckpt
 
     def _build_model(self) -> torch.nn.Module:
@@ -182,6 +183,8 @@ class _Run:
         """Rank 0, once the run folder is locked: log to its train.log, bring the files written after last.pt up to
         date with it (--resume), and save the run's config."""
         self.log = setup_logging(True, self.run_dir / "train.log")
+        for line in self.resume_notes:
+            self.log.info(line)
         if resume_ckpt is not None:
             self._repair_after_crash(resume_ckpt)
         save_config(self.cfg, self.run_dir / "config.yaml")

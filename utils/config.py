@@ -379,7 +379,7 @@ def _lookup(cfg: dict, dotted: str):
 
 def check_ranges(cfg) -> None:
     """Raise ConfigError naming the first key whose value is outside its range in RANGES (or that breaks a rule
-    between keys: model.num_heads must divide model.module_dim)."""
+    between keys: model.num_heads must divide model.module_dim; or an exp_name that is no single folder name)."""
     for dotted, (valid, wording) in RANGES.items():
         for key, value in _lookup(cfg, dotted):
             if value is not None and not valid(value):
@@ -390,6 +390,10 @@ def check_ranges(cfg) -> None:
                 value = params.get(name) if isinstance(params, dict) else None
                 if value is not None and not valid(value):
                     raise ConfigError(f"config key '{section}.{term}.{name}' must be {wording}, got {short_repr(value)}")
+    name = cfg.get("exp_name")
+    if isinstance(name, str) and (not name.strip() or name in (".", "..") or "/" in name or "\\" in name):
+        raise ConfigError(f"config key 'exp_name' must name one folder inside dataset.save_dir (not empty, no '/', "
+                          f"not '.' or '..'), got {short_repr(name)}")
     model = cfg.get("model", {})
     if "num_heads" in model and "module_dim" in model and model["module_dim"] % model["num_heads"]:
         raise ConfigError(f"config key 'model.num_heads' must divide model.module_dim ({model['module_dim']}), "

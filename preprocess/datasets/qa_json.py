@@ -11,6 +11,7 @@ from preprocess.datasets.base import QA_SPLITS, DatasetLayoutError, QAEntry
 from preprocess.question_file import QuestionFileError, read_json
 from preprocess.text import tokenize_question
 from utils.progress import progress
+from utils.text import short_repr
 
 
 def qa_file(dataset_dir: Path, split: str) -> Path | None:
@@ -33,11 +34,11 @@ def read_qa_video_ids(dataset_dir: Path) -> dict[str, set[int]]:
             raise DatasetLayoutError(f"{path}: expected a JSON list of questions, got {type(entries).__name__}")
         ids = set()
         for position, entry in enumerate(entries):
-            try:
-                ids.add(int(entry["video_id"]))
-            except (KeyError, TypeError, ValueError):
-                raise DatasetLayoutError(
-                    f"{path}: entry {position} has no integer 'video_id': {entry!r:.200}") from None
+            video_id = entry.get("video_id") if isinstance(entry, dict) else None
+            if not is_int(video_id):  # "7", true and 1.5 are no video ids
+                raise DatasetLayoutError(f"{path}: entry {position} has no integer 'video_id' in [0, 2**63): "
+                                         f"{short_repr(entry, 200)}")
+            ids.add(video_id)
         referenced[split] = ids
     return referenced
 
@@ -55,15 +56,15 @@ def _entry_problem(entry, tokens) -> str | None:
     if missing:
         return "missing key " + ", ".join(f"'{key}'" for key in missing)
     if not is_int(entry["id"]):
-        return f"'id' is not an integer in [0, 2**63): {entry['id']!r}"
+        return f"'id' is not an integer in [0, 2**63): {short_repr(entry['id'])}"
     if not is_int(entry["video_id"]):
-        return f"'video_id' is not an integer in [0, 2**63): {entry['video_id']!r}"
+        return f"'video_id' is not an integer in [0, 2**63): {short_repr(entry['video_id'])}"
     if not isinstance(entry["answer"], str) or not entry["answer"]:
-        return f"'answer' is not a non-empty string: {entry['answer']!r}"
+        return f"'answer' is not a non-empty string: {short_repr(entry['answer'])}"
     if not isinstance(entry["question"], str):
-        return f"'question' is not a string: {entry['question']!r}"
+        return f"'question' is not a string: {short_repr(entry['question'])}"
     if not tokens:
-        return f"empty question: {entry['question']!r}"
+        return f"empty question: {short_repr(entry['question'])}"
     return None
 
 
