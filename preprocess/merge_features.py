@@ -25,6 +25,7 @@ import numpy as np
 
 from preprocess.preprocess_features import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
                                             failure_report_path, finalize_feature_file, log, shard_path)
+from utils.cli import error_line
 from utils.progress import progress
 
 SHARD_NAME = re.compile(r"^(?P<stem>.*)\.shard(?P<index>\d+)of(?P<count>\d+)(?P<suffix>\.[^.]*)$")
@@ -151,8 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         merge(expand_inputs(args.inputs), args.out)
-    except MergeError as e:
-        log(f"error: {e}", "red")
+    except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
+        message = error_line(e)
+        if message is None:
+            raise
+        log(f"error: {message}", "red")
         return 2
     return 0
 

@@ -42,13 +42,13 @@ import torch
 from termcolor import colored
 from tqdm import tqdm
 
-from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, WeightsError, build_extractor, file_sha256,
+from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, build_extractor, file_sha256,
                                   input_normalisation, recalibrate_batchnorm, resize_to_uint8, resolve_weights)
-from preprocess.datasets import (DatasetLayoutError, VideoEntry, canonical_dataset_name, dataset_names,
-                                 get_dataset, list_videos)
+from preprocess.datasets import VideoEntry, canonical_dataset_name, dataset_names, get_dataset, list_videos
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
 from utils.device import resolve_device
+from utils.cli import error_line
 from utils.progress import progress
 
 FEATURE_DIM = 2048
@@ -489,12 +489,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (ExtractionError, WeightsError, DatasetLayoutError) as e:
-        log(f"error: {e}", "red")
-        return 2
     except KeyboardInterrupt:
         log("interrupted: the finished videos are saved; rerun the same command to continue", "yellow")
         return 130
+    except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
+        message = error_line(e)
+        if message is None:
+            raise
+        log(f"error: {message}", "red")
+        return 2
     return 0
 
 

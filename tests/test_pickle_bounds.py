@@ -3,7 +3,6 @@ same bounds on a torch checkpoint's data.pkl. Every hostile file here is generat
 checks that would crash the interpreter on unbounded code run in a subprocess, so a regression fails one test."""
 import io
 import pickle
-import random
 import struct
 import subprocess
 import sys
