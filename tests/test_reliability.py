@@ -246,3 +246,27 @@ def test_an_exp_name_that_is_no_folder_name_is_refused(tiny, tmp_path, name):
     """--exp_name "" wrote the run's files into the results root."""
     assert train.main(["--cfg", tiny["cfg"], "--exp_name", name, f"dataset.save_dir={tmp_path / 'results'}"]) == 2
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("when", ["start", "write"])
+def test_a_full_disk_for_tensorboard_is_one_line(tiny, tmp_path, monkeypatch, capsys, when):
+    """Disk full when TensorBoard's writer starts or writes ended in a traceback."""
+    import torch.utils.tensorboard
+    real = torch.utils.tensorboard.SummaryWriter
+
+    class FullDiskWriter(real):
+        def __init__(self, *args, **kwargs):
+            if when == "start":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            super().__init__(*args, **kwargs)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(torch.utils.tensorboard, "SummaryWriter", FullDiskWriter)
+    assert train.main(["--cfg", tiny["cfg"], "--exp_name", f"tb_{when}", f"dataset.save_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write {tmp_path / f'tb_{when}' / 'tensorboard'}: No space" in err

@@ -6,6 +6,7 @@ Results go to ``<dataset.save_dir>/<exp_name>/`` (see train.py's --help for the 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from training.run_config import amp_dtype_for, per_process_batch_size, resolve_h
 from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
 from training.signals import StopRequest
-from utils.atomic import OutputWriteError, atomic_write
+from utils.atomic import OutputWriteError, atomic_write, output_error
 from utils.config import REPO_ROOT, check_ranges, save_config, to_dict
 
 
@@ -336,10 +337,11 @@ class _Run:
         """An epoch's files, in an order that a crash between any two writes cannot corrupt: TensorBoard first
         (a resume purges the steps after last.pt), then last.pt (what --resume continues from), then best.pt,
         metrics and plots (a resume rewrites them from last.pt, see _repair_after_crash)."""
-        for key, value in row.items():
-            if key not in ("epoch", "best") and value is not None:
-                writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
-        writer.flush()
+        with _tensorboard_errors(self.run_dir):
+            for key, value in row.items():
+                if key not in ("epoch", "best") and value is not None:
+                    writer.add_scalar(key.replace("_", "/", 1), value, row["epoch"])
+            writer.flush()
         payload = self._payload(row["epoch"])
         save_checkpoint(payload, self.last_path)
         if is_best:
@@ -382,6 +384,18 @@ class _Run:
                 "test_selected": test_selected, "history": self.history}
 
 
+@contextmanager
+def _tensorboard_errors(run_dir: Path):
+    """An OSError of TensorBoard's writer (a full disk when it starts or writes) as OutputWriteError naming the
+    folder; the checkpoints written so far are intact."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, OutputWriteError):
+            raise
+        raise output_error(run_dir / "tensorboard", e) from None
+
+
 def run_training(cfg, resume: bool = False, overwrite: bool = False) -> dict:
     """Train (or resume) the run that ``cfg`` describes, then test its best checkpoint. Returns a summary dict.
 
@@ -398,14 +412,16 @@ def run_training(cfg, resume: bool = False, overwrite: bool = False) -> dict:
         run = _Run(cfg, resume, overwrite, dist_ctx)
         if dist_ctx.is_main:
             from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(log_dir=str(run.run_dir / "tensorboard"),
-                                   purge_step=run.completed_epochs + 1)  # drops events of epochs not in last.pt
+            with _tensorboard_errors(run.run_dir):
+                writer = SummaryWriter(log_dir=str(run.run_dir / "tensorboard"),
+                                       purge_step=run.completed_epochs + 1)  # drops events of epochs not in last.pt
         run.log_start()
         run.train(writer)
         return run.test(writer)
     finally:
         if writer is not None:
-            writer.close()
+            with _tensorboard_errors(run.run_dir):
+                writer.close()
         if run is not None:
             run.close()
         distributed.cleanup()
