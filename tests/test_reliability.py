@@ -270,3 +270,16 @@ def test_a_full_disk_for_tensorboard_is_one_line(tiny, tmp_path, monkeypatch, ca
     assert train.main(["--cfg", tiny["cfg"], "--exp_name", f"tb_{when}", f"dataset.save_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"cannot write {tmp_path / f'tb_{when}' / 'tensorboard'}: No space" in err
+
+
+@pytest.mark.parametrize("value", ["../../etc/passwd", "/abs/1", "1006/../x", "a//b", ""])
+def test_a_nextqa_map_value_cannot_leave_the_video_folder(tmp_path, value):
+    """A NExT-QA map value with '../' was used as a path."""
+    from preprocess.datasets.base import DatasetLayoutError
+    from preprocess.datasets.nextqa import read_video_map
+    path = tmp_path / "map_vid_vidorID.json"
+    path.write_text(json.dumps({"3": "1006/4010069381", "4": value}))
+    with pytest.raises(DatasetLayoutError, match="entry '4'"):
+        read_video_map(path)
+    path.write_text(json.dumps({"3": "1006/4010069381"}))
+    assert read_video_map(path) == {3: "1006/4010069381"}

@@ -18,6 +18,7 @@ groups.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from preprocess.datasets import register_dataset
@@ -25,6 +26,7 @@ from preprocess.datasets.base import QA_SPLITS, Dataset, DatasetLayoutError, QAE
 from preprocess.datasets.qa_csv import Row, find_file, parse_int, read_table
 from preprocess.question_file import read_json
 from preprocess.text import tokenize_question, word_tokenize
+from utils.text import short_repr
 
 TYPES = ("CW", "CH", "TN", "TC", "TP", "DL", "DC", "DO")
 GROUPS = {"causal": ("CW", "CH"), "temporal": ("TN", "TC", "TP"), "descriptive": ("DL", "DC", "DO")}
@@ -32,6 +34,7 @@ CANDIDATE_COLUMNS = ("a0", "a1", "a2", "a3", "a4")
 COLUMNS = ("video", "question", "answer", "qid", "type", *CANDIDATE_COLUMNS)
 ANNOTATION_FOLDERS = ("nextqa", "dataset/nextqa")
 VIDEO_MAP = "map_vid_vidorID.json"
+_MAP_VALUE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 VIDEO_DIR = "NExTVideo"
 
 
@@ -50,8 +53,10 @@ def read_video_map(path: Path) -> dict[int, str]:
     mapping = {}
     for key, value in raw.items():
         video_id = parse_int(key)
-        if video_id is None or not isinstance(value, str) or not value:
-            raise DatasetLayoutError(f"{path}: entry {key!r}: {value!r} is not '<video id>': '<folder>/<vidor id>'")
+        if video_id is None or not isinstance(value, str) or not _MAP_VALUE.fullmatch(value):
+            # the value becomes a path under the video folder: no '..', no absolute path, nothing but names
+            raise DatasetLayoutError(f"{path}: entry {short_repr(key)}: {short_repr(value)} is not '<video id>': "
+                                     "'<folder>/<vidor id>' (letters, digits, '_' and '-' separated by '/')")
         mapping[video_id] = value
     return mapping
 
