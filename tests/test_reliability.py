@@ -283,3 +283,19 @@ def test_a_nextqa_map_value_cannot_leave_the_video_folder(tmp_path, value):
         read_video_map(path)
     path.write_text(json.dumps({"3": "1006/4010069381"}))
     assert read_video_map(path) == {3: "1006/4010069381"}
+
+
+def test_resume_with_the_teacher_at_another_path_is_refused_naming_the_key(tiny, tmp_path):
+    """Decision (issue 23): a moved teacher file stays refused on --resume; the path is part of the run's config
+    (a content fingerprint would let a moved file through, but also one replaced under the old name)."""
+    import shutil
+    from training.checkpoint import CheckpointError
+    teacher = tmp_path / "teacher.pt"
+    shutil.copy(tiny["ckpt"], teacher)
+    common = ["--cfg", tiny["cfg"], "--exp_name", "kd", "--graph_layers", "1", f"dataset.save_dir={tmp_path}"]
+    train.run(common + ["--teacher_ckpt", str(teacher)])
+    moved = tmp_path / "moved" / "teacher.pt"
+    moved.parent.mkdir()
+    shutil.move(teacher, moved)
+    with pytest.raises(CheckpointError, match=rf"distill.teacher_ckpt: checkpoint {teacher} vs this run {moved}"):
+        train.run(common + ["--teacher_ckpt", str(moved), "--resume", "train.max_epochs=2"])
