@@ -115,22 +115,23 @@ def test_shared_containers_cannot_expand_without_bound(tmp_path):
 @pytest.mark.parametrize("opcode", [b"\x96", b"\x8e", b"\x8d", b"\x95"],
                          ids=["BYTEARRAY8", "BINBYTES8", "BINUNICODE8", "FRAME"])
 def test_a_declared_length_beyond_the_file_is_refused_before_allocating(tmp_path, opcode):
-    """12 bytes claiming 1 GiB: the loader used to allocate (and zero-fill) the claim before noticing the short
-    file."""
+    """12 bytes claiming 1 GiB made the loader allocate (and zero-fill) the claim before noticing the short file;
+    here the claim is 64 MiB (what a broken check would allocate) and the refusal must come first."""
     path = tmp_path / "claim.pkl"
-    path.write_bytes(b"\x80\x05" + opcode + struct.pack("<Q", 2 ** 30) + b".")
+    path.write_bytes(b"\x80\x05" + opcode + struct.pack("<Q", 2 ** 26) + b".")
     error, peak = load_peak(path)
-    assert isinstance(error, UnsafePickleError) and "declares 1073741824 bytes" in str(error)
+    assert isinstance(error, UnsafePickleError) and f"declares {2 ** 26} bytes" in str(error)
     assert peak < 2 ** 20
 
 
 @pytest.mark.parametrize("name", ["bytearray", "bytes"])
 def test_allowed_globals_refuse_a_size_argument(tmp_path, name):
-    """builtins.bytearray(2**30) in 35 bytes allocated 1 GiB and loaded."""
+    """builtins.bytearray(2**30) in 35 bytes allocated 1 GiB and loaded (here 2**26: 64 MiB if it were called)."""
     path = tmp_path / "call.pkl"
-    path.write_bytes(b"\x80\x04\x8c\x08builtins\x8c" + bytes([len(name)]) + name.encode() + b"\x93J\x00\x00\x00@\x85R.")
+    path.write_bytes(b"\x80\x04\x8c\x08builtins\x8c" + bytes([len(name)]) + name.encode() + b"\x93J"
+                     + struct.pack("<i", 2 ** 26) + b"\x85R.")
     error, peak = load_peak(path)
-    assert isinstance(error, UnsafePickleError) and f"{name}(1073741824)" in str(error)
+    assert isinstance(error, UnsafePickleError) and f"{name}({2 ** 26})" in str(error)
     assert peak < 2 ** 20
 
 
