@@ -163,3 +163,14 @@ def test_fuzz_config_loader(tmp_path):
             assert "\n" not in str(e) and len(str(e)) < 2000, str(e)[:2000]
             refused += 1
     assert loaded + refused >= 100 and refused > 0
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path):
+    """Found in this round's own adversarial pass: `a: &a [*a]` (a value containing itself) looped forever in the
+    expanded-size check (run in a subprocess with a timeout, so that a regression fails instead of hanging)."""
+    import subprocess
+    import sys
+    code = ("from utils.config import load_config, ConfigError\n"
+            "try:\n    load_config(None, ['train.lr=&a [*a]'])\nexcept ConfigError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert "an alias refers to a node that contains it" in done.stdout, done.stderr[-1000:]

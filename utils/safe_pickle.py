@@ -547,9 +547,6 @@ class _Opaque:
     def __setstate__(self, state):
         pass
 
-    def __new__(cls, *args, **kwargs):
-        return object.__new__(cls)
-
 
 class _BoundsOnlyUnpickler(_BoundedUnpickler):
     """Reads a pickle for its bounds alone: every global, call and persistent id becomes an inert ``_Opaque``
@@ -560,6 +557,17 @@ class _BoundsOnlyUnpickler(_BoundedUnpickler):
 
     def find_class(self, module, name):
         return _Opaque()
+
+    def _load_new_opaque(self, pops: int):
+        """NEWOBJ / NEWOBJ_EX: an ``_Opaque`` as deep as the arguments (the class is never instantiated)."""
+        depth, size = self._contain(self.stack[-pops:])
+        del self.stack[-pops:]
+        value = _Opaque()
+        self._record(value, depth, size)
+        self.append(value)
+
+    dispatch[pickle.NEWOBJ[0]] = lambda self: self._load_new_opaque(2)
+    dispatch[pickle.NEWOBJ_EX[0]] = lambda self: self._load_new_opaque(3)
 
     def persistent_load(self, pid):
         return _Opaque()

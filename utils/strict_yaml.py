@@ -63,27 +63,40 @@ def _clip(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def _children(node) -> list:
+    if isinstance(node, yaml.ScalarNode):
+        return []
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value)
+
+
 def _check_expanded_size(root) -> None:
     """StrictYAMLError when the document, aliases expanded, holds more than MAX_EXPANDED values (counted without
-    expanding: each node's size once, by identity, bottom-up)."""
+    expanding: each node's size once, by identity, bottom-up), or when an alias refers to a node that contains it
+    (a value that contains itself has no finite expansion)."""
     if root is None:
         return
     size: dict[int, int] = {}
+    open_nodes: set[int] = set()  # on the current path from the root
     stack = [(root, False)]
     while stack:
         node, children_done = stack.pop()
+        if children_done:
+            open_nodes.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(c)] for c in _children(node))
+            if size[id(node)] > MAX_EXPANDED:
+                raise StrictYAMLError(f"line {node.start_mark.line + 1}: its aliases expand to more than "
+                                      f"{MAX_EXPANDED} values")
+            continue
         if id(node) in size:
             continue
-        children = [] if isinstance(node, yaml.ScalarNode) else \
-            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
-        if not children_done and any(id(c) not in size for c in children):
-            stack.append((node, True))
-            stack.extend((c, False) for c in children if id(c) not in size)
-            continue
-        size[id(node)] = 1 + sum(size.get(id(c), 0) for c in children)  # 0: a cycle (alias of an ancestor)
-        if size[id(node)] > MAX_EXPANDED:
-            raise StrictYAMLError(f"line {node.start_mark.line + 1}: its aliases expand to more than {MAX_EXPANDED} "
-                                  "values")
+        if id(node) in open_nodes:
+            raise StrictYAMLError(f"line {node.start_mark.line + 1}: an alias refers to a node that contains it (a "
+                                  "value that contains itself)")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in size)
 
 
 def load_yaml(text: str | bytes):
