@@ -299,3 +299,19 @@ def test_resume_with_the_teacher_at_another_path_is_refused_naming_the_key(tiny,
     shutil.move(teacher, moved)
     with pytest.raises(CheckpointError, match=rf"distill.teacher_ckpt: checkpoint {teacher} vs this run {moved}"):
         train.run(common + ["--teacher_ckpt", str(moved), "--resume", "train.max_epochs=2"])
+
+
+def test_the_run_lock_falls_back_to_the_pid_on_a_file_system_without_flock(tmp_path, monkeypatch, caplog):
+    """A file system without flock (Lustre mounted without it) must not make training impossible."""
+    import fcntl
+    from training.run_dir import LOCK_NAME, RunFolderError, RunLock
+
+    def no_flock(fd, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    lock = RunLock(tmp_path / "run").acquire()
+    assert (tmp_path / "run" / LOCK_NAME).read_text().split()[0] == str(os.getpid())
+    with pytest.raises(RunFolderError, match=f"in use by process {os.getpid()}"):
+        RunLock(tmp_path / "run").acquire()
+    lock.release()
+    assert not (tmp_path / "run").exists()

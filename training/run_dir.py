@@ -9,10 +9,12 @@ over with ``--overwrite``, which first removes the files an earlier run wrote.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
 import socket
+from contextlib import suppress
 from pathlib import Path
 
 from training.log import get_logger
@@ -52,6 +54,23 @@ def _parse_holder(text: str) -> tuple[int | None, str]:
         return None, ""
 
 
+_NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL)  # flock unsupported by the file system
+
+
+class _FlockUnsupported(Exception):
+    pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
 class RunLock:
     """``run.lock`` in a run folder, held by an ``flock`` for the life of this process's run; ``release`` removes
     it."""
@@ -77,6 +96,10 @@ class RunLock:
                     self._fd, fd = fd, None
                     self.held = True
                     return self
+            except _FlockUnsupported as e:
+                os.close(fd)
+                fd = None
+                return self._acquire_by_pid(str(e))
             finally:
                 if fd is not None:
                     os.close(fd)
@@ -87,7 +110,11 @@ class RunLock:
         meanwhile (try again), RunFolderError when another process holds it."""
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError as e:
+            if not isinstance(e, BlockingIOError) and e.errno in _NO_FLOCK:
+                raise _FlockUnsupported(e.strerror) from None
+            if not isinstance(e, BlockingIOError):
+                raise output_error(self.path, e) from None
             pid, host = _parse_holder(os.pread(fd, 256, 0).decode("utf-8", "replace"))
             holder = f"process {pid} on host {host}" if pid is not None else "another process"
             raise RunFolderError(f"{self.run_dir} is in use by {holder} (lock {self.path}); wait for it to finish or "
@@ -115,17 +142,49 @@ class RunLock:
             raise output_error(self.path, e) from None
         return True
 
+    def _acquire_by_pid(self, reason: str) -> "RunLock":
+        """The lock on a file system without flock (e.g. Lustre mounted without it): the file created exclusively,
+        a stale one (its pid gone, same host) removed first. Two runs starting at the very same moment over a stale
+        lock could both take it here; a warning says so."""
+        get_logger().warning(f"{self.path}: this file system has no file locks ({reason}); the lock falls back to "
+                             "the pid written in it (not atomic when a stale lock is taken over)")
+        with suppress(OSError):
+            if self.path.stat().st_size == 0:
+                self.path.unlink()  # the empty file our flock attempt created
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid, host = _parse_holder(self.path.read_text(errors="replace"))
+                if pid is None or host != socket.gethostname() or _pid_alive(pid):
+                    raise RunFolderError(f"{self.run_dir} is in use by process {pid} on host {host} (lock "
+                                         f"{self.path}); if that run is gone, delete the lock file") from None
+                get_logger().warning(f"{self.path}: taking over the lock of process {pid}, which no longer runs")
+                self.path.unlink(missing_ok=True)
+                continue
+            except OSError as e:
+                raise output_error(self.path, e) from None
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()} {socket.gethostname()}\n")
+            self.held = True
+            return self
+        raise RunFolderError(f"{self.path}: could not take the lock (another run took it at the same time)")
+
     def release(self) -> None:
         """Remove the lock file (while still holding its flock, so that nobody takes a file about to vanish) and
         the folder, if this run created it and left it empty."""
         if not self.held:
             return
         self.held = False
-        try:
-            self.path.unlink(missing_ok=True)
-        finally:
-            os.close(self._fd)
-            self._fd = None
+        if self._fd is None:  # taken without flock: remove the file only if it still names this process
+            if _parse_holder(self.path.read_text(errors="replace") if self.path.exists() else "")[0] == os.getpid():
+                self.path.unlink(missing_ok=True)
+        else:
+            try:
+                self.path.unlink(missing_ok=True)
+            finally:
+                os.close(self._fd)
+                self._fd = None
         if self.created_dir and self.run_dir.is_dir() and not any(self.run_dir.iterdir()):
             self.run_dir.rmdir()
 
