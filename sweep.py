@@ -23,7 +23,8 @@ OUTPUTS = """\
 outputs (in --out):
   <run folder>/            one train.py run each (teacher__seed0, student__seed0, student_kd__seed0, ...;
                            grid points in the name: student_kd__distill.lambda_motion=10__seed0), with its
-                           test_predictions.json (per-question test outcome of best.pt, cached)
+                           test_predictions.json (per-question test outcome of best.pt, cached; recomputed
+                           when best.pt, the test question file or the resolved config changes)
   summary.json             {"metric": "accuracy" | "MSE", "lower_is_better", "columns": ["all", CATEGORY...,
                            GROUP...], "categories", "groups", "models": {NAME: {"seeds", "runs", "accuracy"
                            (count: "mse"): {"mean", "std", "values"}, "per_type": {CATEGORY: {"mean", "std"}},

@@ -26,6 +26,7 @@ from termcolor import colored
 from model.network import VideoQAModel
 from model.registry import build_model, model_config
 from preprocess.question_file import QuestionFileError, load_vocab
+from utils.cli import error_line
 from utils.config import ConfigError, REPO_ROOT, add_config_arguments, load_config
 
 
@@ -120,8 +121,11 @@ def main(argv=None) -> int:
     try:
         with torch.device("meta"):
             model = build_model(cfg.model, num_question_tokens=num_tokens, num_answers=num_answers)
-    except ValueError as e:  # ConfigError included
-        raise SystemExit(str(e)) from None
+    except Exception as e:  # a bad model config: one line (utils/cli.py); a bug keeps its traceback
+        message = error_line(e)
+        if message is None:
+            raise
+        raise SystemExit(message) from None
     rows = parameter_table(model)
     fields = " ".join(f"{k}={v}" for k, v in vars(model_config(cfg.model)).items()
                       if not hasattr(v, "__dataclass_fields__"))
