@@ -315,3 +315,19 @@ def test_the_run_lock_falls_back_to_the_pid_on_a_file_system_without_flock(tmp_p
         RunLock(tmp_path / "run").acquire()
     lock.release()
     assert not (tmp_path / "run").exists()
+
+
+def test_a_double_ctrl_c_in_a_sweep_reads_ctrl_c(monkeypatch, capsys, tmp_path):
+    """A second Ctrl-C raises a bare KeyboardInterrupt: the sweep printed 'interrupted ()'."""
+    import sweep
+    from training import sweep_launch
+    monkeypatch.setattr(sweep_launch, "launch_local", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert sweep.main(["--cfg", "configs/demo_student.yml", "--out", str(tmp_path), "--seeds", "0"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C)" in err and "()" not in err
+
+
+def test_validate_refuses_a_negative_max_examples(tiny, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        validate.main(["--compare", tiny["ckpt"], tiny["ckpt"], "--names", "a", "b", "--max_examples", "-1"])
+    assert exit_.value.code == 2 and "--max_examples must be >= 0, got -1" in capsys.readouterr().err
