@@ -618,7 +618,7 @@ def check_torch_file_bounds(path, require_zip: bool = True) -> None:
             data = archive.read(entries[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError) as e:
         raise UnsafePickleError(f"{path}: not a torch zip file, or a damaged one ({short_repr(str(e), 200)})") from None
-    check_pickle_bounds(data, f"{path} (data.pkl)")
+    check_pickle_bounds(data, f"{path}: data.pkl")
 
 
 def load_pickle(path) -> object:
