@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from model.cpu_ops import cpu_fast_path_enabled, linear, set_cpu_fast_path
 
-PEAK_SHAPE = (4096, 2048, 3072)  # M, K, N of the product that measures the peak
+PEAK_SHAPE = (2048, 2048, 2048)  # M, K, N of the product that measures the peak
 
 
 @dataclass
@@ -80,7 +80,7 @@ def count_step_flops(step, models) -> StepFlops:
     return StepFlops(products=counter.get_total_flops(), lstms=lstm_flops[0])
 
 
-def peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 3) -> float:
+def peak_flops(device: torch.device, dtype: torch.dtype, repeats: int = 2) -> float:
     """FLOP/s of a ``PEAK_SHAPE`` product in ``dtype`` on ``device`` (best of ``repeats`` after one warm-up), by the
     operator the model's products use there: oneDNN for float32 on the CPU (model/cpu_ops.py), torch's otherwise."""
     m, k, n = PEAK_SHAPE

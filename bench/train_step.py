@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "train.amp=auto picks here). The last one gives the final 'questions/s' line "
                              "(default: %(default)s)")
     parser.add_argument("--no_bound", action="store_true",
-                        help="skip the FLOP bound (one extra counted step on a throw-away model, and one "
-                             "4096x2048x3072 product per setting to measure the peak)")
+                        help="skip the FLOP bound (one extra counted step on a throw-away model, and three "
+                             "2048x2048x2048 products per setting to measure the peak)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the trained model, falling back to eager if compilation fails (as "
                              "train.compile)")
@@ -260,8 +260,8 @@ def run(argv=None) -> float:
         for v in variants:
             peak = peak_flops(device, v.dtype or torch.float32)
             bound = flops.total / peak
-            parts.append(f"{dtype_name(v.dtype)}: peak {peak / 1e9:.0f} GFLOP/s -> {1000 * bound:.1f} ms/step, "
-                         f"measured {summaries[v.amp].median / bound:.2f}x it")
+            parts.append(f"{dtype_name(v.dtype)}: peak {peak / 1e9:.0f} GFLOP/s -> {1000 * bound:.4g} ms/step, "
+                         f"measured {summaries[v.amp].median / bound:.3g}x it")
         print(f"FLOP bound | " + " | ".join(parts) + f" ({'x'.join(map(str, PEAK_SHAPE))} product)")
     print(f"peak memory| {peak_memory(device)}{' (all settings together)' if len(variants) > 1 else ''}")
     print(f"epoch      | {dtype_name(variants[-1].dtype)}: {epoch_projection(rates[amps[-1]])}")

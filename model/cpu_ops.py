@@ -78,12 +78,12 @@ def cpu_fast_path_enabled() -> bool:
     return _enabled
 
 
-def fast_path_applies(*tensors) -> bool:
-    """True when the switch is on, every tensor is a dense float32 CPU tensor (the case the fast kernels cover) and
-    torch.compile is not tracing (inductor generates its own CPU kernels, and lowers the oneDNN product for
-    constant weights only)."""
+def fast_path_applies(*tensors, dtypes: tuple = (torch.float32,)) -> bool:
+    """True when the switch is on, every tensor is a dense CPU tensor of one of ``dtypes`` (float32: the case the
+    fast kernels cover) and torch.compile is not tracing (inductor generates its own CPU kernels, and lowers the
+    oneDNN product for constant weights only)."""
     return _enabled and not torch.compiler.is_compiling() and all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided for t in tensors)
+        t.device.type == "cpu" and t.dtype in dtypes and t.layout == torch.strided for t in tensors)
 
 
 def _fast_product(*tensors) -> bool:
@@ -172,13 +172,15 @@ def elu(x: torch.Tensor) -> torch.Tensor:
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` whose float32 CPU mask comes from ``rand >= p`` (keep probability ``1 - p``) instead of
-    ``bernoulli_``; output ``x * mask / (1 - p)`` in train mode, ``x`` in eval mode."""
+    """``nn.Dropout`` whose float32 and bf16 (CPU autocast outputs) CPU mask comes from float32 ``rand >= p`` (keep
+    probability ``1 - p``) instead of ``bernoulli_``; output ``x * mask / (1 - p)`` in train mode, ``x`` in eval
+    mode."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or not fast_path_applies(x) or self.inplace:
+        if (not self.training or self.p == 0 or self.inplace
+                or not fast_path_applies(x, dtypes=(torch.float32, torch.bfloat16))):
             return super().forward(x)
         if self.p == 1:
             return x * 0
-        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        keep = (torch.rand_like(x, dtype=torch.float32) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
         return x * keep
