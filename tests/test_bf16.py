@@ -167,3 +167,15 @@ def test_paper_configs_train_in_float32_and_the_demo_uses_auto():
     for name in names:
         amp = load_config(f"configs/{name}").train.amp
         assert amp == ("auto" if name.startswith("demo") else "none"), name
+
+
+def test_the_first_log_lines_say_which_precision_auto_picked(tmp_path, monkeypatch):
+    import train
+    from train_fixtures import write_config, write_tiny_dataset
+    monkeypatch.setattr(run_config, "bf16_matrix_units", lambda: ())
+    data = write_tiny_dataset(tmp_path / "data", train_videos=4, val_videos=2, test_videos=2)
+    cfg = write_config(tmp_path / "tiny.yml", data, tmp_path / "results", train={"max_epochs": 1, "amp": "auto"})
+    train.run(["--cfg", str(cfg)])
+    head = (tmp_path / "results" / "tiny" / "train.log").read_text().splitlines()[:4]
+    assert any(line.endswith("INFO precision: float32 (train.amp=auto: no bf16 matrix instructions on this CPU)")
+               for line in head)
