@@ -10,7 +10,13 @@ settings see the same machine load), into ``--out``/<amp>__seed<S>; a run whose 
 test_results.json is reused, so rerunning the command completes an interrupted comparison. Prints one line per run
 (test accuracy, mean epoch seconds), then the mean ± std per setting and the test, and writes ``--out``/
 summary.json: {"settings": {AMP: {"accuracy": {"mean", "std", "values"}, "epoch_seconds": [...]}}, "test":
-{"a", "b", "mean_difference", "p_value", "method", "differing_questions"}, "seeds", "config", "overrides"}.
+{"a", "b", "mean_difference", "p_value", "method", "differing_questions"}, "seed_test": {"a", "b",
+"mean_difference", "p_value", "method"}, "seeds", "config", "overrides"}.
+
+Two paired sign-flip tests (training/significance.py): over the test questions (per-question correctness averaged
+over seeds, as sweep.py reports), which holds the trained models fixed and so does not see how much a seed alone
+moves the accuracy; and over the seeds (per-seed accuracy, paired by seed), which does, but cannot go below
+p = 2 / 2^S with S seeds (0.25 for 3, 0.0625 for 5).
 """
 from __future__ import annotations
 
@@ -108,12 +114,20 @@ def run(argv=None) -> dict:
     test = paired_permutation_test(correct[b], correct[a], rounds=args.rounds)
     summary["test"] = {"a": b, "b": a, "mean_difference": test.mean_difference, "p_value": test.p_value,
                        "method": test.method, "differing_questions": test.num_differing}
+    # the same sign-flip test with the seeds as the units (paired by seed): it sees the seed-to-seed spread that the
+    # question-level test, which holds the trained models fixed, does not
+    per_seed = {amp: np.array([summary["settings"][amp]["accuracy"]["values"]]) for amp in (a, b)}
+    seed_test = paired_permutation_test(per_seed[b], per_seed[a], rounds=args.rounds)
+    summary["seed_test"] = {"a": b, "b": a, "mean_difference": seed_test.mean_difference,
+                            "p_value": seed_test.p_value, "method": seed_test.method}
     for amp, entry in summary["settings"].items():
         acc = entry["accuracy"]
         print(f"{amp:>5}: {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} % over seeds {args.seeds} "
               f"({', '.join(f'{100 * v:.2f}' for v in acc['values'])})")
     print(f"paired test {b} - {a}: {100 * test.mean_difference:+.2f} points, p = {test.p_value:.4f} "
           f"({test.method}; {test.num_differing} of {test.num_questions} questions differ in the seed-averaged outcome)")
+    print(f"paired test over seeds {b} - {a}: {100 * seed_test.mean_difference:+.2f} points, "
+          f"p = {seed_test.p_value:.4f} ({seed_test.method}; with S seeds p >= 2 / 2^S)")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {out / 'summary.json'}")
     return summary
