@@ -189,7 +189,8 @@ def model_rate(args, k: int) -> float:
                "--batch_size", str(args.batch_size), "--questions_per_video", str(max(k, 1)),
                "--num_clips", str(args.num_clips), "--num_frames", str(args.num_frames),
                "--steps", str(args.model_steps), "--warmup", "1", "--device", str(args.device),
-               "--threads", str(args.threads), *args.overrides]
+               "--threads", str(args.threads), "--amp", load_config(args.cfg, args.overrides).train.amp,
+               "--no_bound", *args.overrides]
     print(colored(f"model rate: {' '.join(command[1:])}", "cyan"), flush=True)
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()

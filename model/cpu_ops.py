@@ -78,12 +78,18 @@ def cpu_fast_path_enabled() -> bool:
     return _enabled
 
 
-def _fast_cpu(*tensors) -> bool:
-    """True when the switch is on, every tensor is a dense float32 CPU tensor (the case the fast kernels cover) and
-    torch.compile is not tracing (inductor generates its own CPU kernels, and lowers the oneDNN product for
-    constant weights only)."""
+def fast_path_applies(*tensors, dtypes: tuple = (torch.float32,)) -> bool:
+    """True when the switch is on, every tensor is a dense CPU tensor of one of ``dtypes`` (float32: the case the
+    fast kernels cover) and torch.compile is not tracing (inductor generates its own CPU kernels, and lowers the
+    oneDNN product for constant weights only)."""
     return _enabled and not torch.compiler.is_compiling() and all(
-        t.device.type == "cpu" and t.dtype == torch.float32 and t.layout == torch.strided for t in tensors)
+        t.device.type == "cpu" and t.dtype in dtypes and t.layout == torch.strided for t in tensors)
+
+
+def _fast_product(*tensors) -> bool:
+    """:func:`fast_path_applies` to a product's operands, and CPU autocast is off (under autocast the product is
+    left to torch, which runs it in the autocast dtype)."""
+    return fast_path_applies(*tensors) and not torch.is_autocast_enabled("cpu")
 
 
 def _onednn_mm(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
@@ -118,7 +124,7 @@ class _OneDNNLinear(torch.autograd.Function):
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """``F.linear``: x (..., K), weight (N, K), bias (N,) or None -> (..., N); oneDNN on float32 CPU tensors."""
     tensors = (x, weight) if bias is None else (x, weight, bias)
-    if _ONEDNN_LINEAR is None or not _fast_cpu(*tensors) or x.numel() == 0:
+    if _ONEDNN_LINEAR is None or not _fast_product(*tensors) or x.numel() == 0:
         return F.linear(x, weight, bias)
     out = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]), weight, bias)
     return out.reshape(*x.shape[:-1], weight.shape[0])
@@ -127,7 +133,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 def batched_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """Independent linear maps: x (n, M, K), weight (n, N, K), bias (n, N) -> (n, M, N), ``x[i] @ weight[i].T +
     bias[i]``."""
-    if _ONEDNN_LINEAR is None or not _fast_cpu(x, weight, bias) or x.numel() == 0:
+    if _ONEDNN_LINEAR is None or not _fast_product(x, weight, bias) or x.numel() == 0:
         return torch.baddbmm(bias[:, None, :], x, weight.transpose(1, 2))
     return torch.stack([_OneDNNLinear.apply(*block) for block in zip(x.unbind(0), weight.unbind(0), bias.unbind(0))])
 
@@ -160,19 +166,21 @@ class _TanhELU(torch.autograd.Function):
 
 def elu(x: torch.Tensor) -> torch.Tensor:
     """``F.elu(x)`` (alpha 1); through ``tanh`` on float32 CPU tensors."""
-    if not _fast_cpu(x):
+    if not fast_path_applies(x):
         return F.elu(x)
     return _TanhELU.apply(x)
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` whose float32 CPU mask comes from ``rand >= p`` (keep probability ``1 - p``) instead of
-    ``bernoulli_``; output ``x * mask / (1 - p)`` in train mode, ``x`` in eval mode."""
+    """``nn.Dropout`` whose float32 and bf16 (CPU autocast outputs) CPU mask comes from float32 ``rand >= p`` (keep
+    probability ``1 - p``) instead of ``bernoulli_``; output ``x * mask / (1 - p)`` in train mode, ``x`` in eval
+    mode."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or not _fast_cpu(x) or self.inplace:
+        if (not self.training or self.p == 0 or self.inplace
+                or not fast_path_applies(x, dtypes=(torch.float32, torch.bfloat16))):
             return super().forward(x)
         if self.p == 1:
             return x * 0
-        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        keep = (torch.rand_like(x, dtype=torch.float32) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
         return x * keep

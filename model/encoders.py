@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.cpu_ops import Dropout, Linear
+from model.cpu_ops import Dropout, Linear, fast_path_applies
+from model.hoisted_lstm import bilstm_final_states
 
 
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -90,7 +91,9 @@ class QuestionEncoder(nn.Module):
 class AppearanceEncoder(nn.Module):
     """``tanh(dropout(x))``, a BiLSTM ``D -> d/2`` per direction over the F frames of each clip, final states.
 
-    forward(appearance (N, C, F, D)) -> V_a (N, C, d). Depends on the video only.
+    forward(appearance (N, C, F, D)) -> V_a (N, C, d). Depends on the video only. On the CPU fast path
+    (model/cpu_ops.py) the BiLSTM runs with its input projection hoisted out of the recurrence, in bf16 under CPU
+    autocast (model/hoisted_lstm.py); elsewhere it is ``nn.LSTM`` itself.
     """
 
     def __init__(self, vision_dim: int, module_dim: int, input_dropout: float, clip_dropout: float):
@@ -102,7 +105,10 @@ class AppearanceEncoder(nn.Module):
     def forward(self, appearance: torch.Tensor) -> torch.Tensor:
         n, c, f, dim = appearance.shape
         frames = torch.tanh(self.input_dropout(appearance)).reshape(n * c, f, dim)
-        _, (hidden, _) = self.lstm(frames)                                 # hidden (2, N*C, d/2)
+        if fast_path_applies(frames, self.lstm.weight_ih_l0):
+            hidden = bilstm_final_states(self.lstm, frames)                # (2, N*C, d/2), same parameters
+        else:
+            _, (hidden, _) = self.lstm(frames)                             # hidden (2, N*C, d/2)
         clips = torch.cat([hidden[0], hidden[1]], dim=1).reshape(n, c, -1)
         return self.clip_dropout(clips)
 

@@ -30,16 +30,39 @@ def field(lines: list[str], name: str) -> str:
     return line.split("|", 1)[1].strip()
 
 
+def check_flop_lines(lines: list[str], medians: dict) -> None:
+    """The flops line adds up, and each setting's 'measured Nx it' is its median over its bound."""
+    flops = re.match(r"([\d.e+]+) GFLOP per step, counted from the shapes \(LSTMs ([\d.e+]+), other products "
+                     r"([\d.e+]+); forward \+ backward\)", field(lines, "flops"))
+    assert flops and float(flops.group(1)) == pytest.approx(float(flops.group(2)) + float(flops.group(3)), rel=1e-3)
+    bounds = re.findall(r"(float32|bf16): peak \d+ GFLOP/s -> ([\d.e+-]+) ms/step, measured ([\d.e+-]+)x it",
+                        field(lines, "FLOP bound"))
+    assert [b[0] for b in bounds] == ["float32", "bf16"]
+    for name, bound_ms, times in bounds:
+        assert float(times) == pytest.approx(float(medians[name]) / float(bound_ms), rel=0.02, abs=0.02)
+
+
 @pytest.mark.parametrize("invocation, extra, questions", [
     (["bench/train_step.py"], ["--batch_size", "6", "--questions_per_video", "3"], 6),
-    (["-m", "bench.train_step"], ["--batch_size", "4", "--mode", "kd", "--teacher_graph_layers", "3"], 4),
+    (["-m", "bench.train_step"], ["--batch_size", "4", "--mode", "kd", "--teacher_graph_layers", "3", "--no_bound"],
+     4),
 ])
 def test_train_step_reports_consistent_figures(invocation, extra, questions):
     lines = run_bench(*invocation, *TINY_STEP, *extra)
     rate = RATE.match(lines[-1])
     assert rate, f"last line is not 'questions/s: X': {lines[-1]!r}"
-    median_ms = float(re.match(r"([\d.]+) ms \(median of 2;", field(lines, "ms/step")).group(1))
-    assert float(rate.group(1)) == pytest.approx(questions * 1000 / median_ms, rel=0.01, abs=0.01)
+    medians = dict(re.findall(r"(float32|bf16): ([\d.]+) ms \(median of 2;", field(lines, "ms/step")))
+    rates = dict(re.findall(r"(float32|bf16) ([\d.]+) questions/s", field(lines, "rates")))
+    assert set(medians) == set(rates) == {"float32", "bf16"}  # side by side by default
+    for name, median_ms in medians.items():
+        assert float(rates[name]) == pytest.approx(questions * 1000 / float(median_ms), rel=0.01, abs=0.01)
+    ratio = float(re.search(r"\(([\d.]+)x float32\)", field(lines, "rates")).group(1))
+    assert ratio == pytest.approx(float(rates["bf16"]) / float(rates["float32"]), rel=0.01, abs=0.01)
+    assert float(rate.group(1)) == float(rates["bf16"])       # the last line: the last --amp setting
+    if "--no_bound" in extra:
+        assert not any(line.startswith(("flops", "FLOP bound")) for line in lines)
+    else:
+        check_flop_lines(lines, medians)
     epoch = field(lines, "epoch")
     assert "MSVD-QA (30,933 questions)" in epoch and "MSRVTT-QA (158,581 questions)" in epoch
     assert re.search(r"[\d.]+ (MiB|GiB) \(CPU peak RSS", field(lines, "peak memory"))
@@ -114,3 +137,28 @@ def test_train_step_builds_the_heads_batches(cfg, answers, clips, capsys, single
         assert batch["answer"].max() < 5
     else:
         assert "candidates" not in batch and batch["answer"].min() >= 1 and batch["answer"].max() <= 10
+
+
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_step_flops_counts_products_and_lstms_from_the_shapes(input_grad, single_thread):
+    """A bidirectional LSTM 5 -> 3 over 4 sequences of 7 steps, then Linear(6, 2) on its 28 outputs; hand count
+    (2 FLOPs per multiply-add)."""
+    from torch import nn
+    from bench.step_flops import count_step_flops
+
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(5, 3, batch_first=True, bidirectional=True), nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.head(self.lstm(x)[0])
+
+    model, x = Tiny(), torch.randn(4, 7, 5, requires_grad=input_grad)
+    flops = count_step_flops(lambda: model(x).sum().backward(), [model])
+    # per direction and (sequence, step): 12 gate rows, each 5 input + 3 state multiply-adds forward; backward the
+    # weight gradients (5 + 3 again), the state gradient (3) and, if x needs one, its gradient (5)
+    per_row = 12 * ((5 + 3) + (5 + 3) + 3 + (5 if input_grad else 0))
+    assert flops.lstms == 2 * 2 * 28 * per_row
+    assert flops.products == 3 * 2 * 28 * 6 * 2  # forward, input gradient, weight gradient of the head
+    assert flops.total == flops.lstms + flops.products

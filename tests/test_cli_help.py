@@ -13,6 +13,7 @@ COMMANDS = [
     ("validate.py", "python validate.py"),
     ("txt2pickle.py", "python txt2pickle.py"),
     ("bench/train_step.py", "python bench/train_step.py"),
+    ("bench/amp_accuracy.py", "python bench/amp_accuracy.py"),
     ("bench/data_loading.py", "python bench/data_loading.py"),
     ("bench/txt2pickle_memory.py", "python bench/txt2pickle_memory.py"),
     ("bench.extraction", "python -m bench.extraction"),

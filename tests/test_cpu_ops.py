@@ -134,6 +134,19 @@ def test_dropout_edge_probabilities_and_other_dtypes():
     assert doubles.dtype == torch.float64 and set(torch.unique(doubles / x.double()).tolist()) <= {0.0, 2.0}
 
 
+def test_dropout_of_bf16_tensors_draws_the_same_float32_mask():
+    """bf16 inputs (CPU autocast outputs) take the fast mask too: the float32 draw, so the same mask as float32."""
+    x = torch.randn(200, 50)
+    torch.manual_seed(4)
+    ours = cpu_ops.Dropout(0.3)(x.bfloat16())
+    torch.manual_seed(4)
+    reference = cpu_ops.Dropout(0.3)(x)
+    assert ours.dtype == torch.bfloat16
+    assert torch.equal(ours != 0, reference != 0)
+    torch.testing.assert_close(ours.float(), reference, rtol=2 ** -6, atol=0)  # x, 1 / (1 - p), product rounded
+    assert 0.65 < (ours != 0).float().mean() < 0.75
+
+
 def test_a_whole_model_equals_the_model_on_torch_operators():
     """Eval mode (no dropout): every output and every parameter gradient as with F.linear / baddbmm / F.elu.
 

@@ -76,10 +76,11 @@ class StepContext:
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None):
-    """bf16/fp16 autocast on CUDA; a no-op context otherwise."""
-    if amp_dtype is None or device.type != "cuda":
+    """Autocast to ``amp_dtype`` on ``device`` (bf16/fp16 on CUDA, bf16 on the CPU: training.run_config.resolve_amp
+    decides); a no-op context for float32 (None). Parameters stay float32; the losses turn autocast off."""
+    if amp_dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=amp_dtype)
+    return torch.autocast(device_type=device.type, dtype=amp_dtype)
 
 
 def model_inputs(batch: dict, per_question_videos: bool = False) -> tuple:

@@ -8,9 +8,11 @@ import torch
 from training.data import resolve_path
 from training.log import get_logger
 from utils.config import ConfigError, REPO_ROOT
+from utils.cpu_features import bf16_matrix_units
 
 MODES = ("teacher", "student", "kd")
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+AMP_CHOICES = (*AMP_DTYPES, "auto")
 
 
 def run_dir_for(cfg) -> Path:
@@ -35,14 +37,34 @@ def resolve_mode(cfg) -> str:
     return mode
 
 
-def amp_dtype_for(cfg, device: torch.device) -> torch.dtype | None:
-    if cfg.train.amp not in AMP_DTYPES:
-        raise ConfigError(f"config key 'train.amp' must be one of {', '.join(AMP_DTYPES)}, got '{cfg.train.amp}'")
-    amp_dtype = AMP_DTYPES[cfg.train.amp]
-    if amp_dtype is not None and device.type != "cuda":
-        get_logger().warning(f"train.amp={cfg.train.amp} needs a CUDA device; running in float32 on {device}")
-        return None
-    return amp_dtype
+def resolve_amp(cfg, device: torch.device) -> tuple:
+    """``train.amp`` for ``device`` -> (autocast dtype or None for float32, one line saying what was chosen and why).
+
+    bf16 runs on CUDA and on CPUs (CPU autocast); fp16 on CUDA only. ``auto`` picks bf16 on a CPU with bf16 matrix
+    instructions (:func:`utils.cpu_features.bf16_matrix_units`) and float32 elsewhere, CUDA included (at this
+    model's sizes a GPU step is bound by kernel launches and bf16 does not help: README "Performance").
+    """
+    amp = cfg.train.amp
+    if amp not in AMP_CHOICES:
+        raise ConfigError(f"config key 'train.amp' must be one of {', '.join(AMP_CHOICES)}, got '{amp}'")
+    if amp == "auto":
+        units = bf16_matrix_units() if device.type == "cpu" else ()
+        if units:
+            return torch.bfloat16, (f"autocast bf16 (train.amp=auto: this CPU has bf16 matrix instructions, "
+                                    f"{' '.join(units)}; float32 master weights and losses)")
+        why = "no bf16 matrix instructions on this CPU" if device.type == "cpu" else f"float32 is faster on {device}"
+        return None, f"float32 (train.amp=auto: {why})"
+    amp_dtype = AMP_DTYPES[amp]
+    if amp_dtype == torch.float16 and device.type != "cuda":
+        get_logger().warning(f"train.amp=fp16 needs a CUDA device; running in float32 on {device}")
+        return None, "float32 (train.amp=fp16 needs CUDA)"
+    if amp_dtype is None:
+        return None, "float32 (train.amp=none)"
+    if device.type == "cpu" and not bf16_matrix_units():
+        get_logger().warning("train.amp=bf16: this CPU has no bf16 matrix instructions, so bf16 products are "
+                             "emulated and slower than float32 (train.amp=auto would pick float32)")
+    return amp_dtype, f"autocast {amp} (train.amp={amp}; float32 master weights and losses)"
+
 
 def per_process_batch_size(cfg, world_size: int) -> int:
     """``train.batch_size`` is the global batch: each of ``world_size`` processes takes an equal share."""

@@ -26,7 +26,7 @@ from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
 from training.reproducibility import configure_determinism, seed_everything
 from training.run_checks import check_resume_config, check_student_smaller
-from training.run_config import amp_dtype_for, per_process_batch_size, resolve_head, resolve_mode, run_dir_for
+from training.run_config import per_process_batch_size, resolve_amp, resolve_head, resolve_mode, run_dir_for
 from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
 from training.signals import StopRequest
@@ -94,7 +94,7 @@ class _Run:
         self.objective_without_teacher = objective_for(cfg, "student")  # evaluation without the teacher (test)
         self.objective.check_outputs(model_spec(cfg.model.name).output_fields, None)
         set_cpu_fast_path(cfg.model.cpu_fast_path)
-        self.amp_dtype = amp_dtype_for(cfg, self.device)
+        self.amp_dtype, self.amp_note = resolve_amp(cfg, self.device)
         if self.device.type == "cuda":
             torch.set_float32_matmul_precision("high")  # TF32 matmuls for float32 work (Ampere and newer)
         configure_determinism(cfg.train.deterministic)
@@ -277,6 +277,7 @@ class _Run:
                             f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test "
                             f"questions | {self.dist.world_size} process(es) on {self.device} | results in "
                             f"{self.run_dir}", "cyan", bold=True))
+        self.log.info(f"precision: {self.amp_note}")
         for split in ("val", "test"):
             self.log.info(f"{split} scoring: {splits[split].scoring_note()}")
 
