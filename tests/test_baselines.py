@@ -129,6 +129,11 @@ def test_count_baselines_by_hand():
                            category_names=())
     assert none["majority"]["answer"] == "10" and none["majority"]["per_type"] == {}  # mean 13 clamped to 10
     assert "per_type_majority" not in none
+    # a mean of exactly k + 0.5 rounds up, as the count head's predictions (HCRN): 2.5 -> 3, 4.5 -> 5
+    assert prior_baselines(np.array([2, 3]), np.zeros(2), np.array([3]), np.zeros(1), head="count",
+                           category_names=())["majority"]["answer"] == "3"
+    assert prior_baselines(np.array([4, 5, 4, 5]), np.zeros(4), np.array([3]), np.zeros(1), head="count",
+                           category_names=())["majority"]["answer"] == "5"
 
 
 def test_frameqa_unanswerable_is_unk_and_never_chosen():
@@ -166,7 +171,7 @@ def test_multiple_choice_and_count_files_match_numpy(tmp_path):
     train, test = _load(count.question_path("train")), _load(count.question_path("test"))
     result = baselines_from_files(count.question_path("train"), count.question_path("test"),
                                   count.data_dir / "tiny_vocab.json", "tiny-count")
-    mean = int(np.clip(np.round(train["answers"].mean()), 1, 10))
+    mean = int(np.clip(np.floor(train["answers"].mean() + 0.5), 1, 10))  # halves up, as HCRN
     assert result["metric"] == "MSE" and result["majority"]["answer"] == str(mean)
     assert result["majority"]["mse"] == pytest.approx(np.mean((test["answers"] - mean) ** 2.0))
     assert set(result) == {"metric", "majority"}  # no categories, no question-only baseline

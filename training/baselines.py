@@ -3,8 +3,8 @@ head, per category of the dataset (preprocess/datasets/: ``category_names``, ``c
 
 - majority: always the training split's most frequent answer. Open-ended: the most frequent answer id (the
   vocabulary's unknown answers ``<UNK0>`` / ``<UNK1>`` / ``<UNK>`` are never chosen); multiple choice: the most
-  frequent position of the right candidate ("candidate k"); count: the training mean count rounded and clamped to
-  1..10 as the count head's predictions are (scored by MSE, lower is better). Ties go to the lowest id / position.
+  frequent position of the right candidate ("candidate k"); count: the training mean count rounded (halves up) and
+  clamped to 1..10 as the count head's predictions are (scored by MSE, lower is better). Ties go to the lowest id / position.
 - per-category majority (``per_type_majority``; only when the dataset has categories): the same within each
   category of the training split (MSVD-QA / MSRVTT-QA: the first-word question types; others: the question file's
   ``question_category``), the overall answer for a category the training split lacks.
@@ -53,13 +53,13 @@ def _most_frequent(values: np.ndarray, exclude: list[int] = ()) -> int | None:
 
 def majority(train_answers: np.ndarray, head: str = "open_ended", answer_tokens: list[str] | None = None) -> int | None:
     """The majority answer of ``train_answers`` (N,): an open-ended answer id (never an unknown one), a candidate
-    position, or for count ``clamp(round(mean), 1, 10)``; None when there is none (no answers, or only unknown
+    position, or for count ``clamp(floor(mean + 0.5), 1, 10)`` (the count head's rounding); None when there is none (no answers, or only unknown
     ones)."""
     train_answers = np.asarray(train_answers, dtype=np.int64)
     if head == "count":
         if train_answers.size == 0:
             return None
-        return int(np.clip(np.round(train_answers.mean()), *COUNT_RANGE))
+        return int(np.clip(np.floor(train_answers.mean() + 0.5), *COUNT_RANGE))
     return _most_frequent(train_answers, never_chosen(answer_tokens) if head == "open_ended" else [])
 
 
