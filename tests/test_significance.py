@@ -125,3 +125,31 @@ def test_squared_errors_with_mirror_ties_count_the_observed_pattern():
 def test_non_finite_values_are_rejected():
     with pytest.raises(ValueError, match="finite"):
         paired_permutation_test(np.array([1.0, np.nan]), np.array([1.0, 0.0]))
+
+
+def test_monte_carlo_p_counts_the_observed_pattern_once_more():
+    """p = (1 + hits) / (1 + R), checked where the hits are known without sampling: 40 questions all won by a (a
+    random flip reaches |T| only with probability 2^-39: hits = 0, p = 1 / (R + 1)), and one differing question (every
+    flip reaches |T|: hits = R, p = 1). Without the +1 the first gives 0, the second R / (R + 1)."""
+    a, b = np.ones(40), np.zeros(40)
+    for rounds in (1, 99, 1000):
+        result = paired_permutation_test(a, b, rounds=rounds, seed=1, exact_up_to=0)
+        assert result.p_value == 1 / (rounds + 1) and result.num_differing == 40
+        assert result.method == f"{rounds:,} random sign flips (seed 1)"
+        one = paired_permutation_test(np.array([1.0, 0.0]), np.array([0.0, 0.0]), rounds=rounds, exact_up_to=0)
+        assert one.p_value == 1.0
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        paired_permutation_test(a, b, rounds=0)
+
+
+def test_monte_carlo_p_equals_its_definition_on_a_separate_draw():
+    """(1 + hits) / (1 + R) with the hits counted here from the same seeded stream of sign flips (a numpy Generator
+    drawing uniform [0, 1) per round and differing question, flip where < 0.5): the whole p, not within 0.01."""
+    rng = np.random.default_rng(11)
+    a, b = rng.random((2, 30)) < np.array([0.6, 0.45])[:, None]
+    d = (a.astype(float) - b.astype(float))
+    d = d[d != 0]
+    flips = np.random.default_rng(4).random((500, d.size)) < 0.5
+    hits = sum(abs(sum(-x if f else x for f, x in zip(row, d))) >= abs(d.sum()) for row in flips)
+    result = paired_permutation_test(a, b, rounds=500, seed=4, exact_up_to=0)
+    assert result.p_value == (1 + hits) / 501
