@@ -147,7 +147,8 @@ def prior_baselines(train_answers: np.ndarray, train_types: np.ndarray, test_ans
     if head != "open_ended":
         unanswerable = None
     elif unanswerable == -1:
-        unanswerable = unanswerable_answer({"answer_token_to_idx": {t: i for i, t in enumerate(answer_tokens or [])}})
+        unanswerable = unanswerable_answer({"answer_token_to_idx": {t: i for i, t in enumerate(answer_tokens or [])}},
+                                           "open_ended")
     category_names = tuple(category_names)
     train_answers, test_answers = np.asarray(train_answers, np.int64), np.asarray(test_answers, np.int64)
     train_types, test_types = np.asarray(train_types, np.int64), np.asarray(test_types, np.int64)

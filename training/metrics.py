@@ -40,7 +40,7 @@ def better(metric: str, new: float, best: float | None) -> bool:
     return new < best if metric == MSE else new > best
 
 
-def unanswerable_answer(vocab: dict, head: str = "open_ended") -> int | None:
+def unanswerable_answer(vocab: dict, head: str) -> int | None:
     """The id of the answer that is never counted correct: ``<UNK1>`` if the answer vocabulary has it, else
     ``<UNK>``; None for multiple choice, count, or a vocabulary with neither."""
     if head != "open_ended":
@@ -49,7 +49,7 @@ def unanswerable_answer(vocab: dict, head: str = "open_ended") -> int | None:
     return next((answers[t] for t in UNANSWERABLE_TOKENS if t in answers), None)
 
 
-def predictions_from_logits(logits: torch.Tensor, head: str = "open_ended") -> torch.Tensor:
+def predictions_from_logits(logits: torch.Tensor, head: str) -> torch.Tensor:
     """(B,) int64 predictions from logits (B, A): the argmax answer / candidate, or for count (B, 1)
     ``clamp(floor(logits[:, 0] + 0.5), 1, 10)`` (HCRN's rounding: halves up, 2.5 -> 3)."""
     if head == "count":
@@ -190,10 +190,6 @@ def format_value(value: float | None, metric: str = ACCURACY) -> str:
     if value is None:
         return "-"
     return f"{value:.3f}" if metric == MSE else f"{100.0 * value:.2f}"
-
-
-def _pct(value: float | None) -> str:
-    return format_value(value)
 
 
 def metric_unit(metric: str) -> str:
