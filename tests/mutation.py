@@ -57,7 +57,7 @@ def setup_cfg(target: Target) -> str:
     def listing(values) -> str:
         return "".join(f"\n    {v}" for v in values)
     return (f"[mutmut]\nsource_paths ={listing(SOURCES)}\nonly_mutate ={listing([target.path])}\n"
-            f"pytest_add_cli_args_test_selection ={listing(target.tests)}\n")
+            f"also_copy ={listing(['configs'])}\npytest_add_cli_args_test_selection ={listing(target.tests)}\n")
 
 
 def prepare(name: str, fresh: bool) -> Path:
