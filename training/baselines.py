@@ -110,7 +110,7 @@ def _question_keys(questions: np.ndarray, lengths: np.ndarray) -> list[bytes]:
 
 
 def question_only_predictions(train_keys: list[bytes], train_answers: np.ndarray, test_keys: list[bytes],
-                              fallback: np.ndarray, never: list[int] = (0, 1)) -> np.ndarray:
+                              fallback: np.ndarray, never: list[int]) -> np.ndarray:
     """(N_test,) answer ids: each test question's most frequent training answer among the training questions with
     the same key (ids outside ``never``, lowest id on ties), ``fallback`` (N_test,) where there is none."""
     never = set(never)
