@@ -70,6 +70,7 @@ def test_paired_tests_equal_a_separate_call():
     assert default["method"] == "exact, all 64 sign flips"  # 6 questions differ
     many = {"A": [_scores("a", 0, np.ones(40))], "B": [_scores("b", 0, np.zeros(40))]}
     assert R.paired_tests(many, [("A", "B")])[0]["method"] == "10,000 random sign flips (seed 0)"
+    assert R.paired_tests(many, [("A", "B")], rounds=50)[0]["method"] == "50 random sign flips (seed 0)"
 
 
 def test_paired_tests_refuse_other_questions_or_metrics():
@@ -127,9 +128,9 @@ def test_tables_by_hand():
         "| model | parameters | All | What | Who | Causal |", "|---|---:|---:|---:|---:|---:|",
         "| Teacher | 2,163,193 | 50.00 ± 0.00 | 25.00 ± 0.00 | - | - |",
         "| Student | 1,000 | 60.00 ± 5.00 | - | 100.00 ± 10.00 | 50.00 ± 12.50 |"])
-    extra = [("majority ('x')", "", {"all": "8.00", "what": "1.00"})]
+    extra = [("majority ('x')", "", {"all": "8.00"})]
     assert R.table3(models, extra, columns=["all", "what"]).splitlines()[2:4] == [
-        "| majority ('x') |  | 8.00 | 1.00 |", "| Teacher | 2,163,193 | 50.00 ± 0.00 | 25.00 ± 0.00 |"]
+        "| majority ('x') |  | 8.00 | - |", "| Teacher | 2,163,193 | 50.00 ± 0.00 | 25.00 ± 0.00 |"]
     mse = {"M": {"mse": {"mean": 1.5, "std": 0.25}, "per_type": {}, "parameters": 5, "seeds": [3]}}
     assert R.table3(mse).splitlines()[2] == "| M | 5 | 1.500 ± 0.250 |"
     assert R.table3(mse, metric="MSE", columns=["all", "x"]).splitlines()[2] == "| M | 5 | 1.500 ± 0.250 | - |"
@@ -152,11 +153,18 @@ def test_markdown_and_report_files(tmp_path):
     assert parts[5] == R.tests_table(summary["tests"]) and parts[6] == f"Method: {summary['method']}.\n"
     count = {"M": {"mse": {"mean": 1.5, "std": 0.25, "values": [1.25, 1.75]}, "per_type": {}, "parameters": 5,
                    "seeds": [0, 1]}}
-    mse_text = R.markdown({"metric": "MSE", "models": count, "tests": [], "method": "m"}, "C")
-    assert "Test MSE of the rounded count (lower is better), mean ± sample std over seeds:" in mse_text
-    assert "| M | 5 | 1.500 ± 0.250 |" in mse_text
+    tests = [{"a": "M", "b": "M", "mean_difference": 0.5, "p_value": 1.0}]
+    mse_text = R.markdown({"metric": "MSE", "models": count, "tests": tests, "method": "m", "columns": ["all", "x"]},
+                          "C")
+    assert mse_text.split("\n\n") == [
+        "# C", "Test MSE of the rounded count (lower is better), mean ± sample std over seeds:",
+        "| model | parameters | All | X |\n|---|---:|---:|---:|\n| M | 5 | 1.500 ± 0.250 | - |", "Seeds: M 0, 1",
+        "Paired tests (a minus b):", R.tests_table(tests, "MSE"), "Method: m.\n"]
+    plain = R.markdown({"models": {"A": {"accuracy": {"mean": 0.5, "std": 0.0}, "per_type": {}, "parameters": 1,
+                                         "seeds": [0]}}, "tests": [], "method": "m"}, "T")
+    assert "Test accuracy (%), mean ± sample std over seeds:" in plain and "| A | 1 | 50.00 ± 0.00 |" in plain
     R.write_reports(summary, tmp_path, "Sweep")
-    assert json.loads((tmp_path / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert (tmp_path / "summary.json").read_text() == json.dumps(summary, indent=1) + "\n"
     assert (tmp_path / "summary.md").read_text() == text
     assert (tmp_path / "summary.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -175,9 +183,103 @@ def test_plot_shows_every_seed_and_the_mean(tmp_path, monkeypatch):
     assert [p[0] for p in dots[0]] == [40.0, 60.0] and [p[0] for p in dots[-1]] == [30.0]
     labels = [t.get_text() for t in ax.texts]
     assert labels == ["50.00 ± 10.00", "30.00 ± 0.00"]
+    assert [t.xy for t in ax.texts] == [(60.0, 0), (30.0, 1)] and ax.texts[0].xyann == (8, 0)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
     assert ax.get_xlabel() == "test accuracy (%)" and ax.get_title().startswith("Test accuracy per model")
     count = {"metric": "MSE", "models": {"C": {"mse": {"mean": 1.5, "std": 0.25, "values": [1.25, 1.75]}}}}
     R.plot_summary(count, tmp_path / "c.png")
     ax = figures[1].axes[0]
     assert [t.get_text() for t in ax.texts] == ["1.500 ± 0.250"] and ax.get_xlabel() == "test MSE (lower is better)"
+    assert ax.get_title() == "Test MSE per model: seeds (dots), mean ± std (bar)"
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # first model on top
+    R.plot_summary({"models": summary["models"]}, tmp_path / "d.png")  # no "metric": accuracy
+    assert figures[2].axes[0].get_xlabel() == "test accuracy (%)"
+
+
+class _FakeEvaluator:
+    """What run_scores needs of training.evaluation.SplitEvaluator, on 4 questions (ids 10-13, answers 1 2 3 4)."""
+    split = "test"
+
+    class Questions:
+        question_ids, answers = np.array([10, 11, 12, 13]), np.array([1, 2, 3, 4])
+
+        def __len__(self):
+            return 4
+
+    def __init__(self, head, predictions):
+        self.head, self.predictions, self.calls = head, np.asarray(predictions), []
+        self.questions = self.Questions()
+
+    def evaluate(self, ckpt):
+        from types import SimpleNamespace
+
+        import torch
+        from training.metrics import metric_for, score_by_category
+        self.calls.append(ckpt)
+        accuracy = score_by_category(torch.from_numpy(self.predictions), torch.from_numpy(self.questions.answers),
+                                     torch.tensor([0, 1, 0, 1]), ("what", "who"), metric=metric_for(self.head),
+                                     unanswerable=None)
+        return SimpleNamespace(predictions=self.predictions, accuracy=accuracy, parameters=42)
+
+    def answer_texts(self):
+        return lambda i, a: f"q{i}:{a}"
+
+    def category_name(self, i):
+        return ("what", "who")[i % 2]
+
+    def correct(self, predictions):
+        return predictions == self.questions.answers
+
+
+@pytest.mark.parametrize("head", ["open_ended", "multiple_choice", "count"])
+def test_run_scores_evaluate_once_and_read_the_cache(tmp_path, head):
+    ckpt, cache = tmp_path / "best.pt", tmp_path / "run" / R.PREDICTIONS_FILE
+    ckpt.write_bytes(b"weights")
+    cache.parent.mkdir()
+    evaluator = _FakeEvaluator(head, [1, 0, 3, 6])
+    scores = R.run_scores("run", 2, ckpt, cache, lambda: evaluator)
+    assert evaluator.calls == [ckpt] and (scores.folder, scores.seed, scores.parameters) == ("run", 2, 42)
+    assert scores.question_ids.tolist() == [10, 11, 12, 13] and scores.question_ids.dtype == np.int64
+    cached = json.loads(cache.read_text())
+    assert (cached["format"], cached["split"], cached["head"], cached["parameters"]) == (R.CACHE_FORMAT, "test",
+                                                                                         head, 42)
+    questions = cached["questions"]
+    assert questions["question_id"] == [10, 11, 12, 13] and questions["type"] == ["what", "who", "what", "who"]
+    assert questions["answer"] == ["q0:1", "q1:2", "q2:3", "q3:4"]
+    assert questions["prediction"] == ["q0:1", "q1:0", "q2:3", "q3:6"]
+    if head == "count":
+        assert cached["metric"] == "MSE" and questions["squared_error"] == [0, 4, 0, 4] and "correct" not in questions
+        assert scores.outcome.tolist() == [0.0, 4.0, 0.0, 4.0] and scores.metric == "MSE"
+        assert cached["accuracy"]["all"] == 2.0
+    else:
+        assert cached["metric"] == "accuracy" and questions["correct"] == [1, 0, 1, 0]
+        assert scores.outcome.tolist() == [1.0, 0.0, 1.0, 0.0] and scores.outcome.dtype == np.float64
+        assert cached["accuracy"] == scores.accuracy and scores.accuracy["all"] == 0.5
+    if head == "multiple_choice":
+        assert questions["answer_index"] == [1, 2, 3, 4] and questions["prediction_index"] == [1, 0, 3, 6]
+    else:
+        assert "answer_index" not in questions and "prediction_index" not in questions
+    again = R.run_scores("run", 2, ckpt, cache, lambda: pytest.fail("the cache must be read"))
+    assert again.outcome.tolist() == scores.outcome.tolist() and again.accuracy == scores.accuracy
+    cache.write_text("{not json")
+    R.run_scores("run", 2, ckpt, cache, lambda: evaluator)  # unreadable: evaluated again
+    assert len(evaluator.calls) == 2
+
+
+def test_collect_scores_by_model_and_a_given_teacher(tmp_path):
+    runs = [Run("student", "s0", "Student", 0), Run("student", "s1", "Student", 1), Run("kd", "k0", "Student-KD", 0)]
+    for run in runs:
+        (tmp_path / run.folder).mkdir()
+        (tmp_path / run.folder / "best.pt").write_bytes(run.folder.encode())
+    teacher = tmp_path / "given.pt"
+    teacher.write_bytes(b"teacher")
+    made = []
+    evaluator = _FakeEvaluator("open_ended", [1, 2, 0, 0])
+    plan = Plan(tmp_path, [0, 1], [], runs, teacher, [])
+    by_model = R.collect_scores(plan, lambda: made.append(1) or evaluator)
+    assert list(by_model) == ["Student", "Student-KD", "Teacher"]
+    assert [s.folder for s in by_model["Student"]] == ["s0", "s1"] and [s.seed for s in by_model["Student"]] == [0, 1]
+    assert by_model["Teacher"][0].folder == str(teacher) and by_model["Teacher"][0].seed == -1
+    assert evaluator.calls == [tmp_path / "s0/best.pt", tmp_path / "s1/best.pt", tmp_path / "k0/best.pt", teacher]
+    assert (tmp_path / "given_teacher" / R.PREDICTIONS_FILE).is_file()
+    assert "Teacher" not in R.collect_scores(Plan(tmp_path, [0], [], runs[:1], None, []), lambda: evaluator)
