@@ -173,3 +173,15 @@ def test_same_tokens_as_nltk_reading_punkt_tab_text_files(tmp_path, monkeypatch)
             assert word_tokenize(text) == nltk.word_tokenize(text), text
     finally:
         _get_punkt_tokenizer.cache_clear()
+
+
+def test_question_type_and_token_ids():
+    from preprocess.text import QUESTION_TYPES, encode_tokens, question_type
+    assert QUESTION_TYPES == ("what", "who", "how", "when", "where")
+    assert [question_type(t) for t in ("what", "who", "how", "when", "where", "why", "What", "")] == \
+        ["what", "who", "how", "when", "where", "other", "other", "other"]
+    vocab = {"<NULL>": 0, "<UNK>": 1, "what": 2, "dog": 3}
+    assert encode_tokens(["what", "cat", "dog"], vocab) == [2, 1, 3]
+    assert encode_tokens(["what", "cat"], {"<unk>": 7, "what": 2}, unk="<unk>") == [2, 7]
+    with pytest.raises(KeyError):
+        encode_tokens(["what"], {"what": 2})  # a vocabulary without its unknown token
