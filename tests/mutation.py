@@ -4,8 +4,9 @@ For each module named (default: all of :data:`TARGETS`, in that order) this buil
 ``.mutmut/<module>/`` that links the repository's packages, writes a ``setup.cfg`` telling mutmut to mutate that
 one file and to run only that module's fast test files, runs ``mutmut run`` there (at low CPU priority:
 ``nice -n 10``), and prints the module's mutants killed / survived / without tests and its score,
-``killed / (mutants - skipped)``, the figure docs/mutation.md lists. mutmut keeps its results in the work folder,
-so a second run only tests mutants whose function changed; ``--fresh`` starts over.
+``killed / (mutants - skipped)``, the figure docs/mutation.md lists. mutmut keeps its results in the work folder
+and a rerun without ``--fresh`` reuses them even where the tests changed, so ``make mutate`` passes ``--fresh``;
+``--show`` prints the survivors of the last run.
 
 Usage (``make mutate`` runs it with every module):
     python tests/mutation.py [MODULE ...] [--fresh] [--jobs N]
