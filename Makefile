@@ -7,7 +7,7 @@ STAMP := $(VENV)/.requirements-installed
 # run several times slower (bench/README.md). Override by setting OMP_WAIT_POLICY yourself.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test clean-demo
+.PHONY: demo test mutate clean-demo
 
 # numpy < 1.26, the numpy of HCRN/DualVGR environments, in a side environment: tests/test_pickle_compat.py loads our
 # question files with it. Optional: where no such wheel exists (Python >= 3.12) the test checks the pickles' names only.
@@ -28,6 +28,18 @@ $(NUMPY1_STAMP):
 
 test: $(STAMP) $(NUMPY1_STAMP)
 	$(PY) -m pytest -q
+
+# Mutation testing (docs/mutation.md): mutmut changes the code of the modules whose numbers the project reports, one
+# change at a time, and checks that their tests fail. A developer tool, so it is pinned here and installed into .venv
+# by this target only: `make test`, `make demo` and CI do not need it. MODULES="significance metrics" picks modules.
+MUTMUT := mutmut==3.8.1
+MUTMUT_STAMP := $(VENV)/.mutmut-installed
+
+$(MUTMUT_STAMP): $(STAMP)
+	$(VENV)/bin/pip install -q --disable-pip-version-check '$(MUTMUT)' && touch $@
+
+mutate: $(MUTMUT_STAMP)
+	$(PY) tests/mutation.py --fresh $(MODULES)
 
 clean-demo:
 	rm -rf data/demo results/demo

@@ -1,4 +1,5 @@
-"""Visual fusion (MFB), clip readout and the answer classifier (docs/model.md section 4)."""
+"""Visual fusion (MFB), clip readout and the open-ended / count classifier (docs/model.md section 4); the
+multiple-choice head's conditioned readout and candidate scorer (docs/model.md section 8)."""
 from __future__ import annotations
 
 import torch

@@ -4,8 +4,9 @@ Each term is registered once (:func:`register_loss`) with a name, a typed parame
 ``weight``; e.g. a ``temperature``) and the model-output fields it reads from the model being trained and,
 optionally, from the frozen teacher. The config's ``losses`` section (and ``distill.losses``, the terms used
 when a teacher is given) lists the terms by name with their parameters; nothing from the config is executed.
-Built-in terms: ``ce``, ``mse``, ``similarity``, ``hsic``, ``kd_appearance``, ``kd_motion``. A term may be limited
-to some answer heads (``ce``: open-ended and multiple choice; ``mse``: count); :func:`check_heads` refuses the others.
+Built-in terms: ``ce``, ``hinge``, ``mse``, ``similarity``, ``hsic``, ``kd_appearance``, ``kd_motion``. A term may
+be limited to some answer heads (``ce``: open-ended and multiple choice; ``hinge``: multiple choice; ``mse``:
+count); :func:`check_heads` refuses the others.
 
 Every term is computed in float32 with autocast disabled (model outputs may be bf16/fp16 under autocast, and the
 Gram matrices of HSIC would lose digits in bf16) and is vectorised over the batch and the graph layers.
@@ -129,6 +130,25 @@ def cross_entropy_term(params, student, answers, teacher) -> torch.Tensor:
     """L_T: cross-entropy of the answer logits (B, A) against the answers (B,) class ids (multiple choice: the
     softmax over the K candidates' scores (B, K) against the right candidate's index)."""
     return F.cross_entropy(student.logits.float(), answers)
+
+
+def multiple_choice_hinge(scores: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """HCRN's multiple-choice loss: ``sum over b, k of max(0, 1 + s[b, k] - s[b, answers[b]])``.
+
+    scores (B, K) float, answers (B,) int64 the right candidate's index; a scalar, summed (not averaged) over the
+    batch as HCRN's train.py does. The right candidate's own term is the constant 1 (no gradient), so the minimum is
+    B, reached when every wrong candidate scores at least 1 below the right one.
+    """
+    scores = scores.float()
+    right = scores.gather(1, answers[:, None])                                  # (B, 1)
+    return torch.clamp(1.0 + scores - right, min=0.0).sum()
+
+
+@register_loss("hinge", student=("logits",), heads=("multiple_choice",))
+def hinge_term(params, student, answers, teacher) -> torch.Tensor:
+    """Multiple choice as HCRN trains TGIF-QA Action / Transition: :func:`multiple_choice_hinge` of the candidate
+    scores (B, K) against the right candidate's index (B,)."""
+    return multiple_choice_hinge(student.logits, answers)
 
 
 @register_loss("mse", student=("logits",), heads=("count",))

@@ -129,6 +129,11 @@ def test_count_baselines_by_hand():
                            category_names=())
     assert none["majority"]["answer"] == "10" and none["majority"]["per_type"] == {}  # mean 13 clamped to 10
     assert "per_type_majority" not in none
+    # a mean of exactly k + 0.5 rounds up, as the count head's predictions (HCRN): 2.5 -> 3, 4.5 -> 5
+    assert prior_baselines(np.array([2, 3]), np.zeros(2), np.array([3]), np.zeros(1), head="count",
+                           category_names=())["majority"]["answer"] == "3"
+    assert prior_baselines(np.array([4, 5, 4, 5]), np.zeros(4), np.array([3]), np.zeros(1), head="count",
+                           category_names=())["majority"]["answer"] == "5"
 
 
 def test_frameqa_unanswerable_is_unk_and_never_chosen():
@@ -166,7 +171,7 @@ def test_multiple_choice_and_count_files_match_numpy(tmp_path):
     train, test = _load(count.question_path("train")), _load(count.question_path("test"))
     result = baselines_from_files(count.question_path("train"), count.question_path("test"),
                                   count.data_dir / "tiny_vocab.json", "tiny-count")
-    mean = int(np.clip(np.round(train["answers"].mean()), 1, 10))
+    mean = int(np.clip(np.floor(train["answers"].mean() + 0.5), 1, 10))  # halves up, as HCRN
     assert result["metric"] == "MSE" and result["majority"]["answer"] == str(mean)
     assert result["majority"]["mse"] == pytest.approx(np.mean((test["answers"] - mean) ** 2.0))
     assert set(result) == {"metric", "majority"}  # no categories, no question-only baseline
@@ -227,3 +232,83 @@ def test_tgif_qa_frameqa_and_count_layouts_match_numpy(tmp_path):
     mean = np.clip(np.round(split["train"]["answers"].mean()), 1, 10)
     assert result["metric"] == "MSE" and result["majority"]["answer"] == str(int(mean))
     assert result["majority"]["mse"] == pytest.approx(np.mean((split["test"]["answers"] - mean) ** 2))
+
+
+def test_building_blocks_by_hand():
+    from training import baselines as b
+    assert b.value_key("count") == "mse" and b.value_key("open_ended") == b.value_key("multiple_choice") == "accuracy"
+    assert b.never_chosen(["<UNK0>", "<UNK1>", "cat", "<UNK>", "dog"]) == [0, 1, 3] and b.never_chosen(None) == []
+    assert b.majority(np.array([3, 1, 3, 1]), "multiple_choice") == 1                    # ties: the lowest
+    assert b.majority(np.array([0, 0, 0, 2]), "open_ended", ["<UNK0>", "<UNK1>", "a"]) == 2
+    assert b.majority(np.array([0, 1]), "open_ended", ["<UNK0>", "<UNK1>"]) is None
+    assert b.majority(np.array([0, 0, 2]), "open_ended") == 0                            # no tokens: nothing excluded
+    assert b.majority(np.array([], dtype=np.int64), "count") is None
+    assert b.majority(np.array([7]), "count") == 7 and b.majority(np.array([0, 0]), "count") == 1
+    assert b.majority(np.array([2, 2, 3]), "count") == 2                                 # 2.33 -> 2
+    assert b.answer_label(2, "open_ended", ["x", "y", "cat"]) == "cat"
+    assert b.answer_label(3, "multiple_choice") == "candidate 3" and b.answer_label(np.int64(4), "count") == "4"
+    # outcomes: correctness (an answer equal to the unanswerable id never right), or the squared error
+    assert b.outcomes(np.array([1, 2, 3]), np.array([1, 2, 0]), "open_ended", 1).tolist() == [0.0, 1.0, 0.0]
+    assert b.outcomes(np.array([1, 2, 3]), np.array([1, 2, 0]), "open_ended", None).tolist() == [1.0, 1.0, 0.0]
+    errors = b.outcomes(np.array([1, 4], dtype=np.uint8), np.array([3, 4], dtype=np.uint8), "count", None)
+    assert errors.tolist() == [4.0, 0.0] and errors.dtype == np.float64
+    # score: overall, per category present in the test split, per group (None when a group has no question)
+    result = b.score(np.array([1, 2, 3, 3]), np.array([1, 0, 3, 2]), np.array([0, 0, 2, 2]), "open_ended",
+                     ("a", "b", "c"), {"ab": ("a", "b"), "b": ("b",), "bc": ("b", "c")})
+    assert result == {"accuracy": 0.5, "per_type": {"a": 0.5, "c": 0.5},
+                      "per_group": {"ab": 0.5, "b": None, "bc": 0.5}}
+    assert b.score(np.array([2, 5]), np.array([3, 5]), np.array([0, 0]), "count", ()) == {"mse": 0.5, "per_type": {}}
+
+
+def test_question_keys_and_question_only_predictions_by_hand():
+    from training import baselines as b
+    keys = b._question_keys(np.array([[4, 5, 0], [4, 5, 6], [4, 0, 0]], dtype=np.int32), np.array([2, 3, 2]))
+    assert keys[0] == np.array([4, 5], dtype=np.int64).tobytes() and keys[0] != keys[1]
+    assert keys[2] == np.array([4, 0], dtype=np.int64).tobytes()
+    predicted = b.question_only_predictions([b"a", b"a", b"a", b"b", b"b", b"c"], np.array([3, 2, 2, 5, 4, 1]),
+                                            [b"a", b"b", b"c", b"d"], np.array([9, 9, 9, 9]), never=[1])
+    assert predicted.tolist() == [2, 4, 9, 9] and predicted.dtype == np.int64  # b: tie 5/4 -> 4; c: only never
+    assert b.question_only_predictions([b"a"], np.array([1]), [b"a"], np.array([7]), never=[]).tolist() == [1]
+
+
+def test_split_categories_by_hand():
+    from preprocess.datasets import get_dataset
+    from training.baselines import split_categories
+    msvd, svqa, count = get_dataset("msvd-qa"), get_dataset("svqa"), get_dataset("tgif-qa", "count")
+    vocab = {"<NULL>": 0, "<UNK>": 1, "who": 2, "is": 3, "where": 4}
+    data = {"questions": np.array([[2, 3], [4, 3], [3, 2]]), "answers": np.zeros(3)}
+    assert split_categories(data, msvd, vocab).tolist() == [1, 4, 5]
+    assert split_categories(data, count, vocab).tolist() == [0, 0, 0]
+    assert split_categories({**data, "question_category": [14, 0, 3]}, svqa, vocab).tolist() == [14, 0, 3]
+    with pytest.raises(ValueError, match="^f.pt: the dataset svqa reads categories from 'question_category', which "
+                                         "the file lacks$"):
+        split_categories(data, svqa, vocab, "f.pt")
+    with pytest.raises(ValueError, match=r"^the question file: 'question_category' spans \[0, 15\] but svqa has 15 "
+                                         "categories$"):
+        split_categories({**data, "question_category": [0, 15, 1]}, svqa, vocab)
+    with pytest.raises(ValueError, match=r"spans \[-1, 2\]"):
+        split_categories({**data, "question_category": [-1, 2, 1]}, svqa, vocab)
+    assert split_categories({**data, "question_category": [14, 14, 14]}, svqa, vocab).tolist() == [14, 14, 14]
+
+
+def test_no_answer_to_give_is_refused():
+    with pytest.raises(ValueError, match=r"^the training split has no answer a baseline can give \(none, or only "
+                                         r"unknown answers\)$"):
+        prior_baselines(np.array([0, 1]), np.zeros(2), np.array([2]), np.zeros(1), ["<UNK0>", "<UNK1>", "x"])
+
+
+def test_per_type_and_question_only_answers_from_the_first_word_of_files(tmp_path):
+    """baselines_from_files on the tiny MSVD-QA-like files: the per-type answers use the first word through the
+    question vocabulary (what / who / ...), and the question-only baseline never answers an unknown answer."""
+    data = write_tiny_dataset(tmp_path)
+    train = pickle.loads(data.question_path("train").read_bytes())
+    result = baselines_from_files(data.question_path("train"), data.question_path("test"),
+                                  tmp_path / "tiny_vocab.json")
+    expected = {}
+    for q, a in zip(train["questions"], train["answers"]):
+        if a >= 2:
+            expected.setdefault(QUESTION_TOKENS[q[0]], Counter())[a] += 1
+    answers = result["per_type_majority"]["answers"]
+    assert answers and all(answers[t] == ANSWERS[min(c for c in counts if counts[c] == max(counts.values()))]
+                           for t, counts in expected.items() if t in answers)
+    assert set(answers) <= {"what", "who", "how", "when", "where"} and "other" not in answers

@@ -24,6 +24,7 @@ COMMANDS = [
     ("preprocess.synthetic_dataset", "python -m preprocess.synthetic_dataset"),
     ("preprocess.synthetic_layouts", "python -m preprocess.synthetic_layouts"),
     ("preprocess.glove", "python -m preprocess.glove"),
+    ("tests/mutation.py", "python tests/mutation.py"),
 ]
 DASHED_FLAG = re.compile(r"--[a-z0-9]+-[a-z0-9]")
 

@@ -94,3 +94,16 @@ def test_malformed_rows_are_listed_by_line(tmp_path, capsys):
     (tmp_path / "val.csv").write_text(HEADER.replace(",qid", ""))
     with pytest.raises(DatasetLayoutError, match=r"val.csv:1: missing column 'qid'"):
         preprocess_split("nextqa", tmp_path, "val", tmp_path / "out")
+
+
+def test_questions_are_tokenised_as_nextqas_loader(tmp_path):
+    """NExT-QA's loader tokenises ``word_tokenize(text.lower())``: a final '?' stays a token (val.csv line 3483 is one
+    of three such real questions), and no word is dropped from a question without one. Tokens by hand."""
+    from preprocess.datasets import get_dataset
+    lines = ["11,10,32,32,why did the baby bend down?,1,0,CH,a,b,c,d,e\n",
+             "12,10,32,32,What is the man doing,0,1,DO,a,b,c,d,e\n"]
+    (tmp_path / "train.csv").write_text(HEADER + "".join(lines))
+    entries, problems = get_dataset("nextqa").read_split(tmp_path, "train")
+    assert not problems
+    assert [e.tokens for e in entries] == [["why", "did", "the", "baby", "bend", "down", "?"],
+                                           ["what", "is", "the", "man", "doing"]]

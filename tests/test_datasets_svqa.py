@@ -86,3 +86,20 @@ def test_malformed_entries_are_listed_and_skipped(tmp_path, capsys):
         preprocess_split("svqa", tmp_path, "val", tmp_path / "out")
     with pytest.raises(DatasetLayoutError, match="no \\{train,val,test\\}_qa.json in"):
         list_videos("svqa", tmp_path / "out")
+
+
+def test_digit_string_ids_are_read_as_dualvgr_reads_them(tmp_path):
+    """DualVGR reads the video id with ``int(instance['id'])``: "12" is video 12 there, so it is here (question files
+    and the videos to extract); a float, a sign or a word is still refused by name."""
+    from preprocess.datasets.svqa import video_id
+    program = [{"function": "scene"}, {"function": "count"}]
+    entries = [{"id": "12", "question": "how many shapes are there?", "ans": "2", "program": program},
+               {"id": " 7 ", "question": "how many cubes are there?", "ans": 3, "program": program},
+               {"id": 5, "question": "how many balls are there?", "ans": "1", "program": program}]
+    (tmp_path / "train_qa.json").write_text(json.dumps(entries))
+    write_glove(tmp_path / "glove.pkl")
+    summary = preprocess_split("svqa", tmp_path, "train", tmp_path / "out", glove_pt=tmp_path / "glove.pkl")
+    assert summary["questions"] == 3 and summary["skipped"] == 0
+    assert [v.video_id for v in list_videos("svqa", tmp_path)] == [5, 7, 12]
+    assert [video_id(v) for v in ("12", " 7 ", 5, "007")] == [int(v) for v in ("12", " 7 ", 5, "007")] == [12, 7, 5, 7]
+    assert [video_id(v) for v in ("-3", "1.5", 1.0, "twelve", True, "", None, "٣", 2**63)] == [None] * 9

@@ -23,11 +23,38 @@ def read_rows(path):
         return list(csv.DictReader(f, delimiter="\t"))
 
 
+def hcrn_permutation(n: int) -> np.ndarray:
+    """HCRN's own lines (preprocess/preprocess_questions.py, datautils/tgif_qa.py): ``np.random.seed(666)`` at start,
+    then one ``np.random.permutation(len(csv_data))``; the global generator's state is restored afterwards."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(666)
+        return np.random.permutation(n)
+    finally:
+        np.random.set_state(state)
+
+
 def hcrn_split(rows: list) -> dict:
-    """HCRN: np.random.seed(666); rows shuffled by np.random.permutation; first int(0.9 n) train, rest val."""
-    order = np.random.RandomState(666).permutation(len(rows))
+    """HCRN: rows shuffled by :func:`hcrn_permutation`; the first int(0.9 n) train, the rest val."""
+    order = hcrn_permutation(len(rows))
     cut = int(0.9 * len(rows))
     return {"train": [rows[i] for i in order[:cut]], "val": [rows[i] for i in order[cut:]]}
+
+
+def test_hcrn_shuffle_of_ten_rows_by_value(tmp_path):
+    """The order HCRN's seeding gives 10 rows, as literal values (numpy's legacy generator is stream-stable), and the
+    reader's split of a 10-row count file: train keys 5 7 0 9 3 4 8 1 6 (int(0.9 * 10) = 9), val key 2, question ids
+    their positions after the shuffle; the test file shuffled the same way."""
+    assert hcrn_permutation(10).tolist() == [5, 7, 0, 9, 3, 4, 8, 1, 6, 2]
+    lines = "".join(f"g{k}\thow many times does it jump?\t{k + 1}\t{k}\n" for k in range(10))
+    for prefix in ("Train", "Test"):
+        (tmp_path / f"{prefix}_count_question.csv").write_text("gif_name\tquestion\tanswer\tkey\n" + lines)
+    spec = get_dataset("tgif-qa", "count")
+    read = {split: spec.read_split(tmp_path, split)[0] for split in ("train", "val", "test")}
+    assert [e.video_id for e in read["train"]] == [5, 7, 0, 9, 3, 4, 8, 1, 6]
+    assert [e.video_id for e in read["val"]] == [2] and [e.question_id for e in read["val"]] == [0]
+    assert [e.video_id for e in read["test"]] == [5, 7, 0, 9, 3, 4, 8, 1, 6, 2]
+    assert [e.question_id for e in read["train"]] == list(range(9))
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +70,7 @@ def layout(tmp_path_factory):
 def raw_splits(root, task) -> dict:
     splits = hcrn_split(read_rows(root / "raw" / "csv" / f"Train_{task}_question.csv"))
     test = read_rows(root / "raw" / "csv" / f"Test_{task}_question.csv")
-    splits["test"] = [test[i] for i in np.random.RandomState(666).permutation(len(test))]
+    splits["test"] = [test[i] for i in hcrn_permutation(len(test))]
     return splits
 
 

@@ -40,7 +40,7 @@ def linear(i: int, o: int, bias: bool = True) -> int:
 
 
 def head_parameters(head: str, d: int, answers: int) -> int:
-    """The readout + classifier parameters of each head, by formula (docs/model.md section 6)."""
+    """The readout + classifier parameters of each head, by formula (docs/model.md section 8)."""
     if head == "multiple_choice":
         readout = 2 * linear(d, d, bias=False) + linear(2 * d, d) + linear(d, 1)
         scorer = 2 * linear(d, d) + linear(4 * d, d) + 2 * d + linear(d, 1)
@@ -95,6 +95,37 @@ def test_multiple_choice_logits_equal_a_per_candidate_computation():
     torch.testing.assert_close(permuted, out.logits[:, order], rtol=1e-5, atol=1e-5)
 
 
+def _elu(x: np.ndarray) -> np.ndarray:
+    return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
+
+
+def test_candidate_scorer_matches_its_equation_in_numpy():
+    """docs/model.md section 8, written in numpy from the weights alone: ``q' = W_q q + b_q``, ``a' = W_a a + b_a``,
+    ``score = w_o . BN(ELU(W_h [V_q ; q' ; V_a ; a'] + b_h)) + b_o`` with BatchNorm's running statistics (eval)."""
+    torch.manual_seed(3)
+    scorer = tiny_model("multiple_choice", K).eval().classifier
+    with torch.no_grad():
+        scorer.norm.running_mean.uniform_(-0.5, 0.5)
+        scorer.norm.running_var.uniform_(0.5, 2.0)
+        scorer.norm.weight.uniform_(0.5, 1.5)
+        scorer.norm.bias.uniform_(-0.3, 0.3)
+    g = torch.Generator().manual_seed(4)
+    question_video, sentence, candidate_video, candidate = (torch.randn(6, 32, generator=g) for _ in range(4))
+    with torch.no_grad():
+        got = scorer(question_video, sentence, candidate_video, candidate).numpy()
+    w = {name: p.detach().double().numpy() for name, p in scorer.named_parameters()}
+    bn = scorer.norm
+    q = sentence.double().numpy() @ w["question_proj.weight"].T + w["question_proj.bias"]
+    a = candidate.double().numpy() @ w["candidate_proj.weight"].T + w["candidate_proj.bias"]
+    joint = np.concatenate([question_video.double().numpy(), q, candidate_video.double().numpy(), a], axis=1)
+    hidden = _elu(joint @ w["hidden.weight"].T + w["hidden.bias"])
+    normed = ((hidden - bn.running_mean.double().numpy()) / np.sqrt(bn.running_var.double().numpy() + bn.eps)
+              * w["norm.weight"] + w["norm.bias"])
+    expected = normed @ w["out.weight"][0] + w["out.bias"][0]
+    assert got.shape == (6,)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_conditioned_readout_matches_its_equations():
     torch.manual_seed(0)
     model = tiny_model("multiple_choice", K).eval()
@@ -140,7 +171,47 @@ def test_multiple_choice_ce_is_the_softmax_over_candidates():
     assert value == pytest.approx(-np.log(probs[1]), rel=1e-6)
 
 
+def test_hinge_term_equals_hcrns_loss_by_hand():
+    """HCRN's train.py (Action / Transition): ``sum max(0, 1 + s_k - s_right)`` over the batch and all 5 candidates,
+    the right one included (a constant 1 per question). Row 1: only the right candidate's 1; row 2: 1 + 0.8 + 1.7 +
+    1.1 + 0 = 4.6; total 5.6."""
+    logits = torch.tensor([[1.0, 2.0, 0.5, -1.0, 0.0], [0.2, 0.0, 0.9, 0.3, -2.0]])
+    answers = torch.tensor([1, 0])
+    out = type("Out", (), {"logits": logits})()
+    assert loss_term("hinge").fn(None, out, answers, None).item() == pytest.approx(5.6, rel=1e-6)
+    # HCRN's flat layout, in numpy: scores (B * 5,), each compared with its question's right score
+    rng = np.random.default_rng(0)
+    scores, right = rng.normal(0, 1.5, (7, 5)), rng.integers(0, 5, 7)
+    flat = scores.reshape(-1)
+    index = np.repeat(np.arange(7), 5) * 5 + np.repeat(right, 5)
+    expected = np.maximum(0.0, 1.0 + flat - flat[index]).sum()
+    out = type("Out", (), {"logits": torch.from_numpy(scores).float()})()
+    assert loss_term("hinge").fn(None, out, torch.from_numpy(right), None).item() == pytest.approx(expected, rel=1e-5)
+    parts = compute_losses(build_objective({"hinge": {"weight": 0.5}}), out, torch.from_numpy(right))
+    assert parts["total"].item() == pytest.approx(0.5 * expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("task", ["action", "transition"])
+def test_tgif_qa_multiple_choice_configs_train_with_hcrns_hinge_loss(task):
+    """Action / Transition (teacher and student) use the hinge term as HCRN, cross-entropy kept as an option; the
+    other tasks keep their loss (frameqa ce, count mse)."""
+    from utils.config import REPO_ROOT
+    for role in ("teacher", "student"):
+        cfg = load_config(REPO_ROOT / f"configs/tgif_qa_{task}_{role}.yml")
+        assert cfg.losses.hinge == {"weight": 1.0} and not cfg.losses.get("ce")
+        check_heads(cfg, "multiple_choice")
+    cfg = load_config(REPO_ROOT / f"configs/tgif_qa_{task}_teacher.yml", ["losses.ce.weight=1.0", "losses.hinge=null"])
+    assert cfg.losses.ce == {"weight": 1.0} and not cfg.losses.get("hinge")
+    check_heads(cfg, "multiple_choice")
+    frameqa = load_config(REPO_ROOT / "configs/tgif_qa_frameqa_teacher.yml").losses
+    count = load_config(REPO_ROOT / "configs/tgif_qa_count_teacher.yml").losses
+    assert frameqa.ce == {"weight": 1.0} and not frameqa.get("hinge")
+    assert count.mse == {"weight": 1.0} and not count.get("hinge") and not count.get("ce")
+
+
 @pytest.mark.parametrize("losses,head,key", [({"ce": {"weight": 1.0}}, "count", "losses.ce"),
+                                             ({"ce": None, "hinge": {"weight": 1.0}}, "open_ended", "losses.hinge"),
+                                             ({"ce": None, "hinge": {"weight": 1.0}}, "count", "losses.hinge"),
                                              ({"ce": None, "mse": {"weight": 1.0}}, "open_ended", "losses.mse"),
                                              ({"ce": None, "mse": {"weight": 1.0}}, "multiple_choice", "losses.mse")])
 def test_loss_terms_that_do_not_fit_the_head_are_refused(losses, head, key):

@@ -17,10 +17,19 @@ from utils.config import load_config
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-def test_count_predictions_round_and_clamp_like_numpy():
-    logits = torch.tensor([[-3.0], [0.4], [1.5], [2.49], [2.51], [9.6], [10.4], [55.0]])
-    expected = np.clip(np.round(logits.numpy()[:, 0]), 1, 10).astype(np.int64)
-    assert predictions_from_logits(logits, "count").tolist() == expected.tolist()
+def test_count_predictions_round_halves_up_and_clamp_as_hcrn():
+    """HCRN's validate.py predicts ``(logits + 0.5).long().clamp(1, 10)``: halves round up (2.5 -> 3, where Python's
+    and numpy's round give 2). Expected values by hand, then HCRN's rule written in numpy on random and tie logits."""
+    ties = torch.tensor([[0.5], [1.5], [2.5], [3.5], [4.5], [6.5], [8.5], [9.5], [10.5], [-0.5]])
+    assert predictions_from_logits(ties, "count").tolist() == [1, 2, 3, 4, 5, 7, 9, 10, 10, 1]
+    logits = torch.tensor([[-3.0], [0.4], [1.49], [2.49], [2.51], [9.6], [10.4], [55.0]])
+    assert predictions_from_logits(logits, "count").tolist() == [1, 1, 1, 2, 3, 10, 10, 10]
+    values = np.concatenate([np.random.default_rng(0).uniform(-2, 13, 500), np.arange(-2, 13) + 0.5])
+    hcrn = np.clip((values.astype(np.float32) + np.float32(0.5)).astype(np.int64), 1, 10)  # truncation as .long()
+    got = predictions_from_logits(torch.from_numpy(values.astype(np.float32))[:, None], "count")
+    assert got.tolist() == hcrn.tolist()
+    # bf16 logits (train.amp=bf16) round the same way: halves are exact in bf16
+    assert predictions_from_logits(ties.bfloat16(), "count").tolist() == [1, 2, 3, 4, 5, 7, 9, 10, 10, 1]
     assert predictions_from_logits(torch.tensor([[0.1, 0.7, 0.2]]), "multiple_choice").tolist() == [1]
 
 
@@ -59,6 +68,24 @@ def test_grouped_accuracy_matches_numpy():
     # the open-ended unanswerable answer is never correct
     unk = score_by_category(torch.tensor([1, 2]), torch.tensor([1, 2]), torch.tensor([0, 0]), ("x",), unanswerable=1)
     assert unk.overall == 0.5
+
+
+def test_the_unanswerable_answer_has_no_default():
+    """Id 1 is a real answer for multiple choice and FrameQA: every scorer must be told which id (or None) is never
+    correct, so a caller that forgets it fails instead of silently scoring answer 1 wrong."""
+    import inspect
+    from training.data.questions import QuestionSplit
+    from training.engine import EpochTotals
+    from training.metrics import correct_mask
+    for scorer in (correct_mask, score_by_category, EpochTotals, QuestionSplit):
+        parameter = inspect.signature(scorer).parameters["unanswerable"]
+        assert parameter.default is inspect.Parameter.empty, scorer.__name__
+    with pytest.raises(TypeError, match="unanswerable"):
+        score_by_category(torch.tensor([1]), torch.tensor([1]), torch.tensor([0]), ("x",))
+    # multiple choice: candidate 1 is as right as any other
+    right = score_by_category(torch.tensor([1, 1, 0]), torch.tensor([1, 2, 0]), torch.tensor([0, 0, 0]), ("x",),
+                              unanswerable=None)
+    assert right.overall_correct == 2
 
 
 @pytest.fixture(scope="module")

@@ -178,3 +178,135 @@ def test_total_matches_the_official_release_weighting(g):
     objective = build_objective({"ce": {"weight": 1.0}, "similarity": {"weight": 7.0}, "hsic": {"weight": 0.3}})
     total = compute_losses(objective, out, answers)["total"].item()
     np.testing.assert_allclose(total, official_hard_loss(out, answers, 7.0, 0.3), rtol=1e-5)
+
+
+def test_similarity_of_a_single_layer_tensor():
+    """(B, C, d) without the layer axis, C != d: the same value as the one-layer stack."""
+    xa, xm = random_layers(1, c=3, d=6, seed=7), random_layers(1, c=3, d=6, seed=8)
+    np.testing.assert_allclose(similarity(as_torch(xa)[0], as_torch(xm)[0]).item(), numpy_similarity(xa, xm),
+                               rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------- the objective, by hand
+from model import losses as L  # noqa: E402
+from utils.config import ConfigError, load_config  # noqa: E402
+
+
+def _probe(params, student, answers, teacher):
+    return torch.tensor(2.0)
+
+
+def test_register_loss_records_every_field(monkeypatch):
+    monkeypatch.setattr(L, "_TERMS", dict(L._TERMS))
+    assert L.register_loss("probe", params=L.DistillationParams, student=["a"], teacher=["fused"],
+                           same_config=["module_dim"], heads=["count"])(_probe) is _probe
+    term = L.loss_term("probe")
+    assert term == L.LossTerm("probe", _probe, L.DistillationParams, ("a",), ("fused",), ("module_dim",), ("count",))
+    assert all(type(v) is tuple for v in (term.student_fields, term.teacher_fields, term.same_config, term.heads))
+    assert term.reads_teacher is True
+    L.register_loss("probe", params=L.DistillationParams)(_probe)  # the same function again: accepted
+    L.register_loss("plain")(_probe)
+    plain = L.loss_term("plain")
+    assert plain == L.LossTerm("plain", _probe, L.TermParams, (), (), (), ()) and plain.reads_teacher is False
+    with pytest.raises(ValueError, match="^a loss term named 'probe' is already registered$"):
+        L.register_loss("probe")(lambda *a: None)
+    with pytest.raises(ValueError, match="^'total' is the weighted sum, not a term name$"):
+        L.register_loss("total")
+
+
+def test_unknown_term_names_the_key_and_the_registered_terms():
+    with pytest.raises(ConfigError, match=r"^losses: unknown loss term 'nope' \(registered: ce, hinge, hsic, "
+                                          r"kd_appearance, kd_motion, (\w+, )*mse, similarity\)$"):  # tests add some
+        L.loss_term("nope")
+    with pytest.raises(ConfigError, match=r"^distill\.losses\.nope: unknown loss term"):
+        L.build_objective({"ce": {}}, {"nope": {}}, teacher_given=True)
+    with pytest.raises(ConfigError, match=r"^losses\.nope: unknown loss term"):
+        L.build_objective({"nope": {}})
+    with pytest.raises(ConfigError, match=r"losses\.ce"):
+        L.build_objective({"ce": {"weight": 1.0, "bogus": 2}})
+
+
+def test_build_objective_by_hand():
+    kd = {"kd_motion": {"weight": 100.0, "temperature": 0.7}}
+    teacher = L.build_objective({"ce": {}, "hsic": {"weight": 1e-6}}, kd)
+    assert teacher.part_names == ("total", "ce", "hsic", "kd_motion") and teacher.inactive == ("kd_motion",)
+    assert teacher.weights == {"ce": 1.0, "hsic": 1e-6, "kd_motion": 0.0} and teacher.teacher_terms == ("kd_motion",)
+    assert not teacher.reads_teacher
+    distilled = L.build_objective({"ce": {}}, kd, teacher_given=True)
+    assert [n for n, _, _ in distilled.terms] == ["ce", "kd_motion"] and distilled.inactive == ()
+    assert distilled.terms[1][2] == L.DistillationParams(weight=100.0, temperature=0.7) and distilled.reads_teacher
+    assert distilled.teacher_terms == ("kd_motion",)
+    # a term in both sections: the one in losses is kept
+    both = L.build_objective({"ce": {}, "kd_motion": {"weight": 3.0}}, kd, teacher_given=True)
+    assert [(n, p.weight) for n, _, p in both.terms] == [("ce", 1.0), ("kd_motion", 3.0)]
+    student = L.build_objective({"ce": {}, "kd_appearance": {}}, kd, drop_teacher_terms=True)
+    assert [n for n, _, _ in student.terms] == ["ce"] and student.inactive == ("kd_appearance", "kd_motion")
+    only_teacher_terms = L.build_objective({}, kd, teacher_given=True)
+    assert [n for n, _, _ in only_teacher_terms.terms] == ["kd_motion"]
+    with pytest.raises(ConfigError, match="^the objective has no loss term: config section 'losses' is empty$"):
+        L.build_objective({}, {})
+    with pytest.raises(ConfigError, match=r"^loss term\(s\) kd_motion, kd_appearance \(config section 'losses'\) read "
+                                          r"a teacher, but none is given: set 'distill.teacher_ckpt' / --teacher_ckpt, or "
+                                          r"move them under 'distill.losses' \(used only when a teacher is given\)$"):
+        L.build_objective({"kd_motion": {}, "kd_appearance": {}})
+    with pytest.raises(ConfigError, match=r"^a teacher is given \(distill.teacher_ckpt / --teacher_ckpt\) but no loss "
+                                          r"term reads it: list the distillation terms under 'distill.losses' \(e.g. "
+                                          r"kd_appearance, kd_motion\)$"):
+        L.build_objective({"ce": {}}, None, teacher_given=True)
+
+
+def test_objective_for_each_mode():
+    cfg = load_config(None)
+    assert [n for n, _, _ in L.objective_for(cfg, "kd").terms] == ["ce", "similarity", "hsic", "kd_appearance",
+                                                                     "kd_motion"]
+    for mode in ("teacher", "student"):
+        objective = L.objective_for(cfg, mode)
+        assert [n for n, _, _ in objective.terms] == ["ce", "similarity", "hsic"]
+        assert objective.inactive == ("kd_appearance", "kd_motion")
+    moved = load_config(None, ["losses.kd_motion.weight=2"])  # a teacher term in losses
+    assert L.objective_for(moved, "student").inactive == ("kd_motion", "kd_appearance")  # listed once
+    with pytest.raises(ConfigError, match="read a teacher, but none is given"):
+        L.objective_for(moved, "teacher")
+
+
+def test_check_outputs_names_the_missing_fields():
+    objective = L.build_objective({"ce": {}}, {"kd_motion": {}}, teacher_given=True)
+    objective.check_outputs(("logits", "motion"), ("fused",))
+    objective.check_outputs(("logits", "motion"), None)  # teacher not checked
+    with pytest.raises(ConfigError, match=r"^loss term 'kd_motion' reads the model's output field\(s\) motion, which "
+                                          r"that model does not produce \(it has: logits, fused\)$"):
+        objective.check_outputs(("logits", "fused"), ("fused",))
+    with pytest.raises(ConfigError, match=r"^loss term 'kd_motion' reads the teacher's output field\(s\) fused, which "
+                                          r"that model does not produce \(it has: logits, motion\)$"):
+        objective.check_outputs(("logits", "motion"), ("logits", "motion"))
+
+
+def test_check_heads_messages():
+    L.check_heads(load_config(None), "open_ended")
+    with pytest.raises(ConfigError, match=r"^config key 'losses.ce': the ce term fits the open_ended / multiple_choice "
+                                          r"head\(s\), but model.head is count \(count configs use losses: \{ce: null, "
+                                          r"mse: \{weight: 1.0\}\}\)$"):
+        L.check_heads(load_config(None), "count")
+    with pytest.raises(ConfigError, match=r"^config key 'losses.mse': the mse term fits the count head\(s\), but "
+                                          r"model.head is open_ended \(count configs use"):
+        L.check_heads(load_config(None, ["losses.ce=null", "losses.mse.weight=1"]), "open_ended")
+    with pytest.raises(ConfigError, match=r"^config key 'losses.hinge': the hinge term fits the multiple_choice "
+                                          r"head\(s\), but model.head is open_ended$"):
+        L.check_heads(load_config(None, ["losses.hinge.weight=1"]), "open_ended")
+    with pytest.raises(ConfigError, match=r"^config key 'distill.losses.hinge'"):
+        L.check_heads(load_config(None, ["distill.losses.hinge.weight=1"]), "open_ended")
+
+
+def test_compute_losses_by_hand():
+    out = type("Out", (), {"logits": torch.tensor([[2.0, 0.0], [0.0, 2.0]])})()
+    objective = L.build_objective({"ce": {"weight": 2.0}, "mse": {"weight": 0.5}}, {"kd_motion": {}})
+    parts = L.compute_losses(objective, out, torch.tensor([0, 0]))
+    ce = (np.log1p(np.exp(-2.0)) + np.log1p(np.exp(2.0))) / 2
+    mse = ((2.0 - 0) ** 2 + (0.0 - 0) ** 2) / 2
+    assert parts["ce"].item() == pytest.approx(ce) and parts["mse"].item() == pytest.approx(mse)
+    assert parts["total"].item() == pytest.approx(2 * ce + 0.5 * mse)
+    assert parts["kd_motion"].item() == 0.0 and parts["kd_motion"].dtype == torch.float32
+    assert list(parts) == ["total", "ce", "mse", "kd_motion"]
+    with pytest.raises(ValueError, match="^compute_losses: the objective reads a teacher but teacher_out is None$"):
+        L.compute_losses(L.build_objective({"ce": {}}, {"kd_motion": {}}, teacher_given=True), out,
+                         torch.tensor([0, 0]))

@@ -75,3 +75,5 @@ def test_hard_loss_figure_plots_the_count_runs_mse():
     assert ax.lines[0].get_ydata().tolist() == [4.0, 2.0, 4.0 / 3] and "MSE" in ax.get_title()
     ce = ce_figure([{"epoch": 1, "train_ce": 1.5, "val_ce": 1.2}], "run").axes[0]
     assert [line.get_ydata().tolist() for line in ce.lines] == [[1.5], [1.2]] and "CE" in ce.get_title()
+    hinge = ce_figure([{"epoch": 1, "train_hinge": 40.0, "val_hinge": 38.5}], "mc_run").axes[0]
+    assert [line.get_ydata().tolist() for line in hinge.lines] == [[40.0], [38.5]] and "hinge" in hinge.get_title()

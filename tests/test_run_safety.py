@@ -19,6 +19,7 @@ from train_fixtures import write_config, write_tiny_dataset
 from training import trainer
 from training.checkpoint import CheckpointError
 from training.run_dir import LOCK_NAME
+from utils.config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,9 +29,10 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory, single_thread):
     root = tmp_path_factory.mktemp("safety")
-    data = write_tiny_dataset(root / "data", seed=2)  # with this seed and lr, epoch 2 is a new best
-    cfg = write_config(root / "tiny.yml", data, root / "results", dataset={"questions_per_video": 2},
+    data = write_tiny_dataset(root / "data", seed=4)  # with this seed and lr, epoch 2 is a new best
+    cfg = write_config(root / "tiny.yml", data, root / "results",  # the default protocol: per-question masks
                        train={"max_epochs": 2, "lr_decay_every": 1, "lr": 3e-2})
+    assert load_config(cfg).dataset.questions_per_video == 0  # random batches, dropout masks drawn per question
     straight = train.run(["--cfg", str(cfg), "--exp_name", "straight"])
     return {"root": root, "data": data, "cfg": str(cfg), "straight": straight}
 

@@ -125,3 +125,127 @@ def test_squared_errors_with_mirror_ties_count_the_observed_pattern():
 def test_non_finite_values_are_rejected():
     with pytest.raises(ValueError, match="finite"):
         paired_permutation_test(np.array([1.0, np.nan]), np.array([1.0, 0.0]))
+
+
+def test_monte_carlo_p_counts_the_observed_pattern_once_more():
+    """p = (1 + hits) / (1 + R), checked where the hits are known without sampling: 40 questions all won by a (a
+    random flip reaches |T| only with probability 2^-39: hits = 0, p = 1 / (R + 1)), and one differing question (every
+    flip reaches |T|: hits = R, p = 1). Without the +1 the first gives 0, the second R / (R + 1)."""
+    a, b = np.ones(40), np.zeros(40)
+    for rounds in (1, 99, 1000):
+        result = paired_permutation_test(a, b, rounds=rounds, seed=1, exact_up_to=0)
+        assert result.p_value == 1 / (rounds + 1) and result.num_differing == 40
+        assert result.method == f"{rounds:,} random sign flips (seed 1)"
+        one = paired_permutation_test(np.array([1.0, 0.0]), np.array([0.0, 0.0]), rounds=rounds, exact_up_to=0)
+        assert one.p_value == 1.0
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        paired_permutation_test(a, b, rounds=0)
+
+
+def test_monte_carlo_p_equals_its_definition_on_a_separate_draw():
+    """(1 + hits) / (1 + R) with the hits counted here from the same seeded stream of sign flips (a numpy Generator
+    drawing uniform [0, 1) per round and differing question, flip where < 0.5): the whole p, not within 0.01."""
+    rng = np.random.default_rng(11)
+    a, b = rng.random((2, 30)) < np.array([0.6, 0.45])[:, None]
+    d = (a.astype(float) - b.astype(float))
+    d = d[d != 0]
+    flips = np.random.default_rng(4).random((500, d.size)) < 0.5
+    hits = sum(abs(sum(-x if f else x for f, x in zip(row, d))) >= abs(d.sum()) for row in flips)
+    result = paired_permutation_test(a, b, rounds=500, seed=4, exact_up_to=0)
+    assert result.p_value == (1 + hits) / 501
+
+
+def test_monte_carlo_draws_exactly_the_rounds_when_chunks_do_not_divide_them(monkeypatch):
+    """Chunks of 7 rounds for 500 rounds (the last chunk holds 3): the hits are those of exactly 500 draws of the
+    stream, counted here as in test_monte_carlo_p_equals_its_definition_on_a_separate_draw."""
+    import training.significance as significance
+    rng = np.random.default_rng(12)
+    a, b = rng.random((2, 40)) < np.array([0.6, 0.5])[:, None]
+    d = a.astype(float) - b.astype(float)
+    d = d[d != 0]
+    monkeypatch.setattr(significance, "CHUNK_ELEMENTS", 7 * d.size)
+    flips = np.random.default_rng(2).random((500, d.size)) < 0.5
+    hits = int((np.abs(np.where(flips, -d, d).sum(axis=1)) >= abs(d.sum())).sum())
+    assert paired_permutation_test(a, b, rounds=500, seed=2, exact_up_to=0).p_value == (1 + hits) / 501
+
+
+def test_default_seed_and_exact_limit():
+    """Defaults: seed 0, 10,000 rounds, all 2^n flips up to 16 differing questions (16 exact, 17 sampled)."""
+    rng = np.random.default_rng(5)
+    a, b = rng.random((2, 60)) < 0.5
+    default = paired_permutation_test(a, b, exact_up_to=0)
+    assert default.p_value == paired_permutation_test(a, b, rounds=10_000, seed=0, exact_up_to=0).p_value
+    assert default.method == "10,000 random sign flips (seed 0)"
+    sixteen = paired_permutation_test(np.ones(16), np.zeros(16))
+    assert sixteen.method == "exact, all 65,536 sign flips" and sixteen.p_value == 2 / 2 ** 16
+    assert sixteen.num_questions == 16 and sixteen.num_differing == 16
+    seventeen = paired_permutation_test(np.ones(17), np.zeros(17))
+    assert seventeen.method == "10,000 random sign flips (seed 0)" and seventeen.p_value == 1 / 10_001
+    assert seventeen.num_questions == 17 and seventeen.num_differing == 17
+
+
+def test_identical_and_empty_inputs_say_so():
+    same = paired_permutation_test(np.array([[1.0, 0.0, 1.0]]), np.array([1.0, 0.0, 1.0]))
+    assert (same.p_value, same.num_questions, same.num_differing) == (1.0, 3, 0)
+    assert same.method == "identical values on every question"
+    one = paired_permutation_test(np.array([1.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]))
+    assert one.method == "exact, all 2 sign flips" and one.p_value == 1.0 and one.num_differing == 1
+    empty = paired_permutation_test(np.zeros((2, 0)), np.zeros((1, 0)))
+    assert (empty.mean_difference, empty.p_value, empty.num_questions) == (0.0, 1.0, 0)
+    assert empty.method == "identical values on every question"
+
+
+def test_unsigned_integer_inputs_are_not_wrapped():
+    """Correctness as uint8 (e.g. read from a mask): differences are taken in float64, not in wrapping unsigned
+    integers (0 - 1 would be 255). d = (1, -1, 1, 1), T = 0.5; of the 16 sign patterns the 6 with two of each sign
+    sum to 0 < 2, the other 10 reach |2|: p = 10 / 16."""
+    a, b = np.array([[1, 0, 1, 1]], dtype=np.uint8), np.array([[0, 1, 0, 0]], dtype=np.uint8)
+    result = paired_permutation_test(a, b)
+    assert result.mean_difference == pytest.approx(0.5) and result.p_value == 10 / 16
+
+
+def test_bad_shapes_and_runs_are_named():
+    with pytest.raises(ValueError, match=r"must be \(N,\) or \(S, N\), got shape \(1, 2, 3\)"):
+        paired_permutation_test(np.ones((1, 2, 3)), np.ones((1, 2, 3)))
+    with pytest.raises(ValueError, match="^per-question values must be finite$"):
+        paired_permutation_test(np.array([1.0, np.inf]), np.array([1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"different numbers of questions \(5 vs 6\)"):
+        paired_permutation_test(np.ones((2, 5)), np.ones((2, 6)))
+    for a, b in ((np.ones((0, 5)), np.ones((2, 5))), (np.ones((2, 5)), np.ones((0, 5)))):
+        with pytest.raises(ValueError, match="^each model needs at least one run$"):
+            paired_permutation_test(a, b)
+
+
+def test_describe_method_names_outcome_rounds_and_limit():
+    from training.significance import describe_method
+    assert describe_method() == (
+        "two-sided paired sign-flip permutation test over test questions (per-question correctness averaged over "
+        "seeds; 10,000 seeded random flips, or all 2^n flips when at most 16 questions differ); no multiple-comparison "
+        "correction")
+    assert "(per-question squared error averaged over seeds; 500 seeded" in describe_method(500, "squared error")
+
+
+def test_real_values_whose_flips_tie_only_up_to_rounding_count_as_ties():
+    """d = (0.1, 0.2, -0.3, 0.5) * 10^6 / 3: flipping the first three (whose exact sum is 0) gives the observed |T|
+    exactly, but not in floating point. The p-value must equal the one from exact rational arithmetic (fractions,
+    scale-free), 10 / 16, which counts those patterns among the extreme ones (a plain float comparison finds 6)."""
+    import itertools
+    from fractions import Fraction
+    d = [Fraction(x) for x in ("0.1", "0.2", "-0.3", "0.5")]
+    observed = abs(sum(d))
+    exact = sum(abs(sum(s * x for s, x in zip(signs, d))) >= observed
+                for signs in itertools.product((1, -1), repeat=4)) / 16
+    values = np.array([0.1, 0.2, -0.3, 0.5]) * (1e6 / 3)
+    result = paired_permutation_test(values, np.zeros(4))
+    assert result.p_value == exact == 10 / 16
+    many = np.tile(values, 5)  # 20 differing: sampled, the same ties decided with the tolerance
+    sampled = paired_permutation_test(many, np.zeros(20), rounds=2000, seed=1, exact_up_to=0)
+    flips = np.random.default_rng(1).random((2000, 20)) < 0.5
+    hits = sum(abs(sum(-x if f else x for f, x in zip(row, d * 5))) >= abs(sum(d * 5)) for row in flips)
+    assert sampled.p_value == (1 + hits) / 2001
+
+
+def test_integer_differences_are_compared_exactly_however_large():
+    """Integer differences need no tolerance (their sums are exact): d = (3e9, 1) gives |T*| in {3e9 + 1, 3e9 - 1},
+    and only the 2 patterns reaching 3e9 + 1 count: p = 2 / 4 (a tolerance of 1e-9 * sum |d| = 3 would count all 4)."""
+    assert paired_permutation_test(np.array([3e9, 1.0]), np.zeros(2)).p_value == 0.5

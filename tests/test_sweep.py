@@ -46,6 +46,23 @@ def _predictions(run_dir):
     return json.loads((run_dir / "test_predictions.json").read_text())
 
 
+def _assert_tests_match_a_separate_permutation_test(out, summary):
+    """Every test of summary.json against a separate call of the paired test on the per-question outcomes read back
+    from the runs' test_predictions.json files (correct, or squared_error for MSE)."""
+    from training.significance import paired_permutation_test
+    outcome = "squared_error" if summary["metric"] == "MSE" else "correct"
+
+    def runs(model):
+        return np.array([_predictions(out / run)["questions"][outcome] for run in summary["models"][model]["runs"]],
+                        dtype=float)
+    assert summary["tests"]
+    for test in summary["tests"]:
+        expected = paired_permutation_test(runs(test["a"]), runs(test["b"]))
+        assert test["p_value"] == expected.p_value and test["method"] == expected.method
+        assert test["differing_questions"] == expected.num_differing
+        assert test["mean_difference"] == pytest.approx(expected.mean_difference)
+
+
 def test_summary_has_every_model_with_seed_statistics(swept):
     out, summary = swept["out"], swept["summary"]
     assert json.loads((out / "summary.json").read_text()) == summary
@@ -66,8 +83,8 @@ def test_summary_has_every_model_with_seed_statistics(swept):
             assert sum(predictions["questions"]["correct"]) == predictions["accuracy"]["correct"]
     assert models["Student"]["settings"]["train.mode"] == "student"
     assert {(t["a"], t["b"]) for t in summary["tests"]} == {("Student-KD", "Student"), ("Student-KD", "Teacher")}
+    _assert_tests_match_a_separate_permutation_test(out, summary)
     for test in summary["tests"]:
-        assert 0.0 <= test["p_value"] <= 1.0
         kd = models[test["a"]]["accuracy"]["mean"]
         assert test["mean_difference"] == pytest.approx(kd - models[test["b"]]["accuracy"]["mean"])
     text = (out / "summary.md").read_text()
@@ -391,8 +408,8 @@ def test_other_heads_summary_columns_metric_and_report(other_head_sweep):
                 right = [int(p == a) for p, a in zip(questions["prediction_index"], questions["answer_index"])]
                 assert questions["correct"] == right and sum(right) == cached["accuracy"]["correct"]
                 assert set(questions["type"]) <= set(FILE_CATEGORIES)
+    _assert_tests_match_a_separate_permutation_test(out, summary)
     for test in summary["tests"]:
-        assert 0.0 <= test["p_value"] <= 1.0
         assert test["mean_difference"] == pytest.approx(models[test["a"]][key]["mean"] - models[test["b"]][key]["mean"])
     text = (out / "summary.md").read_text()
     if count:

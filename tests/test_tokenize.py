@@ -102,9 +102,54 @@ def test_tokenize_question(question, expected):
     assert tokenize_question(question) == expected
 
 
+def _nltk_doctest_cases() -> list[tuple[str, list[str]]]:
+    """(text, tokens) of every ``word_tokenize`` example with its expected output in NLTK's own
+    ``nltk/test/tokenize.doctest`` (written by NLTK's developers with NLTK's English Punkt data): ``word_tokenize(sN)``
+    followed by the token list, or ``word_tokenize(sxN) == expected`` after ``expected = [...]``. Assignments are
+    read with ast.literal_eval, nothing is executed."""
+    import ast
+    import doctest
+    import re
+    from pathlib import Path
+
+    import nltk
+    text = (Path(nltk.__file__).parent / "test" / "tokenize.doctest").read_text(encoding="utf-8")
+    names, cases = {}, []
+    for example in doctest.DocTestParser().get_examples(text):
+        source = example.source.strip()
+        assignment = re.fullmatch(r"(\w+) = (.+)", source, flags=re.S)
+        if assignment:
+            try:
+                names[assignment[1]] = ast.literal_eval(assignment[2])
+            except (ValueError, SyntaxError):
+                names.pop(assignment[1], None)
+            continue
+        call = re.fullmatch(r"word_tokenize\((\w+)\)( == expected)?", source)
+        if call and call[1] in names:
+            expected = names.get("expected") if call[2] else ast.literal_eval(example.want.strip())
+            if call[2] and example.want.strip() != "True":
+                continue
+            cases.append((names[call[1]], expected))
+    return cases
+
+
+def test_nltks_own_word_tokenize_examples():
+    """Expected tokens from a source other than this project: NLTK's doctest of word_tokenize (15 examples in NLTK
+    3.10.4: money, quotes, contractions, "cannot", percentages, times, lists, « », curly quotes, and two that depend
+    on Punkt's English parameters: "I called Dr. Jones. I called ..." keeps "Dr." whole, "usw." is split)."""
+    cases = _nltk_doctest_cases()
+    assert len(cases) >= 15
+    assert ("I called Dr. Jones. I called Dr. Jones.",
+            ["I", "called", "Dr.", "Jones", ".", "I", "called", "Dr.", "Jones", "."]) in cases
+    for text, expected in cases:
+        assert word_tokenize(text) == expected, text
+
+
 def test_same_tokens_as_nltk_reading_punkt_tab_text_files(tmp_path, monkeypatch):
-    """Our parameters, written as NLTK's own punkt_tab text files and read by nltk.word_tokenize's loader, give the
-    same tokens: the tables reach PunktSentenceTokenizer as NLTK's loader would hand them over."""
+    """The loading path, not the tables' content: our parameters, written as NLTK's punkt_tab text files and read by
+    nltk.word_tokenize's own loader, give the same tokens, so the tables reach PunktSentenceTokenizer as NLTK's loader
+    would hand them over. That the tables are NLTK's English ones is checked independently by the hand-written
+    [punkt-en] cases above and by NLTK's own doctest examples (test_nltks_own_word_tokenize_examples)."""
     import nltk
     from nltk.tokenize import _get_punkt_tokenizer
     from punkt.data import english as tables
@@ -128,3 +173,15 @@ def test_same_tokens_as_nltk_reading_punkt_tab_text_files(tmp_path, monkeypatch)
             assert word_tokenize(text) == nltk.word_tokenize(text), text
     finally:
         _get_punkt_tokenizer.cache_clear()
+
+
+def test_question_type_and_token_ids():
+    from preprocess.text import QUESTION_TYPES, encode_tokens, question_type
+    assert QUESTION_TYPES == ("what", "who", "how", "when", "where")
+    assert [question_type(t) for t in ("what", "who", "how", "when", "where", "why", "What", "")] == \
+        ["what", "who", "how", "when", "where", "other", "other", "other"]
+    vocab = {"<NULL>": 0, "<UNK>": 1, "what": 2, "dog": 3}
+    assert encode_tokens(["what", "cat", "dog"], vocab) == [2, 1, 3]
+    assert encode_tokens(["what", "cat"], {"<unk>": 7, "what": 2}, unk="<unk>") == [2, 7]
+    with pytest.raises(KeyError):
+        encode_tokens(["what"], {"what": 2})  # a vocabulary without its unknown token

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 def test_two_process_gloo_run_writes_results_once(tmp_path):
     data = write_tiny_dataset(tmp_path / "data", per_video=5)
-    cfg = write_config(tmp_path / "tiny.yml", data, tmp_path / "results", dataset={"questions_per_video": 2})
+    cfg = write_config(tmp_path / "tiny.yml", data, tmp_path / "results")
+    assert load_config(cfg).dataset.questions_per_video == 0  # the default protocol: dropout masks per question
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
                "--cfg", str(cfg), "--exp_name", "ddp", "--device", "cpu"]

@@ -25,7 +25,8 @@ def runs(tmp_path_factory, single_thread):
     """A teacher (HDF5 features read by a worker) and a distilled student (fp16 features in RAM)."""
     root = tmp_path_factory.mktemp("e2e")
     data = write_tiny_dataset(root / "data")
-    cfg = write_config(root / "tiny.yml", data, root / "results", dataset={"questions_per_video": 2})
+    cfg = write_config(root / "tiny.yml", data, root / "results")
+    assert load_config(cfg).dataset.questions_per_video == 0  # the default protocol: dropout masks per question
     teacher = train.run(["--cfg", str(cfg), "--exp_name", "teacher", "dataset.num_workers=1"])
     student = train.run(["--cfg", str(cfg), "--exp_name", "student_kd", "--graph_layers", "1", "train.mode=kd",
                          "--teacher_ckpt", str(root / "results/teacher/best.pt"), "dataset.features_in_memory=true",

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 def setup(tmp_path_factory, single_thread):
     root = tmp_path_factory.mktemp("resume")
     data = write_tiny_dataset(root / "data", seed=1)
-    cfg = write_config(root / "tiny.yml", data, root / "results", dataset={"questions_per_video": 2},
+    cfg = write_config(root / "tiny.yml", data, root / "results",  # the default protocol: per-question masks
                        train={"max_epochs": 2, "lr_decay_every": 1})
+    from utils.config import load_config
+    assert load_config(cfg).dataset.questions_per_video == 0  # random batches, dropout masks drawn per question
     straight = train.run(["--cfg", str(cfg), "--exp_name", "straight"])
     return {"root": root, "data": data, "cfg": str(cfg), "straight": straight}
 
@@ -82,6 +84,30 @@ def test_ctrl_c_mid_epoch_saves_a_state_that_resumes_to_the_same_result(setup, m
     monkeypatch.setattr(engine, "compute_losses", real)
     train.run(["--cfg", cfg, "--exp_name", "interrupted", "--resume"])
     _assert_same_run(root, "straight", "interrupted")
+
+
+def test_video_grouped_batches_resume_mid_epoch_to_the_straight_result(setup, monkeypatch):
+    """The speed option (dataset.questions_per_video > 0: batches grouped by video, masks shared within a video)
+    resumes mid-epoch to its own straight run too."""
+    cfg, root = setup["cfg"], setup["root"]
+    grouped = "dataset.questions_per_video=2"
+    train.run(["--cfg", cfg, "--exp_name", "straight_grouped", grouped])
+    calls = {"train": 0}
+    real = engine.compute_losses
+
+    def interrupting_losses(*args, **kwargs):
+        if torch.is_grad_enabled():
+            calls["train"] += 1
+            if calls["train"] == 7:  # epoch 2, its second step
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "compute_losses", interrupting_losses)
+    assert train.main(["--cfg", cfg, "--exp_name", "grouped", grouped]) == 130
+    assert _final_state(root, "grouped")["step_in_epoch"] == 2
+    monkeypatch.setattr(engine, "compute_losses", real)
+    train.run(["--cfg", cfg, "--exp_name", "grouped", grouped, "--resume"])
+    _assert_same_run(root, "straight_grouped", "grouped")
 
 
 def test_non_finite_loss_stops_with_the_last_checkpoint_intact(setup, tmp_path):
@@ -190,7 +216,7 @@ def test_ctrl_c_mid_epoch_affects_only_that_epoch_after_resume(setup, monkeypatc
     ("seed=4", "seed: checkpoint 3 vs this run 4"),
     ("train.alpha=1", "train.alpha: checkpoint 100.0 vs this run 1.0"),
     ("distill.temperature_motion=2", "distill.temperature_motion: checkpoint 0.7 vs this run 2.0"),
-    ("dataset.questions_per_video=0", "dataset.questions_per_video: checkpoint 2 vs this run 0"),
+    ("dataset.questions_per_video=2", "dataset.questions_per_video: checkpoint 0 vs this run 2"),
 ])
 def test_resume_with_a_changed_setting_is_refused_naming_it(setup, override, line):
     with pytest.raises(CheckpointError) as error:

@@ -3,8 +3,8 @@ head, per category of the dataset (preprocess/datasets/: ``category_names``, ``c
 
 - majority: always the training split's most frequent answer. Open-ended: the most frequent answer id (the
   vocabulary's unknown answers ``<UNK0>`` / ``<UNK1>`` / ``<UNK>`` are never chosen); multiple choice: the most
-  frequent position of the right candidate ("candidate k"); count: the training mean count rounded and clamped to
-  1..10 as the count head's predictions are (scored by MSE, lower is better). Ties go to the lowest id / position.
+  frequent position of the right candidate ("candidate k"); count: the training mean count rounded (halves up) and
+  clamped to 1..10 as the count head's predictions are (scored by MSE, lower is better). Ties go to the lowest id / position.
 - per-category majority (``per_type_majority``; only when the dataset has categories): the same within each
   category of the training split (MSVD-QA / MSRVTT-QA: the first-word question types; others: the question file's
   ``question_category``), the overall answer for a category the training split lacks.
@@ -13,9 +13,9 @@ head, per category of the dataset (preprocess/datasets/: ``category_names``, ``c
   answer, the per-category (else overall) majority answer for a question the training split lacks. A model that
   does not beat it does not use the video.
 
-Scoring is the models' (training.metrics): accuracy, where an open-ended test answer equal to the split's
-unanswerable id (``<UNK1>`` if the vocabulary has it, else ``<UNK>``; training.metrics.unanswerable_answer) is never
-correct; MSE of the count. Every question of the question files counts (the models answer questions whose video
+Scoring is the models' (training.metrics): accuracy, and MSE of the count. A baseline never answers an unknown
+answer, so it never scores the split's unanswerable id (``<UNK1>``, else ``<UNK>``; both are unknown answers) correct,
+as the models never do: no unanswerable id needs to be passed here. Every question of the question files counts (the models answer questions whose video
 has no features from all-zero features, so they score the same questions by default).
 
 ``validate.py --compare`` shows :func:`majority` through training.evaluation.majority_baseline: one definition.
@@ -27,7 +27,7 @@ from collections import Counter
 import numpy as np
 
 from preprocess.question_file import load_question_file, load_vocab
-from training.metrics import COUNT_RANGE, MSE, TYPE_NAMES, metric_for, question_types, unanswerable_answer
+from training.metrics import COUNT_RANGE, MSE, TYPE_NAMES, metric_for, question_types
 
 UNKNOWN_ANSWERS = ("<UNK0>", "<UNK1>", "<UNK>")  # open-ended answers a baseline never chooses
 
@@ -51,19 +51,19 @@ def _most_frequent(values: np.ndarray, exclude: list[int] = ()) -> int | None:
     return int(np.bincount(values).argmax())
 
 
-def majority(train_answers: np.ndarray, head: str = "open_ended", answer_tokens: list[str] | None = None) -> int | None:
+def majority(train_answers: np.ndarray, head: str, answer_tokens: list[str] | None = None) -> int | None:
     """The majority answer of ``train_answers`` (N,): an open-ended answer id (never an unknown one), a candidate
-    position, or for count ``clamp(round(mean), 1, 10)``; None when there is none (no answers, or only unknown
+    position, or for count ``clamp(floor(mean + 0.5), 1, 10)`` (the count head's rounding); None when there is none (no answers, or only unknown
     ones)."""
     train_answers = np.asarray(train_answers, dtype=np.int64)
     if head == "count":
         if train_answers.size == 0:
             return None
-        return int(np.clip(np.round(train_answers.mean()), *COUNT_RANGE))
+        return int(np.clip(np.floor(train_answers.mean() + 0.5), *COUNT_RANGE))
     return _most_frequent(train_answers, never_chosen(answer_tokens) if head == "open_ended" else [])
 
 
-def answer_label(answer: int, head: str = "open_ended", answer_tokens: list[str] | None = None) -> str:
+def answer_label(answer: int, head: str, answer_tokens: list[str] | None = None) -> str:
     """How a baseline answer reads: the answer token, ``candidate k``, or the count."""
     if head == "multiple_choice":
         return f"candidate {answer}"
@@ -72,8 +72,7 @@ def answer_label(answer: int, head: str = "open_ended", answer_tokens: list[str]
     return answer_tokens[answer]
 
 
-def outcomes(predicted: np.ndarray, answers: np.ndarray, head: str = "open_ended",
-             unanswerable: int | None = None) -> np.ndarray:
+def outcomes(predicted: np.ndarray, answers: np.ndarray, head: str, unanswerable: int | None) -> np.ndarray:
     """(N,) float64 per-question outcome: 1/0 correct (an answer equal to ``unanswerable`` never is), or for count
     the squared error."""
     predicted, answers = np.asarray(predicted, dtype=np.int64), np.asarray(answers, dtype=np.int64)
@@ -85,13 +84,13 @@ def outcomes(predicted: np.ndarray, answers: np.ndarray, head: str = "open_ended
     return right.astype(np.float64)
 
 
-def score(predicted: np.ndarray, answers: np.ndarray, types: np.ndarray, head: str = "open_ended",
-          category_names: tuple = TYPE_NAMES, category_groups: dict | None = None,
-          unanswerable: int | None = None) -> dict:
+def score(predicted: np.ndarray, answers: np.ndarray, types: np.ndarray, head: str,
+          category_names: tuple = TYPE_NAMES, category_groups: dict | None = None) -> dict:
     """{"accuracy" | "mse": overall, "per_type": {category: value} (categories with test questions),
     ["per_group": {group: value}]} of ``predicted`` (N,) against ``answers`` (N,); ``types`` (N,) index
-    ``category_names`` (empty: no per-category values)."""
-    values = outcomes(predicted, answers, head, unanswerable)
+    ``category_names`` (empty: no per-category values). A baseline's answers are never unknown ones, so no
+    unanswerable id is needed (module docstring)."""
+    values = outcomes(predicted, answers, head, None)
     types = np.asarray(types, dtype=np.int64)
     out = {value_key(head): float(values.mean()),
            "per_type": {category_names[t]: float(values[types == t].mean()) for t in np.unique(types)}
@@ -111,7 +110,7 @@ def _question_keys(questions: np.ndarray, lengths: np.ndarray) -> list[bytes]:
 
 
 def question_only_predictions(train_keys: list[bytes], train_answers: np.ndarray, test_keys: list[bytes],
-                              fallback: np.ndarray, never: list[int] = (0, 1)) -> np.ndarray:
+                              fallback: np.ndarray, never: list[int]) -> np.ndarray:
     """(N_test,) answer ids: each test question's most frequent training answer among the training questions with
     the same key (ids outside ``never``, lowest id on ties), ``fallback`` (N_test,) where there is none."""
     never = set(never)
@@ -131,12 +130,10 @@ def prior_baselines(train_answers: np.ndarray, train_types: np.ndarray, test_ans
                     test_types: np.ndarray, answer_tokens: list[str] | None = None,
                     train_keys: list[bytes] | None = None, test_keys: list[bytes] | None = None, *,
                     head: str = "open_ended", category_names: tuple = TYPE_NAMES,
-                    category_groups: dict | None = None, unanswerable: int | None = -1) -> dict:
+                    category_groups: dict | None = None) -> dict:
     """The baselines (module docstring) from (N,) answers and category indices into ``category_names``.
 
     ``answer_tokens``: the open-ended answer vocabulary in id order (unused for the other heads).
-    ``unanswerable``: the open-ended answer id never counted correct; -1 (default) = the vocabulary's, as
-    training.metrics.unanswerable_answer finds it (``<UNK1>``, else ``<UNK>``); None for the other heads.
     ``train_keys`` / ``test_keys``: one key per question (``_question_keys``) for the question-only baseline
     (open-ended only).
 
@@ -144,18 +141,13 @@ def prior_baselines(train_answers: np.ndarray, train_types: np.ndarray, test_ans
     ["per_type_majority": {"answers": {category: answer}, V, "per_type"[, "per_group"]},]
     ["question_only": {V, "per_type"[, "per_group"]}]}, V = "accuracy" (a fraction) or "mse".
     """
-    if head != "open_ended":
-        unanswerable = None
-    elif unanswerable == -1:
-        unanswerable = unanswerable_answer({"answer_token_to_idx": {t: i for i, t in enumerate(answer_tokens or [])}})
     category_names = tuple(category_names)
     train_answers, test_answers = np.asarray(train_answers, np.int64), np.asarray(test_answers, np.int64)
     train_types, test_types = np.asarray(train_types, np.int64), np.asarray(test_types, np.int64)
     overall = majority(train_answers, head, answer_tokens)
     if overall is None:
         raise ValueError("the training split has no answer a baseline can give (none, or only unknown answers)")
-    scoring = dict(head=head, category_names=category_names, category_groups=category_groups,
-                   unanswerable=unanswerable)
+    scoring = dict(head=head, category_names=category_names, category_groups=category_groups)
     label = lambda answer: answer_label(answer, head, answer_tokens)  # noqa: E731
     result = {"metric": metric_for(head),
               "majority": {"answer": label(overall),
@@ -223,5 +215,4 @@ def baselines_from_files(train_questions, test_questions, vocab_json, dataset="m
     test_types = split_categories(test, spec, token_to_idx, str(test_questions))
     return prior_baselines(np.asarray(train["answers"]), train_types, np.asarray(test["answers"]), test_types,
                            answer_tokens, head=head, category_names=tuple(spec.category_names),
-                           category_groups={g: tuple(m) for g, m in spec.category_groups.items()},
-                           unanswerable=unanswerable_answer(vocab, head), **keys)
+                           category_groups={g: tuple(m) for g, m in spec.category_groups.items()}, **keys)

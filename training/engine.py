@@ -149,8 +149,8 @@ class EpochTotals:
     not. ``head`` decides how logits become predictions; ``unanswerable`` the answer id never counted correct.
     """
 
-    def __init__(self, num_questions: int, device: torch.device, part_names: tuple, head: str = "open_ended",
-                 unanswerable: int | None = 1):
+    def __init__(self, num_questions: int, device: torch.device, part_names: tuple, head: str,
+                 unanswerable: int | None):
         self.head, self.unanswerable = head, unanswerable
         self.part_names = tuple(part_names)
         self.loss_sums = torch.zeros(len(self.part_names), dtype=torch.float64, device=device)
@@ -293,4 +293,4 @@ def split_scores(predictions: torch.Tensor, split: QuestionSplit, device) -> Spl
     answers = torch.from_numpy(split.answers).to(device)
     types = torch.from_numpy(split.types).to(device)
     return score_by_category(predictions, answers, types, split.category_names, split.category_groups or {},
-                             split.metric, split.unanswerable)
+                             split.metric, unanswerable=split.unanswerable)

@@ -7,7 +7,8 @@ category in the question file. Groups pool several categories into an extra colu
 descriptive). "All" comes first.
 
 The metric is accuracy (open-ended and multiple choice) or, for the count head, the mean squared error of the
-prediction ``clamp(round(logit), 1, 10)`` (lower is better). The open-ended vocabulary's unanswerable answer
+prediction ``clamp(floor(logit + 0.5), 1, 10)`` (lower is better): halves round up, as HCRN's validate.py
+``(logits + 0.5).long().clamp(1, 10)`` (its truncation equals the floor wherever the clamp does not decide). The open-ended vocabulary's unanswerable answer
 (``<UNK1>``, else ``<UNK>``: val/test answers outside the training answer set) is never counted correct, whatever
 the model predicts; multiple choice and count have none.
 """
@@ -22,9 +23,8 @@ from preprocess.text import QUESTION_TYPES
 
 TYPE_NAMES = QUESTION_TYPES + ("other",)  # MSVD-QA / MSRVTT-QA categories (first word)
 OTHER_TYPE = len(QUESTION_TYPES)
-UNANSWERABLE = 1  # <UNK1> in MSVD-QA / MSRVTT-QA vocabularies (see unanswerable_answer for any vocabulary)
 ACCURACY, MSE = "accuracy", "MSE"
-COUNT_RANGE = (1, 10)  # count predictions are rounded and clamped to this range (TGIF-QA counts)
+COUNT_RANGE = (1, 10)  # count predictions are rounded (halves up) and clamped to this range (TGIF-QA counts)
 UNANSWERABLE_TOKENS = ("<UNK1>", "<UNK>")
 
 
@@ -40,7 +40,7 @@ def better(metric: str, new: float, best: float | None) -> bool:
     return new < best if metric == MSE else new > best
 
 
-def unanswerable_answer(vocab: dict, head: str = "open_ended") -> int | None:
+def unanswerable_answer(vocab: dict, head: str) -> int | None:
     """The id of the answer that is never counted correct: ``<UNK1>`` if the answer vocabulary has it, else
     ``<UNK>``; None for multiple choice, count, or a vocabulary with neither."""
     if head != "open_ended":
@@ -49,10 +49,11 @@ def unanswerable_answer(vocab: dict, head: str = "open_ended") -> int | None:
     return next((answers[t] for t in UNANSWERABLE_TOKENS if t in answers), None)
 
 
-def predictions_from_logits(logits: torch.Tensor, head: str = "open_ended") -> torch.Tensor:
-    """(B,) int64 predictions: the argmax answer / candidate, or for count ``clamp(round(logits[:, 0]), 1, 10)``."""
+def predictions_from_logits(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """(B,) int64 predictions from logits (B, A): the argmax answer / candidate, or for count (B, 1)
+    ``clamp(floor(logits[:, 0] + 0.5), 1, 10)`` (HCRN's rounding: halves up, 2.5 -> 3)."""
     if head == "count":
-        return logits[:, 0].detach().float().round().clamp(*COUNT_RANGE).long()
+        return (logits[:, 0].detach().float() + 0.5).floor().clamp(*COUNT_RANGE).long()
     return logits.detach().argmax(dim=-1)
 
 
@@ -152,8 +153,7 @@ class SplitAccuracy:
         return out
 
 
-def correct_mask(predictions: torch.Tensor, answers: torch.Tensor,
-                 unanswerable: int | None = UNANSWERABLE) -> torch.Tensor:
+def correct_mask(predictions: torch.Tensor, answers: torch.Tensor, unanswerable: int | None) -> torch.Tensor:
     """(N,) bool: prediction equals the answer and the answer is answerable (not ``unanswerable``; None: every
     answer is)."""
     right = predictions == answers
@@ -161,12 +161,14 @@ def correct_mask(predictions: torch.Tensor, answers: torch.Tensor,
 
 
 def score_by_category(predictions: torch.Tensor, answers: torch.Tensor, types: torch.Tensor, names: tuple = TYPE_NAMES,
-                      groups: dict | None = None, metric: str = ACCURACY,
-                      unanswerable: int | None = UNANSWERABLE) -> SplitAccuracy:
+                      groups: dict | None = None, metric: str = ACCURACY, *,
+                      unanswerable: int | None) -> SplitAccuracy:
     """Sum the metric per category; one host sync. All (N,) on one device; predictions -1 = not seen.
 
     accuracy: correct answers per category (:func:`correct_mask`); MSE: ``(prediction - answer)^2`` summed per
-    category. ``types`` index ``names`` (all 0 when ``names`` is empty).
+    category. ``types`` index ``names`` (all 0 when ``names`` is empty). ``unanswerable``: the answer id never
+    counted correct (training.metrics.unanswerable_answer; None: none), given by every caller: id 1 is a real answer
+    for multiple choice and for vocabularies without ``<UNK1>``.
     """
     seen = (predictions >= 0).to(torch.float64)
     if metric == MSE:
@@ -183,20 +185,11 @@ def score_by_category(predictions: torch.Tensor, answers: torch.Tensor, types: t
                          groups=dict(groups or {}), metric=metric)
 
 
-def accuracy_by_type(predictions: torch.Tensor, answers: torch.Tensor, types: torch.Tensor) -> SplitAccuracy:
-    """MSVD-QA/MSRVTT-QA accuracy per first-word type (:data:`TYPE_NAMES`, ``<UNK1>`` = 1 never correct)."""
-    return score_by_category(predictions, answers, types)
-
-
 def format_value(value: float | None, metric: str = ACCURACY) -> str:
     """Accuracy as a percentage with 2 decimals, MSE with 3; "-" for no questions."""
     if value is None:
         return "-"
     return f"{value:.3f}" if metric == MSE else f"{100.0 * value:.2f}"
-
-
-def _pct(value: float | None) -> str:
-    return format_value(value)
 
 
 def metric_unit(metric: str) -> str:

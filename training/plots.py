@@ -48,11 +48,15 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
+HARD_LOSSES = {"ce": ("CE", "cross-entropy"), "hinge": ("hinge", "multiple-choice hinge loss"),
+               "mse": ("MSE", "mean squared error")}  # the answer loss terms, in the order a plot looks for them
+
+
 def ce_figure(history: list[dict], run: str):
-    """Train and validation cross-entropy (the hard loss) per epoch; count runs (no ``ce`` term): their ``mse``."""
-    term = "mse" if not any("train_ce" in row for row in history) and any("train_mse" in row for row in history) \
-        else "ce"
-    name, label = ("MSE", "mean squared error") if term == "mse" else ("CE", "cross-entropy")
+    """Train and validation hard loss per epoch: the ``ce`` term, else ``hinge`` (HCRN's multiple choice), else
+    ``mse`` (count)."""
+    term = next((t for t in HARD_LOSSES if any(f"train_{t}" in row for row in history)), "ce")
+    name, label = HARD_LOSSES[term]
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for split, style in (("train", "-o"), ("val", "--s")):
         ax.plot(*_series(history, f"{split}_{term}"), style, label=f"{split} {name}", markersize=3)

@@ -316,29 +316,30 @@ def markdown(summary: dict, title: str) -> str:
 
 def plot_summary(summary: dict, path: Path) -> Path:
     """summary.png: the test score per model (accuracy in %, or MSE), one dot per seed, a bar for mean ± std, the
-    values written beside."""
+    values written beside. Lines marked ``pragma: no mutate`` only style the figure (sizes, colours, jitter,
+    margins): mutation testing leaves them out (docs/mutation.md)."""
     from training.plots import plt, save_figure
 
     metric = summary.get("metric", ACCURACY)
     scale, digits = (1.0, 3) if metric == MSE else (100.0, 2)
     label = "test MSE (lower is better)" if metric == MSE else "test accuracy (%)"
     names = list(summary["models"])
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))  # pragma: no mutate
     for row, name in enumerate(names):
         stats = summary["models"][name][score_key(metric)]
         values = scale * np.asarray(stats["values"])
-        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
-        ax.scatter(values, row + jitter, s=22, color="tab:blue", alpha=0.7, zorder=3)
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)  # pragma: no mutate
+        ax.scatter(values, row + jitter, s=22, color="tab:blue", alpha=0.7, zorder=3)  # pragma: no mutate
         mean, std = scale * stats["mean"], scale * stats["std"]
-        ax.errorbar(mean, row, xerr=std, fmt="D", color="black", capsize=5, markersize=6, zorder=4)
+        ax.errorbar(mean, row, xerr=std, fmt="D", color="black", capsize=5, markersize=6, zorder=4)  # pragma: no mutate
         ax.annotate(f"{mean:.{digits}f} ± {std:.{digits}f}", (mean + std, row), xytext=(8, 0),
-                    textcoords="offset points", va="center", fontsize=9)
+                    textcoords="offset points", va="center", fontsize=9)  # pragma: no mutate
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
-    ax.margins(x=0.25)
+    ax.margins(x=0.25)  # pragma: no mutate
     what = "Test MSE" if metric == MSE else "Test accuracy"
     ax.set(xlabel=label, title=f"{what} per model: seeds (dots), mean ± std (bar)")
-    ax.grid(axis="x", alpha=0.3)
+    ax.grid(axis="x", alpha=0.3)  # pragma: no mutate
     return save_figure(fig, path)
 
 

@@ -57,8 +57,8 @@ class Dataset:
       default_num_clips  clips per video of the reference configs
       default_answer_top size of the open-ended answer set (None: every training answer, HCRN's FrameQA
                          vocabulary: ``<UNK>`` 0 then the answers in order of first appearance)
-      question_mark      True: questions end with '?' and HCRN drops their last character; False: they have no
-                         '?' (NExT-QA), so the reader tokenises the whole question
+      question_mark      True: questions end with '?' and HCRN drops their last character; False: they (mostly)
+                         have none (NExT-QA), so the reader tokenises the whole question
     """
     name: str = ""
     aliases: tuple = ()

@@ -11,8 +11,13 @@ HCRN has no NExT-QA code; its conventions for multiple choice (TGIF-QA action/tr
 ``question_answer_token_to_idx`` vocabulary, candidates lower-cased and word-tokenised, ``question_id`` the
 question's position in its split's file (NExT-QA's own key ``<video>_<qid>`` is the row's ``video_ids`` and
 ``qid``), ``video_ids`` and ``video_names`` the ``video`` column (video_names as HCRN writes them: the id again).
-NExT-QA questions have no question mark, so the whole lower-cased question is tokenised (NExT-QA's own loader does
-the same; dropping the last character as HCRN does for '?'-terminated questions would cut the last word).
+Questions are tokenised as NExT-QA's own loader does (``dataloader/sample_loader.py``:
+``nltk.tokenize.word_tokenize(str(text).lower())``): the whole lower-cased question, nothing dropped. Almost no
+NExT-QA question ends in '?' (dropping the last character as HCRN does for MSVD-QA would cut the last word); the
+three real ones that do (val.csv line 3483, test.csv lines 6266 and 7987) keep '?' as their last token, as there.
+NExT-QA's loader keeps the first 25 tokens of a question; the question files here keep up to
+``--max_question_length`` (64 by default, cut questions counted), so the 3 real questions longer than 25 tokens
+keep more words here than in NExT-QA's own models.
 Categories: the ``type`` column, numbered in ``TYPES`` order and pooled into the causal / temporal / descriptive
 groups.
 """
@@ -25,7 +30,7 @@ from preprocess.datasets import register_dataset
 from preprocess.datasets.base import QA_SPLITS, Dataset, DatasetLayoutError, QAEntry, VideoEntry
 from preprocess.datasets.qa_csv import Row, find_file, parse_int, read_table
 from preprocess.question_file import read_json
-from preprocess.text import tokenize_question, word_tokenize
+from preprocess.text import word_tokenize
 from utils.text import short_repr
 
 TYPES = ("CW", "CH", "TN", "TC", "TP", "DL", "DC", "DO")
@@ -39,8 +44,8 @@ VIDEO_DIR = "NExTVideo"
 
 
 def tokenize_nextqa_question(question: str) -> list[str]:
-    """HCRN tokens of a question that may lack the final '?': the whole question, lower-cased, word-tokenised."""
-    return tokenize_question(question if question.endswith("?") else question + "?")
+    """NExT-QA's own tokens of a question: ``word_tokenize(question.lower())``, a final '?' kept as a token."""
+    return word_tokenize(question.lower())
 
 
 def read_video_map(path: Path) -> dict[int, str]:

@@ -1,7 +1,8 @@
 """SVQA (Song et al. 2018): synthetic videos, open-ended questions in 15 categories given by their programs.
 
 Layout (as DualVGR reads it): ``{train,val,test}_qa.json`` in ``<dir>`` or ``<dir>/annotations/``, each a JSON list
-of ``{"id": int (the VIDEO id), "question": str, "ans": str, "program": [{"function": str, ...}, ...]}``; videos
+of ``{"id": int (the VIDEO id), "question": str, "ans": str, "program": [{"function": str, ...}, ...]}``; the id
+may also be a string of decimal digits (``"12"``), which DualVGR's ``int(instance['id'])`` reads as 12; videos
 ``<dir>/useVideo/<id>.mp4`` (DualVGR's folder name), else ``<dir>/videos/<id>.mp4`` or ``<dir>/<id>.mp4``.
 
 As DualVGR (preprocess/datautils/svqa.py): the category is the ``function`` of the program's LAST step, numbered
@@ -45,14 +46,23 @@ def _answer_text(value) -> str | None:
     return None
 
 
+def video_id(value) -> int | None:
+    """The video id of an entry's ``id``: a JSON integer, or a string of decimal digits (surrounding blanks allowed),
+    as DualVGR's ``int(instance['id'])`` reads it; in [0, 2**63), else None (booleans, floats, signs, other text)."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isascii() and text.isdigit() else None
+    return value if is_int(value) else None
+
+
 def _entry_problem(entry, tokens) -> str | None:
     if not isinstance(entry, dict):
         return f"not an object but a {type(entry).__name__}"
     missing = [key for key in ("id", "question", "ans", "program") if key not in entry]
     if missing:
         return "missing key " + ", ".join(f"'{key}'" for key in missing)
-    if not is_int(entry["id"]):
-        return f"'id' (the video id) is not an integer in [0, 2**63): {entry['id']!r}"
+    if video_id(entry["id"]) is None:
+        return f"'id' (the video id) is not an integer (or digit string) in [0, 2**63): {entry['id']!r}"
     if _answer_text(entry["ans"]) is None:
         return f"'ans' is not a non-empty string: {entry['ans']!r}"
     if not isinstance(entry["question"], str):
@@ -92,8 +102,8 @@ class SVQA(Dataset):
                                 f"{problem}")
                 continue
             category = CATEGORIES.index(entry["program"][-1]["function"])
-            entries.append(QAEntry(index, index, entry["id"], tokens, _answer_text(entry["ans"]), category=category,
-                                   text=question))
+            entries.append(QAEntry(index, index, video_id(entry["id"]), tokens, _answer_text(entry["ans"]),
+                                   category=category, text=question))
         return entries, problems
 
     def list_videos(self, dataset_dir: Path) -> list[VideoEntry]:
@@ -103,15 +113,16 @@ class SVQA(Dataset):
             if path is None:
                 continue
             for position, entry in enumerate(_load_list(path)):
-                if not isinstance(entry, dict) or not is_int(entry.get("id")):
+                number = video_id(entry.get("id")) if isinstance(entry, dict) else None
+                if number is None:
                     raise DatasetLayoutError(f"{path}: entry {position} has no integer 'id' (the video id): "
                                              f"{entry!r:.200}")
-                video_ids.add(entry["id"])
+                video_ids.add(number)
         if not video_ids:
             raise DatasetLayoutError(f"no {{train,val,test}}_qa.json in {dataset_dir} or {dataset_dir / 'annotations'}")
         folders = [dataset_dir / name for name in VIDEO_DIRS]
         entries = []
-        for video_id in sorted(video_ids):
-            found = [folder / f"{video_id}.mp4" for folder in folders if (folder / f"{video_id}.mp4").is_file()]
-            entries.append(VideoEntry(video_id, found[0] if found else folders[0] / f"{video_id}.mp4"))
+        for number in sorted(video_ids):
+            found = [folder / f"{number}.mp4" for folder in folders if (folder / f"{number}.mp4").is_file()]
+            entries.append(VideoEntry(number, found[0] if found else folders[0] / f"{number}.mp4"))
         return entries

@@ -23,7 +23,7 @@ from training.data.features import VideoTable
 from preprocess.question_file import OPTIONAL_KEYS
 from training.data.paths import DataError, require_file
 from training.log import get_logger
-from training.metrics import TYPE_NAMES, UNANSWERABLE, metric_for, question_types
+from training.metrics import TYPE_NAMES, metric_for, question_types
 from utils.config import ConfigError
 
 SPLITS = ("train", "val", "test")
@@ -53,10 +53,10 @@ class QuestionSplit:
     video_key: np.ndarray      # (N,) int64
     types: np.ndarray          # (N,) int64
     glove: np.ndarray | None
+    head: str
+    unanswerable: int | None   # no default: id 1 is a real answer for multiple choice and FrameQA
     candidates: np.ndarray | None = None         # (N, K, L_a) int64
     candidate_lengths: np.ndarray | None = None  # (N, K) int64
-    head: str = "open_ended"
-    unanswerable: int | None = UNANSWERABLE
     category_names: tuple = TYPE_NAMES
     category_groups: dict = None
     skipped_missing: int = 0
