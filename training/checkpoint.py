@@ -20,6 +20,10 @@ A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts, 
     num_question_tokens, num_answers, num_clips, frames_per_clip, appearance_dim, motion_dim
     answer_type, dataset  the head's answer type and the registered dataset (file prefix) the model was trained on
                         (absent before issue 12: open_ended, not checked)
+    extraction          {"appearance": {...}, "motion": {...}}: every attribute of the two feature files the run read
+                        (how the features were extracted: backbone, weights' sha256, clips, frames, size,
+                        normalisation, precision; predict.py extracts a new video with them). Absent before issue 22
+                        (predict.py then needs extraction flags or feature files)
     best_metric, best_epoch   best validation accuracy so far and its epoch
     history             list of per-epoch metric dicts (metrics.csv rows)
 """

@@ -254,8 +254,8 @@ class _Run:
             "partial_epoch": partial or {}, "world_size": self.dist.world_size, "rng": capture_rng_state(),
             "mode": self.mode, "model_config": to_dict(self.cfg.model), "config": to_dict(self.cfg),
             "teacher_ckpt": str(self.teacher_path) if self.teacher_path else None,
-            **self.signature.to_dict(), "best_metric": self.best_metric, "best_epoch": self.best_epoch,
-            "history": list(self.history),
+            **self.signature.to_dict(), "extraction": self.bundle.extraction, "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch, "history": list(self.history),
         }
 
     def _evaluate(self, split: str, teacher=None):
