@@ -306,6 +306,20 @@ def _network_inputs(item: dict, kind: str, device: torch.device) -> torch.Tensor
     return frames if kind == "appearance" else frames[item["index"].to(device, non_blocking=True)]
 
 
+def video_features(extractor: torch.nn.Module, item: dict, kind: str, batch_size: int, device: torch.device,
+                   autocast=None) -> np.ndarray:
+    """One decoded video's features, as the files hold them: float32 (C, F, D) appearance, (C, D) motion.
+
+    item: ``frames`` uint8 (U, H, W, 3) and ``index`` int64 (C, F) (a :class:`ClipDecodingDataset` item; predict.py
+    passes a decoded video the same way). The CNN runs on batches of ``batch_size`` frames or clips; an appearance
+    extractor sees each distinct frame once and its features are then spread over every clip frame."""
+    with torch.inference_mode(), autocast or nullcontext():
+        output = torch.cat([extractor(chunk) for chunk in _network_inputs(item, kind, device).split(batch_size)])
+        if kind == "appearance":  # features of the distinct frames -> every clip frame
+            output = output[item["index"].to(device)]
+    return output.cpu().numpy()
+
+
 def calibrate(extractor: torch.nn.Module, entries: list[VideoEntry], args: argparse.Namespace, kind: str,
               device: torch.device, autocast) -> list[int]:
     """Recalibrate BatchNorm on a seeded sample of the dataset's fully decoding videos (the same sample in every
@@ -384,12 +398,7 @@ def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor:
             row = rows[item["position"]]
             features, reason = None, item["error"]
             if not reason:
-                with torch.inference_mode(), autocast:
-                    output = torch.cat([extractor(chunk) for chunk in
-                                        _network_inputs(item, kind, device).split(args.batch_size)])
-                    if kind == "appearance":  # features of the distinct frames -> every clip frame
-                        output = output[item["index"].to(device)]
-                features = output.cpu().numpy()
+                features = video_features(extractor, item, kind, args.batch_size, device, autocast)
                 if not np.isfinite(features).all():
                     features, reason = None, "non-finite features (float16 overflow? try without --fp16)"
             if features is None:
