@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     extraction.add_argument("--seed", type=int, default=666, help="random-init seed (preprocessing's default)")
     extraction.add_argument("--num_clips", type=int, help="clips per video")
     extraction.add_argument("--num_frames", type=int, default=16, help="frames per clip")
+    extraction.add_argument("--motion_frames", type=int,
+                            help="frames per motion clip where they differ from --num_frames (the demo's do)")
     extraction.add_argument("--appearance_size", type=int, nargs=2, metavar=("H", "W"),
                             help="appearance input size (default: the backbone's)")
     extraction.add_argument("--motion_size", type=int, nargs=2, metavar=("H", "W"),
@@ -272,7 +274,7 @@ def print_answers(answers: list, info: dict, top_k: int) -> None:
 
 def explain(answers: list, info: dict, directory: Path, stem: str, top_k: int) -> Path:
     from inference.explain import Explained, write_explanation
-    title = " vs ".join(a.model for a in answers) + f": {info.get('video') or stem}"
+    title = " vs ".join(a.model for a in answers) + f": {Path(info['video']).name if info.get('video') else stem}"
     png, _ = write_explanation(Explained(title, info["question"], info["tokens"], info.get("unknown_words", []),
                                          info.get("frames"), answers, info.get("answer")),
                                directory, stem, max(top_k, 5))

@@ -50,7 +50,7 @@ def _layer_rows(answer: Answer, stream: int) -> tuple[np.ndarray, list[str]]:
     for layer in range(over.shape[0]):
         for block in (2 * stream, 2 * stream + 1):
             rows.append(over[layer, block])
-            labels.append(f"layer {layer + 1} {GRAPH_BLOCKS[block].split()[1][:5]}.")
+            labels.append(f"layer {layer + 1} {GRAPH_BLOCKS[block].split()[1]}")
     return np.stack(rows), labels
 
 
@@ -72,8 +72,10 @@ def _answer_panel(ax, answer: Answer, top_k: int) -> None:
     colours = ["tab:orange" if label == answer.prediction else "tab:blue" for label in labels]
     ax.barh(range(len(values)), values, color=colours)
     ax.set_yticks(range(len(values)), labels, fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("probability")
+    ax.set_xlim(0, min(1.0, max(0.1, 1.25 * max(values))))
+    for y, value in enumerate(values):
+        ax.text(value, y, f" {value:.3f}", va="center", fontsize=7)
+    ax.set_xlabel("probability (orange: the answer)")
     ax.set_title(f"{answer.model}: {answer.prediction!r} ({max(values):.2f})", fontsize=10)
 
 
@@ -112,18 +114,30 @@ def _word_panel(ax, tokens: list[str], weights: np.ndarray, title: str, signed: 
     ax.set_title(title, fontsize=10)
 
 
-def _clip_heatmap(fig, ax, rows: np.ndarray, labels: list[str], title: str, signed: bool = False) -> None:
+def _clip_heatmap(fig, ax, rows: np.ndarray, labels: list[str], title: str, signed: bool = False,
+                  limits: tuple[float, float] | None = None) -> None:
+    """Rows of weights over the C clips; each cell annotated (up to 16 clips). ``limits``: the colour scale (shared
+    by the checkpoints' panels of one stream), default the rows' own range; signed: a diverging scale around 0."""
     c = rows.shape[1]
     if signed:
-        limit = max(float(np.abs(rows).max()), 1e-6)
-        image = ax.imshow(rows, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit)
+        limit = max(float(np.abs(rows).max()), 1e-9)
+        low, high, cmap = -limit, limit, "RdBu_r"
     else:
-        image = ax.imshow(rows, aspect="auto", cmap="viridis", vmin=0, vmax=max(float(rows.max()), 1.0 / c))
+        low, high = limits or (float(rows.min()), float(rows.max()))
+        cmap = "viridis"
+    image = ax.imshow(rows, aspect="auto", cmap=cmap, vmin=low, vmax=high if high > low else low + 1e-9)
+    if c <= 16:
+        for (i, j), value in np.ndenumerate(rows):
+            text = f"{value:+.1e}" if signed else f"{value:.3f}"
+            shade = (value - low) / (high - low) if high > low else 0.5
+            ax.text(j, i, text, ha="center", va="center", fontsize=6 if c > 8 else 7,
+                    color="black" if signed or shade > 0.5 else "white")
     ax.set_xticks(range(c), [str(i + 1) for i in range(c)], fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=7 if len(labels) > 6 else 8)
     ax.set_xlabel("clip")
     ax.set_title(title, fontsize=10)
-    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    colourbar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+    colourbar.ax.tick_params(labelsize=7)
 
 
 def _readout_panel(ax, weights: np.ndarray, title: str, signed: bool = False) -> None:
@@ -132,11 +146,17 @@ def _readout_panel(ax, weights: np.ndarray, title: str, signed: bool = False) ->
     ax.bar(range(1, c + 1), weights, color=colours)
     ax.set_xticks(range(1, c + 1))
     ax.set_xlabel("clip")
-    ax.set_ylabel("difference" if signed else "weight (sums to 1)")
     if signed:
+        ax.set_ylabel("difference")
         ax.axhline(0, color="black", lw=0.6)
     else:
-        ax.axhline(1.0 / c, color="grey", lw=0.8, ls="--")
+        ax.set_ylabel("weight (sums to 1)")
+        ax.axhline(1.0 / c, color="grey", lw=0.8, ls="--", label=f"uniform 1/{c}")
+        ax.set_ylim(0, min(1.0, 1.3 * float(weights.max())))
+        ax.legend(fontsize=7, loc="lower right")
+        if c <= 16:
+            for x, value in enumerate(weights, 1):
+                ax.text(x, value, f"{value:.3f}", ha="center", va="bottom", fontsize=6 if c > 8 else 7)
     ax.set_title(title, fontsize=10)
 
 
@@ -157,7 +177,7 @@ def draw(explained: Explained, path: Path, top_k: int = TOP_K) -> None:
     grid = fig.add_gridspec(len(heights), columns, height_ratios=heights)
     truth = f" | ground truth: {explained.truth}" if explained.truth is not None else ""
     unknown = f" | not in the vocabulary: {', '.join(explained.unknown)}" if explained.unknown else ""
-    fig.suptitle(f"{explained.title}\nQ: {explained.question}{truth}{unknown}", fontsize=11)
+    fig.suptitle(f"{explained.title}\nQ: {explained.question}{truth}{unknown}", fontsize=12)
     if explained.frames is not None:
         strip = fig.add_subplot(grid[0, :])
         strip.imshow(np.concatenate(list(explained.frames), axis=1))
@@ -166,6 +186,10 @@ def draw(explained: Explained, path: Path, top_k: int = TOP_K) -> None:
         strip.set_yticks([])
         strip.set_title("middle frame of each clip", fontsize=10)
     tokens = explained.tokens
+    limits = []  # one colour scale per stream, shared by the checkpoints
+    for stream in (0, 1):
+        values = np.concatenate([_layer_rows(a, stream)[0].ravel() for a in answers])
+        limits.append((float(values.min()), float(values.max())))
     for column, answer in enumerate(answers):
         maps = answer.attention
         _answer_panel(fig.add_subplot(grid[1, column]), answer, top_k)
@@ -174,7 +198,7 @@ def draw(explained: Explained, path: Path, top_k: int = TOP_K) -> None:
         for stream, name in enumerate(("appearance", "motion")):
             rows, labels = _layer_rows(answer, stream)
             _clip_heatmap(fig, fig.add_subplot(grid[3 + stream, column]), rows, labels,
-                          f"{name}: graph attention over clips")
+                          f"{name}: each graph layer's attention over clips", limits=limits[stream])
         _readout_panel(fig.add_subplot(grid[5, column]), maps.readout[0].numpy(), "readout attention over clips")
     if pair:
         first, second = answers

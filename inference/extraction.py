@@ -55,7 +55,8 @@ def settings_from_flags(args: argparse.Namespace) -> dict:
         except ValueError as e:
             raise PredictError(f"--{kind}_model: {e}") from None
         size = getattr(args, f"{kind}_size") or backbone.input_size
-        flags = argparse.Namespace(model=name, seed=args.seed, num_clips=args.num_clips, num_frames=args.num_frames,
+        frames = (args.motion_frames or args.num_frames) if kind == "motion" else args.num_frames
+        flags = argparse.Namespace(model=name, seed=args.seed, num_clips=args.num_clips, num_frames=frames,
                                    image_height=size[0], image_width=size[1],
                                    motion_input=args.motion_input if kind == "motion" else None,
                                    no_bn_recalibration=True, calibration_videos=0, fp16=False)

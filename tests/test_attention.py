@@ -99,3 +99,12 @@ def test_refused_in_training_mode():
     with pytest.raises(ValueError, match="eval mode"):
         with record_attention(model):
             pass
+
+
+def test_model_bytes_on_meta_equals_the_built_model():
+    """training/checkpoint.py counts a model's bytes on the meta device with its initialisation skipped: the count
+    must be the built model's."""
+    from training.checkpoint import model_bytes
+    cfg = tiny_cfg(graph_layers=3)
+    model = build_model(cfg, 20, 7)
+    assert model_bytes(cfg, 20, 7) == sum(t.numel() * t.element_size() for t in model.state_dict().values())

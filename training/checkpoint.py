@@ -182,10 +182,26 @@ def checkpoint_head(ckpt: dict) -> str:
     return ckpt["model_config"].get("head") or ckpt.get("answer_type") or "open_ended"
 
 
+class _SkipInPlaceOnMeta(torch.overrides.TorchFunctionMode):
+    """In-place tensor methods (``normal_``, ``uniform_``, ``zero_``, ...) on meta tensors return their tensor
+    unchanged: meta tensors hold no values, and torch's meta ``normal_`` imports torch._dynamo (about 3 s in a fresh
+    process, predict.py's budget)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init functions take ``tensor=``
+        if (name.endswith("_") and not name.startswith("__") and name != "requires_grad_"
+                and isinstance(target, torch.Tensor) and target.is_meta):
+            return target
+        return func(*args, **kwargs)
+
+
 def model_bytes(model_cfg, num_question_tokens: int, num_answers: int) -> int:
     """Bytes of the parameters and buffers of the model these sizes describe, counted without allocating them
-    (the model is built on the meta device). Raises ValueError for an invalid model config."""
-    with torch.device("meta"):
+    (the model is built on the meta device, its initialisation skipped). Raises ValueError for an invalid model
+    config."""
+    with torch.device("meta"), _SkipInPlaceOnMeta():
         model = build_model(model_cfg, num_question_tokens, num_answers)
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
