@@ -110,9 +110,11 @@ FRAME_HEIGHT = 96
 class VideoExtractor:
     """Extracts videos as the feature files of ``settings`` were extracted (both kinds); the networks are built
     once. ``weights``: {"appearance": path | None, "motion": path | None}, files to use instead of the backbones'
-    default ones (their sha256 must be the recorded one)."""
+    default ones (their sha256 must be the recorded one); ``channels_last``: the backbones' memory layout (the
+    preprocessing's option: the same features up to float rounding)."""
 
-    def __init__(self, settings: dict, device: torch.device, weights: dict | None = None):
+    def __init__(self, settings: dict, device: torch.device, weights: dict | None = None,
+                 channels_last: bool = False):
         self.settings, self.device = settings, device
         self.backbones, self.extractors = {}, {}
         for kind in KINDS:
@@ -133,7 +135,7 @@ class VideoExtractor:
             self.backbones[kind] = backbone
             self.extractors[kind] = backbone.build_extractor(
                 self._weights(kind, backbone, (weights or {}).get(kind)), int(s["seed"]),
-                (int(s["image_height"]), int(s["image_width"])), s.get("motion_input")).to(device)
+                (int(s["image_height"]), int(s["image_width"])), s.get("motion_input"), channels_last).to(device)
 
     def _weights(self, kind: str, backbone, path: str | None) -> Path | None:
         s = self.settings[kind]
