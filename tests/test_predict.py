@@ -130,7 +130,7 @@ def stored_question(demo) -> dict:
     mapping = dict(line.split()[::-1] for line in (demo["raw"] / "youtube_mapping.txt").read_text().splitlines())
     record = records[0]
     name = mapping[f"vid{record['video_id']}"]
-    return {"id": record["question_id"], "question": record["question"] + "?",
+    return {"id": record["question_id"], "question": record["question"] + "?", "video_id": record["video_id"],
             "path": demo["raw"] / "YouTubeClips" / f"{name}.avi"}
 
 
@@ -148,6 +148,24 @@ def test_video_is_extracted_as_the_stored_features(demo, tmp_path, capsys):
     from_stored = json.loads(out_stored.read_text())["answers"][0]["top"]
     assert [a["answer"] for a in from_video] == [a["answer"] for a in from_stored]
     assert np.allclose([a["probability"] for a in from_video], [a["probability"] for a in from_stored], atol=1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_video_features_equal_the_stored_rows(demo, channels_last):
+    """predict.py's extraction of a dataset video with the settings its checkpoint recorded gives the rows the
+    preprocessing stored for it (the same code: backbone registry + preprocess_features.video_features)."""
+    from inference.extraction import VideoExtractor
+    question = stored_question(demo)
+    settings = torch.load(demo["teacher"], weights_only=True)["extraction"]
+    features = VideoExtractor(settings, torch.device("cpu"), channels_last=channels_last)(question["path"])
+    for kind, key, got in (("appearance", "resnet_features", features.appearance),
+                           ("motion", "resnext_features", features.motion)):
+        with h5py.File(demo["data"] / f"msvd-qa_{kind}_feat.h5", "r") as f:
+            row = int(np.flatnonzero(f["ids"][:] == question["video_id"])[0])
+            stored = f[key][row]
+        assert got.shape == (1, *stored.shape)
+        np.testing.assert_allclose(got[0].numpy(), stored, rtol=1e-5, atol=1e-6)
+    assert features.frames.shape[0] == CLIPS
 
 
 def test_explain_pictures(demo, tmp_path):
@@ -240,3 +258,14 @@ def test_old_checkpoint_needs_and_takes_extraction_flags(tmp_path, capsys):
                          "test", "--question_id", *[str(r["question_id"]) for r in records], "--out", str(out)]) == 0
     got = [json.loads(line)["answers"][0]["prediction"] for line in out.read_text().splitlines()]
     assert got == [r["prediction"] for r in records]
+
+
+def test_typed_question_is_tokenised_as_the_question_files():
+    """A question mark is added where missing, so the last word is kept; the files drop the question's last
+    character (preprocess/text.py)."""
+    from inference.questions import question_tokens
+    from preprocess.text import tokenize_question
+    assert question_tokens("What is the man doing?") == tokenize_question("What is the man doing?") \
+        == ["what", "is", "the", "man", "doing"]
+    assert question_tokens("what is the man doing") == ["what", "is", "the", "man", "doing"]
+    assert question_tokens("  who moves first ?  ") == tokenize_question("who moves first ?")
