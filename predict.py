@@ -98,8 +98,6 @@ class Run:
     """Checkpoints loaded once; answers questions about videos or stored questions."""
 
     def __init__(self, args: argparse.Namespace):
-        import torch
-
         from inference import PredictError
         from model.cpu_ops import set_cpu_fast_path
         from training.evaluation import default_names
@@ -116,7 +114,6 @@ class Run:
             device = resolve_device(args.device)
         except ValueError as e:
             raise PredictError(f"--device: {e}") from None
-        torch.set_grad_enabled(False)
         self.predictors = [load_predictor(path, name, device, args.vocab, args.override)
                            for path, name in zip(args.ckpt, names)]
         set_cpu_fast_path(self.predictors[0].cfg.model.cpu_fast_path)
@@ -129,7 +126,12 @@ class Run:
     # ---------------------------------------------------------------- videos
     def _given_settings(self):
         """Extraction settings from --appearance_feat/--motion_feat or the flags (None when neither is given),
-        and what gave them."""
+        and what gave them; worked out once."""
+        if not hasattr(self, "_given"):
+            self._given = self._read_given_settings()
+        return self._given
+
+    def _read_given_settings(self):
         from inference import PredictError
         from inference.extraction import settings_from_flags
         from training.data import read_extraction_settings

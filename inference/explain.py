@@ -129,9 +129,12 @@ def _clip_heatmap(fig, ax, rows: np.ndarray, labels: list[str], title: str, sign
     if c <= 16:
         for (i, j), value in np.ndenumerate(rows):
             text = f"{value:+.1e}" if signed else f"{value:.3f}"
-            shade = (value - low) / (high - low) if high > low else 0.5
+            if signed:  # dark at both ends of the diverging scale
+                dark = abs(value) > 0.6 * high
+            else:
+                dark = ((value - low) / (high - low) if high > low else 0.5) < 0.5
             ax.text(j, i, text, ha="center", va="center", fontsize=6 if c > 8 else 7,
-                    color="black" if signed or shade > 0.5 else "white")
+                    color="white" if dark else "black")
     ax.set_xticks(range(c), [str(i + 1) for i in range(c)], fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=7 if len(labels) > 6 else 8)
     ax.set_xlabel("clip")
@@ -153,7 +156,7 @@ def _readout_panel(ax, weights: np.ndarray, title: str, signed: bool = False) ->
         ax.set_ylabel("weight (sums to 1)")
         ax.axhline(1.0 / c, color="grey", lw=0.8, ls="--", label=f"uniform 1/{c}")
         ax.set_ylim(0, min(1.0, 1.3 * float(weights.max())))
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best", framealpha=0.8)
         if c <= 16:
             for x, value in enumerate(weights, 1):
                 ax.text(x, value, f"{value:.3f}", ha="center", va="bottom", fontsize=6 if c > 8 else 7)

@@ -269,3 +269,42 @@ def test_typed_question_is_tokenised_as_the_question_files():
         == ["what", "is", "the", "man", "doing"]
     assert question_tokens("what is the man doing") == ["what", "is", "the", "man", "doing"]
     assert question_tokens("  who moves first ?  ") == tokenize_question("who moves first ?")
+
+
+@pytest.mark.parametrize("answer_type", ["multiple_choice", "count"])
+def test_other_heads_stored_and_typed(answer_type, tmp_path, capsys):
+    """Multiple choice and count: stored questions equal validate.py; a typed question (the tiny dataset's files
+    record no extraction, so the flags give it: the toy backbones of its width, 4 clips x 4 frames) is answered with
+    --candidates (their scores) or with a count."""
+    from train_fixtures import write_config
+    data = write_tiny_dataset(tmp_path / "data", answer_type=answer_type, file_categories=answer_type != "count")
+    cfg = write_config(tmp_path / "tiny.yml", data, tmp_path / "results", answer_type=answer_type,
+                       train={"max_epochs": 2})
+    assert train.main(["--cfg", str(cfg)]) == 0
+    ckpt = tmp_path / "results" / "tiny" / "best.pt"
+    preds = tmp_path / "preds.json"
+    assert validate.main(["--ckpt", str(ckpt), "--write_preds", str(preds)]) == 0
+    records = json.loads(preds.read_text())
+    out = tmp_path / "stored.jsonl"
+    assert predict.main(["--ckpt", str(ckpt), "--split", "test", "--question_id",
+                         *[str(r["question_id"]) for r in records], "--out", str(out)]) == 0
+    got = [json.loads(line)["answers"][0]["prediction"] for line in out.read_text().splitlines()]
+    assert got == [r["prediction"] for r in records]
+    video = tmp_path / "clip.avi"
+    encode_video(video, np.random.default_rng(0).integers(0, 255, (12, 32, 32, 3), dtype=np.uint8))
+    typed = ["--ckpt", str(ckpt), "--video", str(video), "--question", "what color is it?", "--appearance_model",
+             "toy_appearance16", "--motion_model", "toy_motion16", "--random_init", "--num_clips", "4",
+             "--num_frames", "4", "--out", str(tmp_path / "typed.jsonl")]
+    if answer_type == "multiple_choice":
+        run_bad(typed + ["--candidates", "red", "blue"], capsys, "give exactly 5")
+        typed += ["--candidates", "red", "green", "blue", "left", "up it"]
+    assert predict.main(typed) == 0
+    assert torch.is_grad_enabled()  # predict.main leaves the process's autograd state alone
+    answer = json.loads((tmp_path / "typed.jsonl").read_text())["answers"][0]
+    if answer_type == "multiple_choice":
+        assert [c["candidate"] for c in answer["candidates"]] == ["red", "green", "blue", "left", "up it"]
+        assert sum(c["probability"] for c in answer["candidates"]) == pytest.approx(1, abs=1e-5)
+        assert answer["prediction"] == max(answer["candidates"], key=lambda c: c["score"])["candidate"]
+    else:
+        assert 1 <= int(answer["prediction"]) <= 10
+        assert int(answer["prediction"]) == min(10, max(1, round(answer["count_output"])))
