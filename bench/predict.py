@@ -9,7 +9,9 @@ MSVD-QA clip; demo: the demo's 64 x 64, 24 frames), a vocabulary, and two checkp
 random weights and the setting's extraction settings recorded (the time does not depend on the weights; random-init
 backbones, as the issue allows). Then ``python predict.py --ckpt teacher --ckpt student --video V --question Q``
 runs as a subprocess ``--repeats`` times: each time is the whole command from process start to exit (imports,
-checkpoint loading, decoding, both extractions, both models), printed with predict's own breakdown and the load.
+checkpoint loading, decoding, both extractions, both models), printed with the CPU time it used (user + system, all
+threads: on a shared machine the wall time grows with the load, this much less), predict's own breakdown and the
+load.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 import argparse
 import json
 import os
+import resource
 import subprocess
 import time
 
@@ -124,13 +127,17 @@ def main(argv: list[str] | None = None) -> None:
     print("command: " + " ".join(command[1:]))
     for repeat in range(args.repeats):
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if result.returncode:
             raise SystemExit(f"predict.py failed ({result.returncode}): {result.stderr.strip()}")
         breakdown = next((line.strip() for line in result.stdout.splitlines() if line.strip().startswith("time:")), "")
-        print(f"run {repeat + 1}: {seconds:.2f} s wall, process start to exit ({breakdown}; load before: {load})")
+        print(f"run {repeat + 1}: {seconds:.2f} s wall, process start to exit, {cpu:.2f} s CPU (user + system) "
+              f"({breakdown}; load before: {load})")
 
 
 if __name__ == "__main__":

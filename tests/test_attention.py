@@ -108,3 +108,19 @@ def test_model_bytes_on_meta_equals_the_built_model():
     cfg = tiny_cfg(graph_layers=3)
     model = build_model(cfg, 20, 7)
     assert model_bytes(cfg, 20, 7) == sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def test_checkpoint_model_built_without_initialisation_equals_a_plain_load():
+    """build_checkpoint_model builds on the meta device and takes the checkpoint's tensors: same tensors, same
+    trainable parameters, same outputs as a model built normally and loaded."""
+    from training.checkpoint import build_checkpoint_model
+    cfg = dict(tiny_cfg(graph_layers=2))
+    model = tiny_model(graph_layers=2)
+    ckpt = {"model": model.state_dict(), "model_config": {"name": "dualvgr", **cfg}, "num_question_tokens": 20,
+            "num_answers": 7}
+    loaded = build_checkpoint_model(ckpt, "in memory", "test").eval()
+    assert all(not t.is_meta for t in (*loaded.parameters(), *loaded.buffers()))
+    assert [p.requires_grad for p in loaded.parameters()] == [p.requires_grad for p in model.parameters()]
+    batch = tiny_batch()
+    with torch.no_grad():
+        assert torch.equal(loaded(*batch).logits, model(*batch).logits)

@@ -244,9 +244,10 @@ def _keys_in_shape(shape: tuple, model_cfg) -> str:
     return "model_config " + (", ".join(keys) if keys else "sizes")
 
 
-def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | Path, source: str) -> None:
+def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | Path, source: str, assign: bool = False) -> None:
     """Load ``ckpt["model"]`` into ``model`` (built from ``ckpt["model_config"]``); CheckpointError naming the first
-    tensor that does not fit and the model-config key it depends on."""
+    tensor that does not fit and the model-config key it depends on. ``assign``: the checkpoint's tensors become the
+    model's (for a model built on the meta device)."""
     model_cfg = ckpt["model_config"]
     expected = model.state_dict()
     stored = ckpt["model"]
@@ -268,7 +269,7 @@ def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | Path, sourc
             problem = f"tensor '{extra[0]}' is not part of the model its {_config_key_of(extra[0], model_cfg)} builds"
     if problem:
         raise CheckpointError(f"{path} (from {source}): its model config does not match its tensors: {problem}")
-    model.load_state_dict(stored)
+    model.load_state_dict(stored, assign=assign)
 
 
 def build_checkpoint_model(ckpt: dict, path: str | Path, source: str) -> torch.nn.Module:
@@ -276,6 +277,10 @@ def build_checkpoint_model(ckpt: dict, path: str | Path, source: str) -> torch.n
     fit into memory and that the tensors fit the config (CheckpointError otherwise)."""
     where = f"{path} (from {source})"
     check_model_fits_memory(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"], where)
-    model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
-    load_model_state(model, ckpt, path, source)
+    with torch.device("meta"), _SkipInPlaceOnMeta():  # no initialisation: every tensor comes from the checkpoint
+        model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
+    load_model_state(model, ckpt, path, source, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # buffers outside the state dict
+        model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
+        load_model_state(model, ckpt, path, source)
     return model
