@@ -142,6 +142,12 @@ def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
     if ckpt.get("format_version", 1) < 2:
         from model.registry import DEFAULT_MODEL
         ckpt["model_config"] = {"name": DEFAULT_MODEL, **ckpt["model_config"]}
+    model_cfg = ckpt["model_config"]
+    if isinstance(model_cfg, dict) and model_cfg.get("name") == "dualvgr" and "vision_dim" in model_cfg:
+        # written before the two streams had their own widths: both were vision_dim
+        for key in ("appearance_dim", "motion_dim"):
+            if model_cfg.get(key) is None:
+                model_cfg[key] = model_cfg["vision_dim"]
     return ckpt
 
 

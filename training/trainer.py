@@ -25,7 +25,8 @@ from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
 from training.reproducibility import configure_determinism, seed_everything
 from training.run_checks import check_resume_config, check_student_smaller
-from training.run_config import amp_dtype_for, per_process_batch_size, resolve_head, resolve_mode, run_dir_for
+from training.run_config import (amp_dtype_for, per_process_batch_size, resolve_feature_dims, resolve_head,
+                                 resolve_mode, run_dir_for)
 from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
 from training.signals import StopRequest
@@ -87,6 +88,7 @@ class _Run:
         cfg = self.cfg
         self.mode = resolve_mode(cfg)
         self.head = resolve_head(cfg)  # before anything stores or builds the model config
+        resolve_feature_dims(cfg)  # likewise: null feature widths -> the feature files'
         self.metric = metric_for(self.head)
         self.objective = objective_for(cfg, self.mode)
         self.objective_without_teacher = objective_for(cfg, "student")  # evaluation without the teacher (test)
