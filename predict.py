@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="appearance weights (default: the backbone's file in data/weights/); also used with "
                                  "recorded settings, checked against their sha256")
     extraction.add_argument("--motion_weights", metavar="FILE", help="motion weights, likewise")
-    extraction.add_argument("--random_init", action="store_true",
-                            help="random-init backbones (seeded by --seed), without BatchNorm recalibration")
+    extraction.add_argument("--random_init", nargs="*", choices=("appearance", "motion"), metavar="KIND",
+                            help="random-init backbones (seeded by --seed), without BatchNorm recalibration: both, or "
+                                 "the kinds named (e.g. --random_init motion)")
     extraction.add_argument("--seed", type=int, default=666, help="random-init seed (preprocessing's default)")
     extraction.add_argument("--num_clips", type=int, help="clips per video")
     extraction.add_argument("--num_frames", type=int, default=16, help="frames per clip")

@@ -2,7 +2,8 @@
 
     python bench/predict.py --setting paper   # ResNet-101 + ResNeXt-101 (random init), 8 clips x 16 frames, 224 / 112
                                               # px, MSVD-QA teacher (g=4) and student (g=1) configs, V=4000, A=1002
-    python bench/predict.py --setting demo    # the demo's backbones, clips, frames, sizes (demo.py) and configs
+    python bench/predict.py --setting demo    # the demo's backbones (random init or weights), clips, frames, sizes
+                                              # (demo.py's feature commands) and configs
 
 It writes, under --dir, a synthetic video of the demo's generator (paper: 240 x 240 pixels, 300 frames, about an
 MSVD-QA clip; demo: the demo's 64 x 64, 24 frames), a vocabulary, and two checkpoints of the setting's configs with
@@ -32,7 +33,7 @@ import time
 
 REPO = Path(__file__).resolve().parent.parent
 PAPER = {"teacher": "configs/msvd_qa_teacher.yml", "student": "configs/msvd_qa_student.yml",
-         "appearance": ("resnet101", 16, None), "motion": ("resnext101", 16, None), "clips": 8,
+         "appearance": ("resnet101", 16, None, True), "motion": ("resnext101", 16, None, True), "clips": 8,
          "video": {"size": 240, "frames": 300}, "vocab": (4000, 1002)}
 
 
@@ -46,7 +47,8 @@ def demo_setting() -> dict:
         command = next(s for s in stages if s.name == f"{kind}_features").command
         value = lambda flag, default=None: command[command.index(flag) + 1] if flag in command else default  # noqa
         height = value("--image_height")
-        setting[kind] = (value("--model"), int(value("--num_frames", 16)), int(height) if height else None)
+        setting[kind] = (value("--model"), int(value("--num_frames", 16)), int(height) if height else None,
+                         "--random_init" in command)
         setting["clips"] = int(value("--num_clips"))
     return setting
 
@@ -78,9 +80,11 @@ def write_inputs(setting: dict, out: Path) -> tuple[list[Path], Path, str, Path]
              "question_answer_token_to_idx": {"<NULL>": 0, "<UNK>": 1}}
     vocab_path = out / "vocab.json"
     vocab_path.write_text(json.dumps(vocab))
-    (app, app_frames, app_size), (mot, mot_frames, mot_size) = setting["appearance"], setting["motion"]
+    (app, app_frames, app_size, app_random), (mot, mot_frames, mot_size, mot_random) = (setting["appearance"],
+                                                                                      setting["motion"])
+    random_init = [kind for kind, random in (("appearance", app_random), ("motion", mot_random)) if random]
     flags = argparse.Namespace(appearance_model=app, motion_model=mot, seed=666, num_clips=setting["clips"],
-                               num_frames=app_frames, motion_frames=mot_frames, random_init=True,
+                               num_frames=app_frames, motion_frames=mot_frames, random_init=random_init or None,
                                appearance_size=(app_size,) * 2 if app_size else None,
                                motion_size=(mot_size,) * 2 if mot_size else None, motion_input=None,
                                appearance_weights=None, motion_weights=None)

@@ -61,7 +61,8 @@ def settings_from_flags(args: argparse.Namespace) -> dict:
                                    motion_input=args.motion_input if kind == "motion" else None,
                                    no_bn_recalibration=True, calibration_videos=0, fp16=False)
         try:
-            weights = resolve_weights(backbone, getattr(args, f"{kind}_weights"), args.random_init)
+            random_init = args.random_init is not None and (not args.random_init or kind in args.random_init)
+            weights = resolve_weights(backbone, getattr(args, f"{kind}_weights"), random_init)
         except WeightsError as e:
             raise PredictError(f"--{kind}_weights: {e}") from None
         settings[kind] = extraction_settings(flags, "", weights)
