@@ -239,6 +239,10 @@ def _word_spans(tokens: list[str], weights: np.ndarray) -> str:
 def page(explained: Explained, png: Path, top_k: int = TOP_K) -> str:
     """A self-contained HTML page: the PNG embedded (base64), the answers and the attention weights as tables."""
     image = base64.b64encode(png.read_bytes()).decode("ascii")
+    legend = ("<p>Question-word attention: the softmax over the question's words (darker = more; hover for the "
+              "value). Graph rows: each graph layer's GAT block (independent / joint) as a distribution over the "
+              "clips, its attention rows averaged over heads and query clips. Readout: the softmax over the fused "
+              "clips that the answer reads. Each row sums to 1.</p>")
     parts = [f"<h1>{html.escape(explained.title)}</h1>",
              f"<p><b>Question:</b> {html.escape(explained.question)}"
              + (f" &nbsp; <b>ground truth:</b> {html.escape(explained.truth)}" if explained.truth else "") + "</p>"]
@@ -267,7 +271,7 @@ def page(explained: Explained, png: Path, top_k: int = TOP_K) -> str:
              "img{max-width:100%}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(explained.title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts[:2])}"
-            f"<img alt='explanation' src='data:image/png;base64,{image}'>{''.join(parts[2:])}</body></html>")
+            f"<img alt='explanation' src='data:image/png;base64,{image}'>{legend}{''.join(parts[2:])}</body></html>")
 
 
 def write_explanation(explained: Explained, directory: Path, stem: str, top_k: int = TOP_K) -> tuple[Path, Path]:
