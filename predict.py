@@ -123,6 +123,7 @@ class Run:
             raise PredictError(f"the checkpoints have different answer heads ({', '.join(sorted(heads))})")
         self.head = heads.pop()
         self.extractors = {}
+        self.last_video, self.features = None, {}
 
     # ---------------------------------------------------------------- videos
     def _given_settings(self):
@@ -183,7 +184,9 @@ class Run:
         """Every checkpoint's answer about ``video``; (answers, timing and question info)."""
         from inference.answering import answer_batch, question_batch
         from inference.questions import encode_question
-        features, encoded, answers, seconds = {}, None, [], {}
+        if self.last_video != video:  # consecutive questions about one video (rows files) share its features
+            self.last_video, self.features = video, {}
+        features, encoded, answers, seconds = self.features, None, [], {}
         for predictor in self.predictors:
             extractor = self._extractor_for(predictor)
             encoded = encode_question(question, predictor.embedding_vocab, predictor.head, candidates,
