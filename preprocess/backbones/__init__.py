@@ -19,7 +19,7 @@ from preprocess.backbones.base import (FEATURE_KEYS, KINDS, RESIZE, Backbone, Mi
                                        resolve_weights)
 
 # The built-in backbones: each is preprocess/backbones/<name>.py, imported when first asked for.
-BACKBONE_MODULES = ("resnet101", "resnext101", "efficientnet_lite0")
+BACKBONE_MODULES = ("resnet101", "resnext101", "efficientnet_lite0", "efficientnet_lite0_motion")
 _REGISTRY: dict[str, Backbone] = {}
 
 

@@ -51,8 +51,8 @@ class Backbone:
       kind              appearance (one feature per frame) | motion (one feature per clip)
       feature_dim       D, the width of one feature (the model reads it from the file: no padding to 2048)
       input_size        default (height, width) the frames are resized to
-      conv_dims         2 (frames (N, 3, h, w)) or 3 (clips (N, 3, T, h, w)): what :meth:`build_network`'s network
-                        takes (sets the channels-last layout)
+      conv_dims         2 (2D convolutions) or 3 (3D, on clips (N, 3, T, h, w)): sets the channels-last layout (a
+                        motion backbone of 2D convolutions gets clips and lays them out itself)
       input_modes       pixel normalisations the backbone offers, first = default: {mode: (mean, std, words)},
                         mean and std per RGB channel on the 0-255 scale
       weights_file      file name of the default weights (looked for in data/weights/ unless
@@ -137,8 +137,9 @@ class Backbone:
                 raise WeightsError(f"{weights}: cannot be read as a weights file ({str(e).splitlines()[0]})") from None
         layout = torch.contiguous_format
         if channels_last:
-            layout = torch.channels_last if self.conv_dims == 2 else torch.channels_last_3d
-            network = network.to(memory_format=layout)
+            network = network.to(memory_format=torch.channels_last if self.conv_dims == 2 else torch.channels_last_3d)
+            if (self.kind == "appearance") == (self.conv_dims == 2):  # the input has the convolutions' rank
+                layout = torch.channels_last if self.conv_dims == 2 else torch.channels_last_3d
         wrapper = FrameExtractor if self.kind == "appearance" else ClipExtractor
         return wrapper(network, size, mean, std, layout).eval()
 

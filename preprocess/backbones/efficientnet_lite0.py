@@ -33,7 +33,11 @@ class EfficientNetLite0Features(nn.Module):
 
     def __init__(self, size: tuple[int, int]):
         super().__init__()
-        from efficientnet_lite_pytorch import EfficientNet  # the package is needed only for this backbone
+        try:  # the package is needed only for this backbone
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise WeightsError("efficientnet_lite0 needs the package efficientnet-lite-pytorch==0.1.0: "
+                               "pip install -r requirements.txt") from None
         self.net = EfficientNet.from_name("efficientnet-lite0", image_size=list(size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,11 +69,7 @@ class EfficientNetLite0(Backbone):
         return Path(spec.origin).parent / "models" / WEIGHTS_FILE
 
     def build_network(self, size: tuple[int, int]) -> nn.Module:
-        try:
-            return EfficientNetLite0Features(size)
-        except ImportError:
-            raise WeightsError("efficientnet_lite0 needs the package efficientnet-lite-pytorch==0.1.0: "
-                               "pip install -r requirements.txt") from None
+        return EfficientNetLite0Features(size)
 
     def load_weights(self, network: nn.Module, path: Path) -> None:
         state = load_state_dict_file(path, "EfficientNet-Lite0")
