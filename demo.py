@@ -19,7 +19,9 @@ Writes results/demo/summary.json:
               "parameters", "settings"}},                        NAME: Teacher, Student, Student-KD
    "tests": [{"a", "b", "mean_difference", "p_value", "method", "differing_questions"}], "method",
    "baselines": {"majority": {"answer", "accuracy", "per_type"},
-                 "per_type_majority": {"answers": {TYPE: answer}, "accuracy", "per_type"}},
+                 "per_type_majority": {"answers": {TYPE: answer}, "accuracy", "per_type"},
+                 "question_only": {"accuracy", "per_type"},
+                 "chance_given_template": {"accuracy", "per_type"}},
    "stage_seconds": {STAGE: seconds of the run that built it}, "reused_stages": [STAGE, ...]}
 (accuracies are fractions of the test split; std is the sample std over seeds). The sweep's own reports:
 results/demo/sweep/summary.{md,png,json}.
@@ -50,13 +52,14 @@ SWEEP = RESULTS / "sweep"
 STAMPS = DATA / "stages.json"
 QUESTION_FILES = [DATA / f"msvd-qa_{split}_questions.pt" for split in ("train", "val", "test")]
 VOCAB = DATA / "msvd-qa_vocab.json"
-# kind -> (backbone, frames per clip, extra flags, output); 4 clips of 64x64 frames (the rendered size). Random-init
-# ResNet-101 features saturate the model's tanh unless BatchNorm is recalibrated on the dataset (docs/notes.md);
-# the random-init ResNeXt-101 keeps more colour/shape/direction information with its initial BatchNorm statistics
-# (linear probes on this dataset: colour 0.87 vs 0.61, direction 0.35 vs 0.23).
+# kind -> (backbone, frames per clip, input size, output). Pretrained ImageNet EfficientNet-Lite0 (from the package
+# index) stands in for ResNet-101 (appearance, 1280-d) and, through how its feature maps change within a clip, for
+# the 3D ResNeXt-101 (motion, 400-d): no ResNet-101 / Kinetics weights can be downloaded here (docs/demo.md). 4 clips
+# of 4 frames: the clips of a 24-frame video cover frames 2-5, 7-10, 12-15 and 17-20, so a shape that moves only in
+# the first or second half (steps 0-10 / 12-22) moves in exactly the first two or the last two clips.
 FEATURES = {
-    "appearance": ("resnet101", 4, [], DATA / "msvd-qa_appearance_feat.h5"),
-    "motion": ("resnext101", 8, ["--no_bn_recalibration"], DATA / "msvd-qa_motion_feat.h5"),
+    "appearance": ("efficientnet_lite0", 4, 112, DATA / "msvd-qa_appearance_feat.h5"),
+    "motion": ("efficientnet_lite0_motion", 4, 112, DATA / "msvd-qa_motion_feat.h5"),
 }
 
 
@@ -97,11 +100,12 @@ def build_stages(args) -> list[Stage]:
                             str(RAW), "--mode", "all", "--glove_pt", str(GLOVE), "--output_dir", str(DATA)],
               [QUESTION_FILES[-1], *QUESTION_FILES[:-1], VOCAB], after=("dataset", "glove")),
     ]
-    for kind, (backbone, frames, extra, out) in FEATURES.items():
+    for kind, (backbone, frames, size, out) in FEATURES.items():
         stages.append(Stage(f"{kind}_features", [
             "-m", "preprocess.preprocess_features", "--dataset", "msvd-qa", "--dataset_dir", str(RAW), "--model",
-            backbone, "--random_init", "--num_clips", "4", "--num_frames", str(frames), "--image_height", "64",
-            "--image_width", "64", *extra, "--device", args.device, "--out", str(out)], [out], after=("dataset",)))
+            backbone, "--num_clips", "4", "--num_frames", str(frames), "--image_height", str(size),
+            "--image_width", str(size), "--device", args.device, "--out", str(out)], [out], after=("dataset",),
+            flags={"backbone": backbone, "size": size, "frames": frames}))
     stages.append(Stage("sweep", ["sweep.py", "--cfg", STUDENT_CONFIG, f"device={args.device}", "--jobs",
                                   str(args.jobs), "--seeds", *map(str, args.seeds), "--out", str(SWEEP)],
                         [SWEEP / "summary.json", SWEEP], flags={"seeds": list(args.seeds)},
@@ -190,6 +194,7 @@ def baseline_rows(baselines: dict) -> list[tuple[str, str, dict]]:
     rows = []
     for key, label in (("majority", f"majority answer ('{baselines['majority']['answer']}')"),
                        ("per_type_majority", "per-type majority answer"),
+                       ("chance_given_template", "chance given the question template (uniform guess)"),
                        ("question_only", "question only (most frequent answer per question text)")):
         entry = baselines.get(key)
         if entry is None:
@@ -206,8 +211,10 @@ def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
     from training.reporting import write_text_atomic
     from training.sweep_report import seeds_line, table3, tests_table
 
+    from preprocess.synthetic_dataset import chance_given_template
     sweep = json.loads((ROOT / SWEEP / "summary.json").read_text())
     baselines = baselines_from_files(ROOT / QUESTION_FILES[0], ROOT / QUESTION_FILES[-1], ROOT / VOCAB)
+    baselines["chance_given_template"] = chance_given_template(json.loads((ROOT / RAW / "test_qa.json").read_text()))
     summary = {**sweep, "baselines": baselines,
                "stage_seconds": {s.name: stamps[s.name]["seconds"] for s in stages}, "reused_stages": reused}
     write_text_atomic(ROOT / RESULTS / "summary.json", json.dumps(summary, indent=1) + "\n")

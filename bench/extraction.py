@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from preprocess import preprocess_features as extraction
-from preprocess.backbones import BACKBONES, build_extractor, recalibrate_batchnorm
+from preprocess.backbones import build_extractor, get_backbone, recalibrate_batchnorm
 from preprocess.datasets import VideoEntry
 from preprocess.video import decode_clips, encode_video
 from utils.device import resolve_device
@@ -111,7 +111,7 @@ def bench_pipeline(model: str, extractor, entries: list[VideoEntry], args: argpa
     with h5py.File(out, "r+") as f:
         start = time.perf_counter()
         processed, failed = extraction.extract(f, list(range(len(entries))), entries, extractor, options,
-                                               BACKBONES[model]["kind"], device, autocast)
+                                               get_backbone(model).kind, device, autocast)
         elapsed = time.perf_counter() - start
     if failed:
         raise RuntimeError(f"{failed} benchmark videos failed (reasons above)")
@@ -158,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             encode_video(path, synthetic_video(args.video_frames, height, width, index))
             entries.append(VideoEntry(index, path))
         for model in args.extractors.split(","):
-            info = BACKBONES[model]
-            size = args.image_size or info["default_size"]
-            kind = info["kind"]
+            backbone = get_backbone(model)
+            size = args.image_size or backbone.input_size[0]
+            kind = backbone.kind
             unit = "frames" if kind == "appearance" else "clips"
             units_per_video = args.num_clips * (args.num_frames if kind == "appearance" else 1)
-            batch = args.batch_size or extraction.DEFAULT_BATCH_SIZE[model]
+            batch = args.batch_size or backbone.batch_size
             channels_last = device.type == "cuda"
             extractor = build_extractor(model, None, 0, (size, size), channels_last=channels_last).to(device)
             calibrate_on_noise(extractor, kind, args.num_frames, (height, width), device)

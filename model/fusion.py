@@ -32,7 +32,7 @@ class MFB(nn.Module):
 class ClipReadout(nn.Module):
     """``x = dropout(V_c)``, ``att = softmax_C(Linear(d,1)(ELU(Linear(d,d,no bias)(x))))``, ``sum_C att * x``.
 
-    forward(V_c (B, C, d)) -> V_all (B, d).
+    forward(V_c (B, C, d)) -> V_all (B, d); :meth:`weights` gives ``att`` (B, C, 1).
     """
 
     def __init__(self, module_dim: int, dropout: float):
@@ -41,10 +41,13 @@ class ClipReadout(nn.Module):
         self.proj = Linear(module_dim, module_dim, bias=False)
         self.score = Linear(module_dim, 1)
 
+    def weights(self, clips: torch.Tensor) -> torch.Tensor:
+        """``att`` (B, C, 1), softmax over the C clips, of (already dropped-out) clips (B, C, d)."""
+        return torch.softmax(self.score(elu(self.proj(clips))), dim=1)
+
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         clips = self.dropout(clips)
-        attention = torch.softmax(self.score(elu(self.proj(clips))), dim=1)     # (B, C, 1)
-        return (attention * clips).sum(dim=1)
+        return (self.weights(clips) * clips).sum(dim=1)
 
 
 class AnswerClassifier(nn.Module):
@@ -75,7 +78,7 @@ class ConditionedReadout(nn.Module):
     ``att = softmax_C(Linear(d,1)(ELU(Linear(2d,d)([v ; p * v]))))``, ``sum_C att * x``.
 
     forward(s (M, d), V_c (M, C, d)) -> (M, d). Used once per question (s = q) and once per candidate
-    (s = a_k, with the question's clips repeated K times).
+    (s = a_k, with the question's clips repeated K times); :meth:`weights` gives ``att`` (M, C, 1).
     """
 
     def __init__(self, module_dim: int, dropout: float):
@@ -86,13 +89,16 @@ class ConditionedReadout(nn.Module):
         self.joint = Linear(2 * module_dim, module_dim)
         self.score = Linear(module_dim, 1)
 
-    def forward(self, sentence: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
-        clips = self.dropout(clips)
+    def weights(self, sentence: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+        """``att`` (M, C, 1), softmax over the C clips, for s (M, d) and (already dropped-out) clips (M, C, d)."""
         projected = self.clip_proj(clips)                                           # (M, C, d)
         conditioned = self.sentence_proj(sentence)[:, None, :] * projected          # (M, C, d)
         hidden = elu(self.joint(torch.cat([projected, conditioned], dim=-1)))       # (M, C, d)
-        attention = torch.softmax(self.score(hidden), dim=1)                         # (M, C, 1)
-        return (attention * clips).sum(dim=1)
+        return torch.softmax(self.score(hidden), dim=1)
+
+    def forward(self, sentence: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+        clips = self.dropout(clips)
+        return (self.weights(sentence, clips) * clips).sum(dim=1)
 
 
 class CandidateScorer(nn.Module):

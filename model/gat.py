@@ -26,6 +26,27 @@ from torch.nn import functional as F
 from model.cpu_ops import Dropout, batched_linear, elu
 
 
+def project_heads(x: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor) -> torch.Tensor:
+    """Per-head node projections: x ``(*, B, C, d)`` -> ``(*, B, k, C, d/k)`` (weights as in :func:`graph_attention`)."""
+    *lead, b, c, d = x.shape
+    k, hd = head_weight.shape[-3], head_weight.shape[-2]
+    blocks = math.prod(lead)
+    h = batched_linear(x.reshape(blocks, b * c, d), head_weight.reshape(blocks, d, d),
+                       head_bias.reshape(blocks, d))                             # (blocks, B*C, d), heads in order
+    return h.reshape(*lead, b, c, k, hd).transpose(-3, -2)
+
+
+def attention_weights(h: torch.Tensor, attn_weight: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+    """``softmax_j LeakyReLU_0.01(e_ij)`` before dropout: h ``(*, B, k, C, d/k)`` -> ``(*, B, k, C, C)``, each row
+    (query clip i) a distribution over the clips j it aggregates."""
+    *lead, _, k, _, hd = h.shape
+    attn = attn_weight.reshape(*lead, k, 2, hd).transpose(-1, -2)[..., None, :, :, :]  # (*, 1, k, d/k, 2)
+    node_scores = h @ attn                                                       # (*, B, k, C, 2)
+    logits = (node_scores[..., :, None, 0] + node_scores[..., None, :, 1]
+              + attn_bias[..., None, :, None, None])                             # (*, B, k, C, C)
+    return torch.softmax(F.leaky_relu(logits, 0.01), dim=-1)
+
+
 def graph_attention(x: torch.Tensor, scores: torch.Tensor, head_weight: torch.Tensor, head_bias: torch.Tensor,
                     attn_weight: torch.Tensor, attn_bias: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
     """Multi-head GAT over fully connected clips, for one block or a stack of blocks.
@@ -36,16 +57,8 @@ def graph_attention(x: torch.Tensor, scores: torch.Tensor, head_weight: torch.Te
     input, the attention and the output, with independent masks everywhere.
     """
     *lead, b, c, d = x.shape
-    k, hd = head_weight.shape[-3], head_weight.shape[-2]
-    blocks = math.prod(lead)
-    h = batched_linear(dropout(x).reshape(blocks, b * c, d), head_weight.reshape(blocks, d, d),
-                       head_bias.reshape(blocks, d))                             # (blocks, B*C, d), heads in order
-    h = h.reshape(*lead, b, c, k, hd).transpose(-3, -2)                          # (*, B, k, C, d/k)
-    attn = attn_weight.reshape(*lead, k, 2, hd).transpose(-1, -2)[..., None, :, :, :]  # (*, 1, k, d/k, 2)
-    node_scores = h @ attn                                                       # (*, B, k, C, 2)
-    logits = (node_scores[..., :, None, 0] + node_scores[..., None, :, 1]
-              + attn_bias[..., None, :, None, None])                             # (*, B, k, C, C)
-    attention = dropout(torch.softmax(F.leaky_relu(logits, 0.01), dim=-1))
+    h = project_heads(dropout(x), head_weight, head_bias)                       # (*, B, k, C, d/k)
+    attention = dropout(attention_weights(h, attn_weight, attn_bias))           # (*, B, k, C, C)
     out = elu(attention @ (h * scores[..., None, :, :]))                       # (*, B, k, C, d/k)
     return dropout(out.transpose(-3, -2).reshape(*lead, b, c, d))
 
@@ -85,12 +98,24 @@ class GraphAttention(nn.Module):
                                self.dropout)
 
 
+def stacked_parameters(blocks) -> list[torch.Tensor]:
+    """head_weight, head_bias, attn_weight, attn_bias of n equal-sized :class:`GraphAttention` blocks, each stacked
+    along a new first dimension of size n."""
+    return [torch.stack([getattr(block, name) for block in blocks])
+            for name in ("head_weight", "head_bias", "attn_weight", "attn_bias")]
+
+
 def stacked_graph_attention(blocks, x: torch.Tensor, scores: torch.Tensor, dropout: nn.Module) -> torch.Tensor:
     """Run several GAT blocks at once: block n reads ``x[n] (B, C, d)`` and ``scores[n] (B, C, 1)``.
 
     blocks: a sequence of n :class:`GraphAttention` with equal sizes; x ``(n, B, C, d)``, scores
     ``(n, B, C, 1)`` -> ``(n, B, C, d)``. Same result as calling each block on its slice.
     """
-    stacked = [torch.stack([getattr(block, name) for block in blocks])
-               for name in ("head_weight", "head_bias", "attn_weight", "attn_bias")]
-    return graph_attention(x, scores, *stacked, dropout)
+    return graph_attention(x, scores, *stacked_parameters(blocks), dropout)
+
+
+def stacked_attention_weights(blocks, x: torch.Tensor) -> torch.Tensor:
+    """The attention (before dropout) of several GAT blocks: x ``(n, B, C, d)`` -> ``(n, B, k, C, C)``, what
+    :func:`stacked_graph_attention` aggregates with when dropout is off (eval mode)."""
+    head_weight, head_bias, attn_weight, attn_bias = stacked_parameters(blocks)
+    return attention_weights(project_heads(x, head_weight, head_bias), attn_weight, attn_bias)

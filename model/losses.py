@@ -45,6 +45,22 @@ def hsic(independent: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
     return per_layer.mean() if per_layer.dim() else per_layer
 
 
+def normalised_hsic(independent: torch.Tensor, joint: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """HSIC divided by its value's scale: per sample ``HSIC(X1, X2) / sqrt(HSIC(X1, X1) HSIC(X2, X2))`` (centred
+    kernel alignment, in [0, 1] and unchanged when either input is scaled), averaged over the batch and the layers.
+
+    independent, joint: (G, B, C, d) or (B, C, d), linear kernels ``K = X X^T`` over the C clips as in :func:`hsic`.
+    ``HSIC(X1, X2) = trace(R K1 R K2) = sum(X1c X1c^T * X2c X2c^T)`` with ``Xc`` centred over clips.
+    """
+    def centred_gram(x: torch.Tensor) -> torch.Tensor:
+        x = x.float() - x.float().mean(dim=-2, keepdim=True)
+        return x @ x.transpose(-1, -2)                                      # (..., C, C)
+    first, second = centred_gram(independent), centred_gram(joint)
+    cross = (first * second).sum(dim=(-1, -2))
+    scale = ((first * first).sum(dim=(-1, -2)) * (second * second).sum(dim=(-1, -2))).clamp_min(eps).sqrt()
+    return (cross / scale).mean()
+
+
 def similarity(joint_appearance: torch.Tensor, joint_motion: torch.Tensor) -> torch.Tensor:
     """Similarity loss between the appearance and motion joint outputs, averaged over graph layers.
 
@@ -74,6 +90,13 @@ def distillation(teacher_fused: torch.Tensor, student_features: torch.Tensor, te
 class TermParams:
     """Parameters every term has: its weight in the sum."""
     weight: float = 1.0
+
+
+@dataclass
+class HsicParams(TermParams):
+    """The HSIC term: weight, and ``normalise`` (false: the paper's raw HSIC, summed over the batch, which grows
+    with the batch size and the fourth power of the features' scale; true: :func:`normalised_hsic`, in [0, 1])."""
+    normalise: bool = False
 
 
 @dataclass
@@ -164,11 +187,14 @@ def similarity_term(params, student, answers, teacher) -> torch.Tensor:
     return similarity(_stack_layers(student.joint_appearance), _stack_layers(student.joint_motion))
 
 
-@register_loss("hsic", student=("indep_appearance", "joint_appearance", "indep_motion", "joint_motion"))
+@register_loss("hsic", params=HsicParams,
+               student=("indep_appearance", "joint_appearance", "indep_motion", "joint_motion"))
 def hsic_term(params, student, answers, teacher) -> torch.Tensor:
-    """L_1: :func:`hsic` of independent vs joint outputs, appearance plus motion."""
-    return (hsic(_stack_layers(student.indep_appearance), _stack_layers(student.joint_appearance))
-            + hsic(_stack_layers(student.indep_motion), _stack_layers(student.joint_motion)))
+    """L_1: :func:`hsic` (``normalise``: :func:`normalised_hsic`) of independent vs joint outputs, appearance plus
+    motion."""
+    measure = normalised_hsic if params.normalise else hsic
+    return (measure(_stack_layers(student.indep_appearance), _stack_layers(student.joint_appearance))
+            + measure(_stack_layers(student.indep_motion), _stack_layers(student.joint_motion)))
 
 
 @register_loss("kd_appearance", params=DistillationParams, student=("appearance",), teacher=("fused",),

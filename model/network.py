@@ -49,6 +49,9 @@ class DualVGRConfig:
     dropout: DualVGRDropout
     head: str = "open_ended"   # open_ended | multiple_choice | count (docs/model.md section 8); checkpoints without it
                                # are open_ended
+    appearance_dim: int | None = None  # D_a, the appearance features' width (a training run writes the feature
+                                       # file's here); None: vision_dim (checkpoints written before this key)
+    motion_dim: int | None = None      # D_m, the motion features' width; None: vision_dim
 
 
 class ModelOutput(NamedTuple):
@@ -72,8 +75,8 @@ class VideoQAModel(nn.Module):
     Build it with :func:`model.registry.build_model`. ``forward(appearance, motion, question, question_len,
     video_index=None, candidates=None, candidates_len=None)``:
 
-    - appearance ``(N, C, F, D)`` float (any float dtype; cast to the parameters' dtype),
-    - motion ``(N, C, D)`` float,
+    - appearance ``(N, C, F, D_a)`` float (any float dtype; cast to the parameters' dtype),
+    - motion ``(N, C, D_m)`` float (D_a = ``appearance_dim``, D_m = ``motion_dim``; each defaults to ``vision_dim``),
     - question ``(B, L)`` long token ids, 0-padded; question_len ``(B,)`` long on any device (moved to the
       question's device without a sync), values clamped to ``[1, L]``,
     - video_index ``(B,)`` long or None: question b is about video row ``video_index[b]``. The video encoders
@@ -91,18 +94,20 @@ class VideoQAModel(nn.Module):
 
     def __init__(self, num_question_tokens: int, num_answers: int, module_dim: int, word_dim: int,
                  vision_dim: int, num_heads: int, graph_layers: int, unit_layers: int, mfb_factor: int,
-                 mfb_dim: int, dropout: dict, head: str = "open_ended"):
+                 mfb_dim: int, dropout: dict, head: str = "open_ended", appearance_dim: int | None = None,
+                 motion_dim: int | None = None):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"model.head must be one of {', '.join(HEADS)}, got {head!r}")
-        self.vision_dim = vision_dim
+        self.appearance_dim = appearance_dim or vision_dim
+        self.motion_dim = motion_dim or vision_dim
         self.head = head
         self.num_answers = num_answers
         self.question_encoder = QuestionEncoder(num_question_tokens, word_dim, module_dim, dropout["word"],
                                                 dropout["question"])
-        self.appearance_encoder = AppearanceEncoder(vision_dim, module_dim, dropout["appearance_input"],
+        self.appearance_encoder = AppearanceEncoder(self.appearance_dim, module_dim, dropout["appearance_input"],
                                                     dropout["clip"])
-        self.motion_encoder = MotionEncoder(vision_dim, module_dim)
+        self.motion_encoder = MotionEncoder(self.motion_dim, module_dim)
         self.units = DualVGR(module_dim, word_dim, num_heads, graph_layers, unit_layers, dropout["gat"])
         self.mfb = MFB(module_dim, mfb_dim, mfb_factor)
         if head == "multiple_choice":
@@ -182,10 +187,10 @@ class VideoQAModel(nn.Module):
 
     def _check_shapes(self, appearance, motion, question, question_len, video_index) -> None:
         """Shape checks only (host-side metadata, no device sync)."""
-        if appearance.dim() != 4 or appearance.shape[-1] != self.vision_dim:
-            raise ValueError(f"appearance must be (N, C, F, {self.vision_dim}), got {tuple(appearance.shape)}")
-        if tuple(motion.shape) != (appearance.shape[0], appearance.shape[1], self.vision_dim):
-            raise ValueError(f"motion must be (N, C, D) = {(appearance.shape[0], appearance.shape[1], self.vision_dim)}"
+        if appearance.dim() != 4 or appearance.shape[-1] != self.appearance_dim:
+            raise ValueError(f"appearance must be (N, C, F, {self.appearance_dim}), got {tuple(appearance.shape)}")
+        if tuple(motion.shape) != (appearance.shape[0], appearance.shape[1], self.motion_dim):
+            raise ValueError(f"motion must be (N, C, D_m) = {(appearance.shape[0], appearance.shape[1], self.motion_dim)}"
                              f" to match appearance, got {tuple(motion.shape)}")
         if question.dim() != 2 or question_len.shape != (question.shape[0],):
             raise ValueError(f"question must be (B, L) and question_len (B,), got {tuple(question.shape)} and "
@@ -228,7 +233,7 @@ def build_dualvgr(config: DualVGRConfig, num_question_tokens: int, num_answers: 
         hint = " (auto is resolved from the dataset's answer type before the model is built)" if head == AUTO_HEAD else ""
         raise ConfigError(f"model.head must be one of {', '.join(HEADS)}, got {head!r}{hint}")
     for key, value in values.items():
-        if key not in ("dropout", "head") and value < 1:
+        if key not in ("dropout", "head") and value is not None and value < 1:
             raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
     if config.module_dim % 2 or config.module_dim % config.num_heads:
         raise ConfigError(f"model.module_dim ({config.module_dim}) must be even and divisible by model.num_heads "

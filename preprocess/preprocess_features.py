@@ -1,15 +1,18 @@
-"""Extract HCRN/DualVGR clip features from a dataset's videos into HDF5: ResNet-101 appearance or ResNeXt-101 motion.
+"""Extract HCRN/DualVGR clip features from a dataset's videos into HDF5 with a registered backbone (appearance or
+motion; preprocess/backbones/: ResNet-101, 3D ResNeXt-101, ...).
 
     python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnet101
     python -m preprocess.preprocess_features --dataset msvd-qa --dataset_dir /data/MSVD-QA --model resnext101
     python -m preprocess.preprocess_features --dataset tgif-qa --question_type action --dataset_dir /data/TGIF-QA \
         --model resnet101
 
-Output (HCRN/DualVGR layout, docs/data_formats.md): appearance ``resnet_features`` float32 (N, C, F, 2048) or motion
-``resnext_features`` float32 (N, C, 2048); ``ids`` int64 (N,) video ids in increasing order; plus ``valid`` uint8 (N,)
+Output (HCRN/DualVGR layout, docs/data_formats.md): appearance ``resnet_features`` float32 (N, C, F, D) or motion
+``resnext_features`` float32 (N, C, D), whatever the backbone (D its feature width; the ``model`` attribute names
+it); ``ids`` int64 (N,) video ids in increasing order; plus ``valid`` uint8 (N,)
 (0: the video did not decode, its row is zeros), ``done`` uint8 (N,) (rows finished, for resuming),
 ``num_decoded_frames`` int32 (N,) (frames the video decoded to; clips were sampled over these),
-``failure_reason`` (N,) bytes, and the extraction settings as attributes. Failed videos are also listed in
+``failure_reason`` (N,) bytes, and the extraction settings as attributes (the backbone's name, kind, feature width,
+input size, normalisation, frame sampling, weights file, source and sha256, whether BatchNorm was recalibrated). Failed videos are also listed in
 ``<out>.failed.tsv`` (video_id, path, reason, status ``failed``), and so are *partial* ones (status ``partial``):
 videos that decode fewer frames than their container declares (a truncated or damaged file) keep ``valid = 1``,
 with clips sampled over the frames that did decode, and their ``failure_reason`` says how many decoded.
@@ -42,18 +45,16 @@ import torch
 from termcolor import colored
 from tqdm import tqdm
 
-from preprocess.backbones import (BACKBONES, MOTION_INPUTS, RESIZE, build_extractor, file_sha256,
-                                  input_normalisation, recalibrate_batchnorm, resize_to_uint8, resolve_weights)
-from preprocess.datasets import VideoEntry, canonical_dataset_name, dataset_names, get_dataset, list_videos
+from preprocess.backbones import (RESIZE, WeightsError, backbone_names, file_sha256, get_backbone,
+                                  recalibrate_batchnorm, resize_to_uint8, resolve_weights)
+from preprocess.datasets import (DatasetLayoutError, VideoEntry, canonical_dataset_name, dataset_names,
+                                 get_dataset, list_videos)
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
 from utils.device import resolve_device
 from utils.cli import error_line
 from utils.progress import progress
 
-FEATURE_DIM = 2048
-DEFAULT_BATCH_SIZE = {"resnet101": 128, "resnext101": 16}  # frames / clips per CNN batch
-CALIBRATION_BATCH = {"resnet101": 64, "resnext101": 8}  # fixed: recalibrated statistics must not depend on --batch_size
 CLIP_SAMPLING = ("centres = int(linspace(0, n_frames, C+2)[1:C+1]); clip = frames centre-F//2 .. centre+(F-1)//2, "
                  "indices clamped to [0, n_frames-1]")
 FAILURE_REASON_BYTES = 200
@@ -83,10 +84,10 @@ def failure_report_path(out: Path) -> Path:
 
 
 def feature_shape(settings: dict) -> tuple[int, ...]:
-    """Per-video feature shape: (C, F, 2048) appearance, (C, 2048) motion."""
-    if BACKBONES[settings["model"]]["kind"] == "appearance":
-        return settings["num_clips"], settings["num_frames"], FEATURE_DIM
-    return settings["num_clips"], FEATURE_DIM
+    """Per-video feature shape: (C, F, D) appearance, (C, D) motion."""
+    if settings["kind"] == "appearance":
+        return settings["num_clips"], settings["num_frames"], settings["feature_dim"]
+    return settings["num_clips"], settings["feature_dim"]
 
 
 def attr_value(value):
@@ -184,8 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "TestVideo/; both and SVQA: {train,val,test}_qa.json (the videos they reference are "
                              "extracted; SVQA's from useVideo/<id>.mp4); TGIF-QA: {Train,Test}_<task>_question.csv "
                              "and gifs/; NExT-QA: {train,val,test}.csv, map_vid_vidorID.json and NExTVideo/")
-    parser.add_argument("--model", required=True, choices=sorted(BACKBONES),
-                        help="resnet101: appearance (frames); resnext101: motion (clips)")
+    parser.add_argument("--model", required=True, choices=backbone_names(),
+                        help="the backbone (preprocess/backbones/): resnet101: appearance (frames, 2048-d); "
+                             "resnext101: motion (clips, 2048-d)")
     parser.add_argument("--out", default=None,
                         help="output HDF5 (default data/<dataset>/<dataset>[_<question_type>]_{appearance,motion}"
                              "_feat.h5 in the repo)")
@@ -194,12 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "NExT-QA, 20 SVQA)")
     parser.add_argument("--num_frames", type=int, default=16, help="frames per clip")
     parser.add_argument("--image_height", type=int, default=None,
-                        help="frame height (default 224 resnet101, 112 resnext101)")
+                        help="frame height (default: the backbone's input size, 224 resnet101, 112 resnext101)")
     parser.add_argument("--image_width", type=int, default=None,
-                        help="frame width (default 224 resnet101, 112 resnext101)")
+                        help="frame width (default: the backbone's input size)")
     parser.add_argument("--weights", default=None,
                         help="resnet101: torchvision ImageNet state dict (.pth); resnext101: resnext-101-kinetics.pth. "
-                             "Default: data/weights/<that file> in the repo")
+                             "Default: data/weights/<that file> in the repo (its hash checked), or the file a "
+                             "package installed for the backbone")
     parser.add_argument("--random_init", action="store_true",
                         help="use random weights (demo/tests: the features carry little information)")
     parser.add_argument("--no_bn_recalibration", action="store_true",
@@ -208,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calibration_videos", type=int, default=8,
                         help="videos (seeded sample of the whole dataset) whose frames recalibrate BatchNorm")
     parser.add_argument("--seed", type=int, default=666, help="seeds random init and the calibration sample")
-    parser.add_argument("--motion_input", choices=MOTION_INPUTS, default="kinetics_mean",
-                        help="resnext101 input: kinetics_mean = 0-255 minus (114.7748, 107.7354, 99.4750), the "
+    parser.add_argument("--motion_input", default=None,
+                        help="the backbone's input normalisation, for those that offer several (default: its first). "
+                             "resnext101: kinetics_mean (default) = 0-255 minus (114.7748, 107.7354, 99.4750), the "
                              "checkpoint's training input; raw = 0-255 pixels, as HCRN/DualVGR fed it")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--fp16", action="store_true",
@@ -217,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channels_last", choices=["auto", "on", "off"], default="auto",
                         help="channels-last memory format (auto: on for CUDA)")
     parser.add_argument("--batch_size", type=int, default=None,
-                        help="frames (resnet101, default 128) or clips (resnext101, default 16) per CNN batch")
+                        help="frames (appearance) or clips (motion) per CNN batch (default: the backbone's, "
+                             "resnet101 128, resnext101 16)")
     parser.add_argument("--num_workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) // 2)),
                         help="decoding worker processes (0: decode in the main process)")
     parser.add_argument("--shard", type=int, default=0, help="this run's shard index I (0 <= I < N)")
@@ -232,12 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def extraction_settings(args: argparse.Namespace, dataset: str, weights: Path | None) -> dict:
     """Everything that determines the features: written as attributes and checked when resuming or merging."""
-    info = BACKBONES[args.model]
+    backbone = get_backbone(args.model)
+    recalibrated = weights is None and backbone.bn_recalibration and not args.no_bn_recalibration
     settings = {
         "dataset": dataset,
         "model": args.model,
-        "feature_key": info["feature_key"],
+        "kind": backbone.kind,
+        "feature_key": backbone.feature_key,
+        "feature_dim": backbone.feature_dim,
         "weights": "random_init" if weights is None else weights.name,
+        "weights_source": "random_init" if weights is None else backbone.weights_source,
         "weights_sha256": "" if weights is None else file_sha256(weights),
         "random_init": weights is None,
         "seed": args.seed,
@@ -246,24 +255,26 @@ def extraction_settings(args: argparse.Namespace, dataset: str, weights: Path | 
         "image_height": args.image_height,
         "image_width": args.image_width,
         "resize": RESIZE,
-        "normalisation": input_normalisation(args.model, args.motion_input),
+        "normalisation": backbone.normalisation(args.motion_input),
         "clip_sampling": CLIP_SAMPLING,
-        "bn_recalibrated": weights is None and not args.no_bn_recalibration,
-        "bn_calibration_videos": 0 if weights is not None or args.no_bn_recalibration else args.calibration_videos,
-        "bn_calibration_batch": CALIBRATION_BATCH[args.model],
+        "frame_sampling": backbone.frame_sampling,
+        "bn_recalibrated": recalibrated,
+        "bn_calibration_videos": args.calibration_videos if recalibrated else 0,
+        "bn_calibration_batch": backbone.calibration_batch,
         "precision": "fp16" if args.fp16 else "fp32",
     }
-    if info["kind"] == "motion":
-        settings["motion_input"] = args.motion_input
+    if len(backbone.input_modes) > 1:
+        settings["motion_input"] = backbone.input_mode(args.motion_input)
     return settings
 
 
 def validate_args(args: argparse.Namespace, dataset: str) -> None:
-    info = BACKBONES[args.model]
+    backbone = get_backbone(args.model)
     args.num_clips = args.num_clips or get_dataset(dataset, args.question_type).default_num_clips
-    args.image_height = args.image_height or info["default_size"]
-    args.image_width = args.image_width or info["default_size"]
-    args.batch_size = args.batch_size or DEFAULT_BATCH_SIZE[args.model]
+    args.image_height = args.image_height or backbone.input_size[0]
+    args.image_width = args.image_width or backbone.input_size[1]
+    args.batch_size = args.batch_size or backbone.batch_size
+    backbone.input_mode(args.motion_input)  # WeightsError naming the choices
     for name in ("num_clips", "num_frames", "image_height", "image_width", "batch_size", "num_shards"):
         if getattr(args, name) < 1:
             raise ExtractionError(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -296,6 +307,20 @@ def _network_inputs(item: dict, kind: str, device: torch.device) -> torch.Tensor
     return frames if kind == "appearance" else frames[item["index"].to(device, non_blocking=True)]
 
 
+def video_features(extractor: torch.nn.Module, item: dict, kind: str, batch_size: int, device: torch.device,
+                   autocast=None) -> np.ndarray:
+    """One decoded video's features, as the files hold them: float32 (C, F, D) appearance, (C, D) motion.
+
+    item: ``frames`` uint8 (U, H, W, 3) and ``index`` int64 (C, F) (a :class:`ClipDecodingDataset` item; predict.py
+    passes a decoded video the same way). The CNN runs on batches of ``batch_size`` frames or clips; an appearance
+    extractor sees each distinct frame once and its features are then spread over every clip frame."""
+    with torch.inference_mode(), autocast or nullcontext():
+        output = torch.cat([extractor(chunk) for chunk in _network_inputs(item, kind, device).split(batch_size)])
+        if kind == "appearance":  # features of the distinct frames -> every clip frame
+            output = output[item["index"].to(device)]
+    return output.cpu().numpy()
+
+
 def calibrate(extractor: torch.nn.Module, entries: list[VideoEntry], args: argparse.Namespace, kind: str,
               device: torch.device, autocast) -> list[int]:
     """Recalibrate BatchNorm on a seeded sample of the dataset's fully decoding videos (the same sample in every
@@ -316,7 +341,7 @@ def calibrate(extractor: torch.nn.Module, entries: list[VideoEntry], args: argpa
         raise ExtractionError("no video decoded fully for BatchNorm recalibration: see the failure reasons of a run "
                               "with --no_bn_recalibration")
     samples = torch.cat(inputs)
-    batches = list(samples.split(CALIBRATION_BATCH[args.model]))
+    batches = list(samples.split(get_backbone(args.model).calibration_batch))
     if len(batches) > 1 and batches[-1].shape[0] < 2:  # train-mode BatchNorm needs 2 samples per batch
         batches = batches[:-2] + [torch.cat(batches[-2:])]
     if samples.shape[0] < 2:
@@ -365,7 +390,7 @@ def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor:
     """Extract ``entries[rows[i]]`` into row ``rows[i]`` of ``f``. Returns (videos processed, of which failed).
 
     A partial video (fewer frames decoded than declared) is extracted and logged; its reason is kept in the row."""
-    writer = _RowWriter(f, BACKBONES[args.model]["feature_key"])
+    writer = _RowWriter(f, get_backbone(args.model).feature_key)
     loader = _loader([entries[row].path for row in rows], args, device)
     failed = 0
     bar = progress(total=len(rows), unit="video", dynamic_ncols=True, desc=f"{args.model} {entries[0].path.parent.name}")
@@ -374,12 +399,7 @@ def extract(f: h5py.File, rows: list[int], entries: list[VideoEntry], extractor:
             row = rows[item["position"]]
             features, reason = None, item["error"]
             if not reason:
-                with torch.inference_mode(), autocast:
-                    output = torch.cat([extractor(chunk) for chunk in
-                                        _network_inputs(item, kind, device).split(args.batch_size)])
-                    if kind == "appearance":  # features of the distinct frames -> every clip frame
-                        output = output[item["index"].to(device)]
-                features = output.cpu().numpy()
+                features = video_features(extractor, item, kind, args.batch_size, device, autocast)
                 if not np.isfinite(features).all():
                     features, reason = None, "non-finite features (float16 overflow? try without --fp16)"
             if features is None:
@@ -417,7 +437,8 @@ def run(args: argparse.Namespace) -> Path:
     dataset = canonical_dataset_name(args.dataset)
     spec = get_dataset(dataset, args.question_type)
     validate_args(args, dataset)
-    kind = BACKBONES[args.model]["kind"]
+    backbone = get_backbone(args.model)
+    kind = backbone.kind
     try:
         device = resolve_device(args.device)
     except ValueError as e:
@@ -427,7 +448,7 @@ def run(args: argparse.Namespace) -> Path:
     if device.type == "cuda" and not args.fp16:  # "fp32" in the file means it: no TF32 tensor-core rounding
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    weights = resolve_weights(args.model, args.weights, args.random_init)
+    weights = resolve_weights(backbone, args.weights, args.random_init)
     entries = list_videos(dataset, args.dataset_dir, args.question_type)
     settings = extraction_settings(args, spec.file_prefix, weights)
 
@@ -456,7 +477,7 @@ def run(args: argparse.Namespace) -> Path:
                 "experiments (demo/tests only); recorded as weights='random_init' in the file", "red")
         channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
         size = (args.image_height, args.image_width)
-        extractor = build_extractor(args.model, weights, args.seed, size, args.motion_input, channels_last).to(device)
+        extractor = backbone.build_extractor(weights, args.seed, size, args.motion_input, channels_last).to(device)
         autocast = torch.autocast("cuda", dtype=torch.float16) if args.fp16 else nullcontext()
         if settings["bn_recalibrated"]:
             calibration_ids = calibrate(extractor, entries, args, kind, device, autocast)

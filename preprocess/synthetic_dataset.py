@@ -44,13 +44,14 @@ GENERATOR = "kdvqa synthetic video QA"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 
-# Skewed priors, like the answer distribution of MSVD-QA (a few answers dominate).
-COLOR_PRIOR = {"red": 0.30, "blue": 0.24, "green": 0.20, "yellow": 0.15, "white": 0.11}
-SHAPE_PRIOR = {"circle": 0.30, "square": 0.27, "triangle": 0.23, "diamond": 0.20}
-DIRECTION_PRIOR = {"right": 0.30, "left": 0.30, "up": 0.20, "down": 0.20}
-SPEED_PRIOR = {"fast": 0.55, "slow": 0.45}
+# Uniform priors: within a question template every answer is equally likely, so the question text alone does no
+# better than chance given its template (chance_given_template), and a model must look at the video to do better.
+COLOR_PRIOR = {"red": 0.2, "blue": 0.2, "green": 0.2, "yellow": 0.2, "white": 0.2}
+SHAPE_PRIOR = {"circle": 0.25, "square": 0.25, "triangle": 0.25, "diamond": 0.25}
+DIRECTION_PRIOR = {"right": 0.25, "left": 0.25, "up": 0.25, "down": 0.25}
+SPEED_PRIOR = {"fast": 0.5, "slow": 0.5}
 # When the shape moves: all along, only in the first half (then still) or only in the second half (still before).
-MOVING_PRIOR = {"whole": 0.6, "beginning": 0.2, "end": 0.2}
+MOVING_PRIOR = {"whole": 1 / 3, "beginning": 1 / 3, "end": 1 / 3}
 # Question types drawn per question. MSVD-QA asks what ~62 %, who ~30 %, how + when + where ~3 %; the demo asks every
 # type often enough (>= 100 test questions each at the default size) that per-type accuracies mean something. A drawn
 # type the video has no unused question for is dropped, so the written mix is printed by the generator.
@@ -63,13 +64,20 @@ ADVERB_OF_SPEED = {"fast": "quickly", "slow": "slowly"}
 WHEN_MOVING = {"whole": "always", "beginning": "beginning", "end": "end"}
 WHEN_STILL = {"whole": "never", "beginning": "end", "end": "beginning"}
 NUMBER_WORDS = {1: "one", 2: "two"}
+# Which of two shapes moves first (it moves from the start, the other only at the end) or last (it still moves at
+# the end, the other only at the beginning): answering needs the order of events across clips.
+STARTS, ENDS = ("whole", "beginning"), ("whole", "end")
+# Every answer's set of possible answers (its template's): chance given the template is 1 / the set's size.
+ANSWER_DOMAINS = (tuple(COLOR_PRIOR), tuple(SHAPE_PRIOR), tuple(DIRECTION_PRIOR),
+                  tuple(PLACE_OF_DIRECTION.values()), tuple(ADVERB_OF_SPEED.values()), tuple(NUMBER_WORDS.values()),
+                  tuple(WHEN_MOVING.values()), tuple(WHEN_STILL.values()))
 
 RADIUS_FRACTION = 0.16   # shape radius (half its box side) as a fraction of the frame side: large colour areas
 MARGIN = 1               # pixels kept free between a shape's box and the frame border
 FAST_FRACTION = 0.9      # a fast shape moving all along crosses this fraction of its free range
 SLOW_FACTOR = 0.4        # slow speed / fast speed
 MIN_GAP = 2              # pixels kept between the boxes of two shapes in every frame (no overlap, ever)
-MAX_PATH_DRAWS = 50      # overlapping paths of two shapes are redrawn this often before their attributes are
+MAX_PATH_DRAWS = 1000     # overlapping paths of two shapes are redrawn this often before their attributes are
 MAX_SCENE_DRAWS = 100    # and the attributes this often before giving up (a few draws suffice in practice)
 
 SCENE_STREAM, QUESTION_STREAM, SPLIT_STREAM = 0, 1, 2   # independent random streams derived from the seed
@@ -84,7 +92,7 @@ class SyntheticSpec:
     size: int = 64
     fps: int = 12
     questions_per_video: int = 48
-    two_shape_fraction: float = 0.6
+    two_shape_fraction: float = 0.5
     val_fraction: float = 0.1
     test_fraction: float = 0.3
 
@@ -208,24 +216,39 @@ def sample_scene(rng: np.random.Generator, spec: SyntheticSpec) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------- questions
-def references(obj: dict, unique_speed: bool) -> dict[str, str]:
+def event_order(obj: dict, other: dict | None) -> str | None:
+    """"first" when `obj` moves from the start and `other` only at the end, "last" when `obj` still moves at the end
+    and `other` only at the beginning, else None (one shape, or no clear order)."""
+    if other is None:
+        return None
+    if obj["moving"] in STARTS and other["moving"] == "end":
+        return "first"
+    if obj["moving"] in ENDS and other["moving"] == "beginning":
+        return "last"
+    return None
+
+
+def references(obj: dict, unique_speed: bool, order: str | None = None) -> dict[str, str]:
     """Noun phrases that pick `obj` out of its scene, by the attribute(s) they reveal.
 
-    Keys: "shape" (circle), "color" (red shape), "color_shape" (red circle), "direction" (shape moving left) and,
-    when no other shape has the same speed class, "speed" (fast shape). Shapes, colours and directions are distinct
+    Keys: "shape" (circle), "color" (red shape), "color_shape" (red circle), "direction" (shape moving left),
+    when no other shape has the same speed class "speed" (fast shape), and when the order of the two shapes'
+    motions is clear (event_order) "order" (shape that moves first). Shapes, colours and directions are distinct
     within a scene, so each phrase names exactly one shape.
     """
     phrases = {"shape": obj["shape"], "color": f"{obj['color']} shape",
                "color_shape": f"{obj['color']} {obj['shape']}", "direction": f"shape moving {obj['direction']}"}
     if unique_speed:
         phrases["speed"] = f"{obj['speed']} shape"
+    if order is not None:
+        phrases["order"] = f"shape that moves {order}"
     return phrases
 
 
 def _phrases(refs: dict[str, str], revealed: set[str]) -> list[str]:
     """The phrases of `refs` that reveal none of the attributes in `revealed` (so they do not give the answer away)."""
     hides = {"shape": {"shape"}, "color": {"color"}, "color_shape": {"color", "shape"}, "direction": {"direction"},
-             "speed": {"speed"}}
+             "speed": {"speed"}, "order": {"moving"}}
     return [phrase for kind, phrase in refs.items() if not hides[kind] & revealed]
 
 
@@ -233,13 +256,15 @@ def question_candidates(objects: list[dict]) -> dict[str, list[tuple[str, str]]]
     """Every (question, answer) the scene decides, by question type. Objects as returned by sample_scene.
 
     Each attribute question is asked once per referring phrase that does not contain its answer (references), so a
-    two-shape video decides about 50 questions and a one-shape video about 30.
+    two-shape video decides about 50 questions and a one-shape video about 30. Two shapes whose motions have a
+    clear order (event_order) are also asked which moves first / last, and about "the shape that moves first".
     """
     candidates = {kind: [] for kind in QUESTION_TYPES}
     speed_counts = Counter(obj["speed"] for obj in objects)
-    for obj in objects:
+    for index, obj in enumerate(objects):
         shape, color, direction, speed = obj["shape"], obj["color"], obj["direction"], obj["speed"]
-        refs = references(obj, speed_counts[speed] == 1)
+        order = event_order(obj, objects[1 - index] if len(objects) == 2 else None)
+        refs = references(obj, speed_counts[speed] == 1, order)
         candidates["what"] += [(f"what color is the {ref}?", color) for ref in _phrases(refs, {"color"})]
         candidates["what"] += [(f"what is the {ref}?", shape) for ref in _phrases(refs, {"shape"})]
         candidates["what"] += [(f"what direction does the {ref} move?", direction)
@@ -247,11 +272,15 @@ def question_candidates(objects: list[dict]) -> dict[str, list[tuple[str, str]]]
         candidates["who"] += [(f"who moves {direction}?", shape), (f"who is {color}?", shape)]
         if speed_counts[speed] == 1:
             candidates["who"].append((f"who moves {ADVERB_OF_SPEED[speed]}?", shape))
+        if order is not None:
+            candidates["who"].append((f"who moves {order}?", shape))
         candidates["how"] += [(f"how does the {ref} move?", ADVERB_OF_SPEED[speed]) for ref in _phrases(refs, {"speed"})]
         candidates["where"] += [(f"where does the {ref} go?", PLACE_OF_DIRECTION[direction])
                                 for ref in _phrases(refs, {"direction"})]
-        candidates["when"] += [(f"when does the {ref} move?", WHEN_MOVING[obj["moving"]]) for ref in refs.values()]
-        candidates["when"] += [(f"when is the {ref} still?", WHEN_STILL[obj["moving"]]) for ref in refs.values()]
+        candidates["when"] += [(f"when does the {ref} move?", WHEN_MOVING[obj["moving"]])
+                               for ref in _phrases(refs, {"moving"})]
+        candidates["when"] += [(f"when is the {ref} still?", WHEN_STILL[obj["moving"]])
+                               for ref in _phrases(refs, {"moving"})]
     candidates["how"].append(("how many shapes are there?", NUMBER_WORDS[len(objects)]))
     return candidates
 
@@ -277,12 +306,35 @@ def assign_splits(spec: SyntheticSpec) -> dict[int, str]:
 
 
 # ----------------------------------------------------------------------------------------------------- statistics
+def template_chance(answer: str) -> float:
+    """The chance of guessing `answer` uniformly among the answers its question's template allows (1 / 2 .. 1 / 5).
+
+    Every generated answer word belongs to one set of possible answers (ANSWER_DOMAINS; a word in two sets, such
+    as "left" or "beginning", has sets of the same size)."""
+    sizes = {len(domain) for domain in ANSWER_DOMAINS if answer in domain}
+    if len(sizes) != 1:
+        raise ValueError(f"{answer!r} is not an answer of the synthetic dataset")
+    return 1.0 / sizes.pop()
+
+
+def chance_given_template(questions: list[dict]) -> dict:
+    """{"accuracy", "per_type": {type: accuracy}}: the expected accuracy of guessing each question's answer
+    uniformly among those its template allows. questions: {"question", "answer", ...} as in the QA files."""
+    per_type: dict[str, list[float]] = {}
+    for q in questions:
+        per_type.setdefault(type_of(q["question"]), []).append(template_chance(q["answer"]))
+    everything = [p for values in per_type.values() for p in values]
+    return {"accuracy": float(np.mean(everything)),
+            "per_type": {kind: float(np.mean(values)) for kind, values in per_type.items()}}
+
+
 def dataset_statistics(questions: dict[str, list[dict]]) -> dict:
-    """Type and answer distributions and the majority-answer baselines of the test split.
+    """Type and answer distributions and the majority-answer and chance baselines of the test split.
 
     questions: split -> list of {"answer", "id", "question", "video_id"}. The majority baseline answers every test
     question with the most frequent training answer; the per-type baseline uses the most frequent training answer
-    of the question's type.
+    of the question's type; chance given the template guesses uniformly among the answers the question's template
+    allows (chance_given_template).
     """
     everything = [q for split in SPLITS for q in questions[split]]
     train, test = questions["train"], questions["test"]
@@ -300,6 +352,7 @@ def dataset_statistics(questions: dict[str, list[dict]]) -> dict:
         "majority_answer": majority,
         "majority_baseline_test": sum(q["answer"] == majority for q in test) / len(test),
         "per_type_majority_baseline_test": per_type_hits / len(test),
+        "chance_given_template_test": chance_given_template(test)["accuracy"],
     }
 
 
@@ -317,7 +370,8 @@ def log_statistics(stats: dict) -> None:
     print(f"  answers ({len(stats['answer_counts'])} distinct): {_percentages(stats['answer_counts'])}")
     print(colored(f"  majority-answer baseline on test: {100.0 * stats['majority_baseline_test']:.1f}% "
                   f"(always '{stats['majority_answer']}'); per-type majority "
-                  f"{100.0 * stats['per_type_majority_baseline_test']:.1f}%", "yellow"))
+                  f"{100.0 * stats['per_type_majority_baseline_test']:.1f}%; chance given the question template "
+                  f"{100.0 * stats['chance_given_template_test']:.1f}%", "yellow"))
 
 
 # ---------------------------------------------------------------------------------------------------------- output

@@ -11,6 +11,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = [
     ("train.py", "python train.py"),
     ("validate.py", "python validate.py"),
+    ("predict.py", "python predict.py"),
+    ("bench/predict.py", "python bench/predict.py"),
     ("txt2pickle.py", "python txt2pickle.py"),
     ("bench/train_step.py", "python bench/train_step.py"),
     ("bench/amp_accuracy.py", "python bench/amp_accuracy.py"),

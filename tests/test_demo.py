@@ -104,3 +104,6 @@ def test_baseline_rows_fill_the_table_columns():
     rows = demo.baseline_rows(baselines)
     assert rows[0] == ("majority answer ('red')", "", {"all": "25.00", "what": "50.00"})
     assert rows[1][2]["all"] == "40.00"
+    baselines["chance_given_template"] = {"accuracy": 0.3, "per_type": {"what": 0.2}}
+    rows = demo.baseline_rows(baselines)
+    assert rows[2] == ("chance given the question template (uniform guess)", "", {"all": "30.00", "what": "20.00"})

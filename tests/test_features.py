@@ -17,8 +17,9 @@ import torch
 import torchvision
 from PIL import Image, ImageFilter
 
-from preprocess.backbones import (IMAGENET_MEAN, IMAGENET_STD, KINETICS_MEAN, build_extractor, recalibrate_batchnorm,
-                                  resize_frames)
+from preprocess.backbones import build_extractor, recalibrate_batchnorm, resize_frames
+from preprocess.backbones.resnet101 import IMAGENET_MEAN, IMAGENET_STD
+from preprocess.backbones.resnext101 import KINETICS_MEAN
 from preprocess.datasets import list_videos
 from preprocess.merge_features import MergeError, merge
 from preprocess.preprocess_features import main as extract_main

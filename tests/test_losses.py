@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from model import ModelOutput
-from model.losses import build_objective, compute_losses, distillation, hsic, similarity
+from model.losses import build_objective, compute_losses, distillation, hsic, normalised_hsic, similarity
 
 
 def numpy_hsic(indep_layers, joint_layers):
@@ -50,6 +50,41 @@ def as_torch(layers):
 def test_hsic_matches_the_trace_formula(g):
     x1, x2 = random_layers(g, seed=1), random_layers(g, seed=2)
     np.testing.assert_allclose(hsic(as_torch(x1), as_torch(x2)).item(), numpy_hsic(x1, x2), rtol=1e-5)
+
+
+def numpy_centred_kernel_alignment(indep_layers, joint_layers):
+    """mean over layers and samples of trace(K1 H K2 H) / sqrt(trace(K1 H K1 H) trace(K2 H K2 H)), H = I - 1/C."""
+    values = []
+    for x1_all, x2_all in zip(indep_layers, joint_layers):
+        for x1, x2 in zip(x1_all, x2_all):
+            c = x1.shape[0]
+            h = np.eye(c) - np.ones((c, c)) / c
+            k1, k2 = x1 @ x1.T, x2 @ x2.T
+            values.append(np.trace(k1 @ h @ k2 @ h) / np.sqrt(np.trace(k1 @ h @ k1 @ h) * np.trace(k2 @ h @ k2 @ h)))
+    return np.mean(values)
+
+
+@pytest.mark.parametrize("g", [1, 3])
+def test_normalised_hsic_is_the_centred_kernel_alignment(g):
+    x1, x2 = random_layers(g, seed=5), random_layers(g, seed=6)
+    value = normalised_hsic(as_torch(x1), as_torch(x2)).item()
+    np.testing.assert_allclose(value, numpy_centred_kernel_alignment(x1, x2), rtol=1e-5)
+    scaled = normalised_hsic(1000 * as_torch(x1), 0.01 * as_torch(x2)).item()  # the raw HSIC moves by 1e2
+    np.testing.assert_allclose(scaled, value, rtol=1e-4)
+    assert 0 <= value <= 1
+    np.testing.assert_allclose(normalised_hsic(as_torch(x1), as_torch(x1)).item(), 1.0, rtol=1e-5)
+
+
+def test_the_hsic_term_normalises_when_asked():
+    x = [random_layers(2, seed=s) for s in (7, 8, 9, 10)]
+    out = ModelOutput(*(None,) * 4, *(tuple(torch.tensor(layer, dtype=torch.float32) for layer in layers)
+                                      for layers in x))
+    for normalise, expected in ((False, numpy_hsic(x[0], x[1]) + numpy_hsic(x[2], x[3])),
+                                (True, numpy_centred_kernel_alignment(x[0], x[1])
+                                 + numpy_centred_kernel_alignment(x[2], x[3]))):
+        objective = build_objective({"hsic": {"weight": 1.0, "normalise": normalise}})
+        losses = compute_losses(objective, out, torch.zeros(3, dtype=torch.long), None)
+        np.testing.assert_allclose(losses["hsic"].item(), expected, rtol=1e-5)
 
 
 def test_hsic_of_a_single_layer_tensor():

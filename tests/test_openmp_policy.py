@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ENTRY_POINTS = ["train", "validate", "txt2pickle", "demo", "model.summary", "preprocess.glove",
+ENTRY_POINTS = ["train", "validate", "predict", "txt2pickle", "demo", "model.summary", "preprocess.glove",
                 "preprocess.merge_features", "preprocess.preprocess_features", "preprocess.preprocess_questions",
-                "preprocess.synthetic_dataset", "bench.data_loading", "bench.extraction", "bench.train_step"]
+                "preprocess.synthetic_dataset", "bench.data_loading", "bench.extraction", "bench.train_step", "bench.predict"]
 
 # Imports each entry point with OMP_WAIT_POLICY as the parent left it and records the variable's value at the moment
 # something first asks for torch (the OpenMP runtime reads it then); that import is aborted, so torch never loads
@@ -29,7 +29,7 @@ class Watch:
 
 sys.meta_path.insert(0, Watch())
 initial = os.environ.get("OMP_WAIT_POLICY")
-ours = {"train", "validate", "txt2pickle", "demo", "model", "preprocess", "training", "utils", "bench"}
+ours = {"train", "validate", "predict", "inference", "txt2pickle", "demo", "model", "preprocess", "training", "utils", "bench"}
 result = {}
 for name in sys.argv[1:]:
     Watch.seen = None

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess.synthetic_dataset import SyntheticSpec, generate, main
+from preprocess.synthetic_dataset import SyntheticSpec, chance_given_template, generate, main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "val", "test")
@@ -107,9 +107,11 @@ def the_one(objects: list, **attributes) -> dict:
 
 
 def referent(objects: list, phrase: str) -> dict:
-    """'red shape' picks by colour, 'circle' by shape, 'red circle' by both, 'shape moving left' by direction and
-    'fast shape' / 'slow shape' by speed."""
+    """'red shape' picks by colour, 'circle' by shape, 'red circle' by both, 'shape moving left' by direction,
+    'fast shape' / 'slow shape' by speed and 'shape that moves first' / 'last' by the order of the two motions."""
     words = phrase.split()
+    if words[:3] == ["shape", "that", "moves"] and len(words) == 4:
+        return by_order(objects, words[3])
     if words[:2] == ["shape", "moving"] and len(words) == 3:
         return the_one(objects, direction=words[2])
     if len(words) == 2 and words[0] in ("fast", "slow") and words[1] == "shape":
@@ -130,6 +132,18 @@ def by_speed(objects: list, word: str) -> dict:
     return fast if word in ("fast", "quickly") else slow
 
 
+def by_order(objects: list, word: str) -> dict:
+    """The shape that moves first (from the start, while the other moves only in the second half) or last (until
+    the end, while the other moves only in the first half)."""
+    assert len(objects) == 2, "one shape asked about by the order of motions"
+    for obj, other in (objects, objects[::-1]):
+        if word == "first" and obj["moving"] in ("whole", "beginning") and other["moving"] == "end":
+            return obj
+        if word == "last" and obj["moving"] in ("whole", "end") and other["moving"] == "beginning":
+            return obj
+    raise AssertionError(f"no shape moves {word}: {[o['moving'] for o in objects]}")
+
+
 SPEED_WORDS = {"fast": "quickly", "slow": "slowly"}
 WHEN_MOVING = {"whole": "always", "beginning": "beginning", "end": "end"}
 WHEN_STILL = {"whole": "never", "beginning": "end", "end": "beginning"}
@@ -142,6 +156,7 @@ TEMPLATES = [
     (r"who moves (left|right|up|down)\?", lambda obs, m: the_one(obs, direction=m[1])["shape"]),
     (r"who is (\w+)\?", lambda obs, m: the_one(obs, color=m[1])["shape"]),
     (r"who moves (quickly|slowly)\?", lambda obs, m: by_speed(obs, m[1])["shape"]),
+    (r"who moves (first|last)\?", lambda obs, m: by_order(obs, m[1])["shape"]),
     (r"how does the (.+) move\?", None),
     (r"how many shapes are there\?", lambda obs, m: {1: "one", 2: "two"}[len(obs)]),
     (r"when does the (.+) move\?", lambda obs, m: WHEN_MOVING[referent(obs, m[1])["moving"]]),
@@ -262,9 +277,20 @@ def test_metadata_matches_the_decoded_pixels(dataset):
             assert np.abs(seen["box_centre"] - np.array(truth["positions"])).max() < 1.5, video["name"]
 
 
-def test_default_dataset_distribution_and_logged_baseline(tmp_path, capsys):
-    stats = main(["--out", str(tmp_path / "default"), "--quiet"])
-    log = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def default_dataset(tmp_path_factory):
+    """The default dataset (the demo's): its folder, statistics and log."""
+    root = tmp_path_factory.mktemp("default")
+    import contextlib
+    import io
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        stats = main(["--out", str(root / "default"), "--quiet"])
+    return root, stats, log.getvalue()
+
+
+def test_default_dataset_distribution_and_logged_baseline(default_dataset):
+    tmp_path, stats, log = default_dataset
     assert "question types" in log and "majority-answer baseline on test" in log
     test = read_split(tmp_path / "default", "test")
     test_types = collections.Counter(e["question"].split()[0] for e in test)
@@ -277,6 +303,60 @@ def test_default_dataset_distribution_and_logged_baseline(tmp_path, capsys):
     assert stats["majority_baseline_test"] == pytest.approx(baseline)
     assert f"{100 * baseline:.1f}%" in log and baseline < 0.2
     assert stats["seconds"] < 60
+
+
+# Every answer word's set of possible answers, written out here (not taken from the generator).
+DOMAINS = [("red", "green", "blue", "yellow", "white"), ("circle", "square", "triangle", "diamond"),
+           ("left", "right", "up", "down"), ("left", "right", "top", "bottom"), ("quickly", "slowly"),
+           ("one", "two"), ("always", "beginning", "end"), ("never", "beginning", "end")]
+CONTENT_WORDS = {w for domain in DOMAINS for w in domain} | {"fast", "slow", "first", "last", "shape"}
+
+
+def template_of(question: str) -> str:
+    """The question with its content words (colours, shapes, directions, speeds, order) masked."""
+    return " ".join("_" if w in CONTENT_WORDS else w for w in question[:-1].split())
+
+
+def test_answer_priors_are_uniform_and_question_only_is_chance(default_dataset, tmp_path):
+    root = tmp_path / "large"   # large enough to see a skew of a few points
+    generate(root, SyntheticSpec(num_videos=600, seed=5), show_progress=False)
+    questions = [q for split in SPLITS for q in read_split(root, split)]
+    # Questions about one video are not independent: count each (video, template, answer) once.
+    seen = {(q["video_id"], template_of(q["question"]), q["answer"]) for q in questions}
+    templates = collections.defaultdict(set)
+    for _, template, answer in seen:
+        templates[template].add(answer)
+    domain_of = {}
+    for template, answers in templates.items():
+        matching = [d for d in DOMAINS if answers <= set(d)]
+        assert len(matching) == 1, f"{template!r}: answers {sorted(answers)} fit {len(matching)} answer sets"
+        domain_of[template] = matching[0]
+    per_domain = collections.defaultdict(collections.Counter)
+    for _, template, answer in seen:
+        per_domain[domain_of[template]][answer] += 1
+    assert len(per_domain) >= 7
+    for domain, counts in per_domain.items():
+        n, k = sum(counts.values()), len(domain)
+        assert len(counts) == k, (domain, counts)
+        spread = 4 * np.sqrt(n * (1 / k) * (1 - 1 / k))   # 4 binomial standard deviations
+        for answer, count in counts.items():
+            assert abs(count - n / k) <= spread, f"{answer!r}: {count} of {n} (uniform {n / k:.0f}): {counts}"
+    metadata = json.loads((root / "metadata.json").read_text())
+    two = sum(len(v["objects"]) == 2 for v in metadata["videos"])
+    assert abs(two - 300) <= 4 * np.sqrt(600 * 0.25), two   # two-shape fraction 0.5
+
+    root, stats, log = default_dataset
+    root = root / "default"
+    test = read_split(root, "test")
+    expected = np.mean([1 / len(next(d for d in DOMAINS if q["answer"] in d)) for q in test])
+    assert chance_given_template(test)["accuracy"] == pytest.approx(expected)
+    assert stats["chance_given_template_test"] == pytest.approx(expected) and f"{100 * expected:.1f}%" in log
+    train_answers = collections.defaultdict(collections.Counter)
+    for q in read_split(root, "train"):
+        train_answers[q["question"]][q["answer"]] += 1
+    question_only = np.mean([train_answers[q["question"]].most_common(1)[0][0] == q["answer"]
+                             if q["question"] in train_answers else 0 for q in test])
+    assert abs(question_only - expected) <= 0.03, (question_only, expected)
 
 
 def test_refuses_foreign_folder_and_replaces_its_own(tmp_path):

@@ -35,10 +35,13 @@ def load_teacher(path: Path, source: str, cfg, signature, device: torch.device, 
 def build_student(cfg, bundle) -> torch.nn.Module:
     """The model being trained, GloVe-initialised when ``model.glove`` is true."""
     sig = bundle.signature
-    if sig.appearance_dim != cfg.model.vision_dim or sig.motion_dim != cfg.model.vision_dim:
-        raise DataError(f"model.vision_dim is {cfg.model.vision_dim} but the features are {sig.appearance_dim}-d "
-                        f"(appearance, dataset.appearance_feat) and {sig.motion_dim}-d (motion, "
-                        "dataset.motion_feat)")
+    for key, width, file_key in (("appearance_dim", sig.appearance_dim, "appearance_feat"),
+                                 ("motion_dim", sig.motion_dim, "motion_feat")):
+        wanted = cfg.model.get(key) or cfg.model.vision_dim  # null: vision_dim (a model without the key: likewise)
+        if wanted != width:
+            source = key if cfg.model.get(key) else f"vision_dim (model.{key} is null)"
+            raise DataError(f"model.{source} is {wanted} but the features of dataset.{file_key} are {width}-d: set "
+                            f"model.{key}={width} or null (the file's width)")
     check_model_fits_memory(cfg.model, sig.num_question_tokens, sig.num_answers,
                             f"config section 'model' with {sig.num_question_tokens} question tokens", ConfigError)
     model = build_model(cfg.model, sig.num_question_tokens, sig.num_answers)

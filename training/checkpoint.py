@@ -20,6 +20,10 @@ A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts, 
     num_question_tokens, num_answers, num_clips, frames_per_clip, appearance_dim, motion_dim
     answer_type, dataset  the head's answer type and the registered dataset (file prefix) the model was trained on
                         (absent before issue 12: open_ended, not checked)
+    extraction          {"appearance": {...}, "motion": {...}}: every attribute of the two feature files the run read
+                        (how the features were extracted: backbone, weights' sha256, clips, frames, size,
+                        normalisation, precision; predict.py extracts a new video with them). Absent before issue 22
+                        (predict.py then needs extraction flags or feature files)
     best_metric, best_epoch   best validation accuracy so far and its epoch
     history             list of per-epoch metric dicts (metrics.csv rows)
 """
@@ -179,6 +183,12 @@ def load_checkpoint(path: str | Path, source: str = "--ckpt") -> dict:
     if ckpt.get("format_version", 1) < 2:
         from model.registry import DEFAULT_MODEL
         ckpt["model_config"] = {"name": DEFAULT_MODEL, **ckpt["model_config"]}
+    model_cfg = ckpt["model_config"]
+    if isinstance(model_cfg, dict) and model_cfg.get("name") == "dualvgr" and "vision_dim" in model_cfg:
+        # written before the two streams had their own widths: both were vision_dim
+        for key in ("appearance_dim", "motion_dim"):
+            if model_cfg.get(key) is None:
+                model_cfg[key] = model_cfg["vision_dim"]
     return ckpt
 
 
@@ -219,10 +229,26 @@ def checkpoint_head(ckpt: dict) -> str:
     return ckpt["model_config"].get("head") or ckpt.get("answer_type") or "open_ended"
 
 
+class _SkipInPlaceOnMeta(torch.overrides.TorchFunctionMode):
+    """In-place tensor methods (``normal_``, ``uniform_``, ``zero_``, ...) on meta tensors return their tensor
+    unchanged: meta tensors hold no values, and torch's meta ``normal_`` imports torch._dynamo (about 3 s in a fresh
+    process, predict.py's budget)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor")  # torch.nn.init functions take ``tensor=``
+        if (name.endswith("_") and not name.startswith("__") and name != "requires_grad_"
+                and isinstance(target, torch.Tensor) and target.is_meta):
+            return target
+        return func(*args, **kwargs)
+
+
 def model_bytes(model_cfg, num_question_tokens: int, num_answers: int) -> int:
     """Bytes of the parameters and buffers of the model these sizes describe, counted without allocating them
-    (the model is built on the meta device). Raises ValueError for an invalid model config."""
-    with torch.device("meta"):
+    (the model is built on the meta device, its initialisation skipped). Raises ValueError for an invalid model
+    config."""
+    with torch.device("meta"), _SkipInPlaceOnMeta():
         model = build_model(model_cfg, num_question_tokens, num_answers)
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
@@ -265,9 +291,10 @@ def _keys_in_shape(shape: tuple, model_cfg) -> str:
     return "model_config " + (", ".join(keys) if keys else "sizes")
 
 
-def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | Path, source: str) -> None:
+def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | Path, source: str, assign: bool = False) -> None:
     """Load ``ckpt["model"]`` into ``model`` (built from ``ckpt["model_config"]``); CheckpointError naming the first
-    tensor that does not fit and the model-config key it depends on."""
+    tensor that does not fit and the model-config key it depends on. ``assign``: the checkpoint's tensors become the
+    model's (for a model built on the meta device)."""
     model_cfg = ckpt["model_config"]
     expected = model.state_dict()
     stored = ckpt["model"]
@@ -289,7 +316,7 @@ def load_model_state(model: torch.nn.Module, ckpt: dict, path: str | Path, sourc
             problem = f"tensor '{extra[0]}' is not part of the model its {_config_key_of(extra[0], model_cfg)} builds"
     if problem:
         raise CheckpointError(f"{path} (from {source}): its model config does not match its tensors: {problem}")
-    model.load_state_dict(stored)
+    model.load_state_dict(stored, assign=assign)
 
 
 def build_checkpoint_model(ckpt: dict, path: str | Path, source: str) -> torch.nn.Module:
@@ -297,6 +324,10 @@ def build_checkpoint_model(ckpt: dict, path: str | Path, source: str) -> torch.n
     fit into memory and that the tensors fit the config (CheckpointError otherwise)."""
     where = f"{path} (from {source})"
     check_model_fits_memory(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"], where)
-    model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
-    load_model_state(model, ckpt, path, source)
+    with torch.device("meta"), _SkipInPlaceOnMeta():  # no initialisation: every tensor comes from the checkpoint
+        model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
+    load_model_state(model, ckpt, path, source, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):  # buffers outside the state dict
+        model = build_model(ckpt["model_config"], ckpt["num_question_tokens"], ckpt["num_answers"])
+        load_model_state(model, ckpt, path, source)
     return model

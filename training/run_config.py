@@ -98,3 +98,25 @@ def resolve_head(cfg) -> str:
         cfg.model.head = head
     check_heads(cfg, head)
     return head
+
+
+# model key -> (dataset key naming the feature file, the HDF5 dataset holding the features)
+FEATURE_WIDTH_KEYS = {"appearance_dim": ("appearance_feat", "resnet_features"),
+                      "motion_dim": ("motion_feat", "resnext_features")}
+
+
+def resolve_feature_dims(cfg) -> None:
+    """``model.appearance_dim`` / ``model.motion_dim`` left null: the width (last axis) of the features in the
+    files ``dataset.appearance_feat`` / ``dataset.motion_feat``, written back into ``cfg.model`` so checkpoints
+    store it. A model without these keys, a number already set (checked against the data when the model is built)
+    and a file that cannot be read (reported when the data loads) are left alone."""
+    import h5py
+    from training.data.paths import dataset_path
+    for key, (file_key, dataset_name) in FEATURE_WIDTH_KEYS.items():
+        if key not in cfg.model or cfg.model[key] is not None:
+            continue
+        try:
+            with h5py.File(dataset_path(cfg, file_key), "r") as f:
+                cfg.model[key] = int(f[dataset_name].shape[-1])
+        except (OSError, KeyError):
+            continue

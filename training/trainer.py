@@ -26,7 +26,8 @@ from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
 from training.reproducibility import configure_determinism, seed_everything
 from training.run_checks import check_resume_config, check_student_smaller
-from training.run_config import per_process_batch_size, resolve_amp, resolve_head, resolve_mode, run_dir_for
+from training.run_config import (per_process_batch_size, resolve_amp, resolve_feature_dims, resolve_head, resolve_mode,
+                                 run_dir_for)
 from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
 from training.signals import StopRequest
@@ -89,6 +90,7 @@ class _Run:
         cfg = self.cfg
         self.mode = resolve_mode(cfg)
         self.head = resolve_head(cfg)  # before anything stores or builds the model config
+        resolve_feature_dims(cfg)  # likewise: null feature widths -> the feature files'
         self.metric = metric_for(self.head)
         self.objective = objective_for(cfg, self.mode)
         self.objective_without_teacher = objective_for(cfg, "student")  # evaluation without the teacher (test)
@@ -258,8 +260,8 @@ class _Run:
             "partial_epoch": partial or {}, "world_size": self.dist.world_size, "rng": capture_rng_state(),
             "mode": self.mode, "model_config": to_dict(self.cfg.model), "config": to_dict(self.cfg),
             "teacher_ckpt": str(self.teacher_path) if self.teacher_path else None,
-            **self.signature.to_dict(), "best_metric": self.best_metric, "best_epoch": self.best_epoch,
-            "history": list(self.history),
+            **self.signature.to_dict(), "extraction": self.bundle.extraction, "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch, "history": list(self.history),
         }
 
     def _evaluate(self, split: str, teacher=None):

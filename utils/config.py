@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import types
 import typing
 from pathlib import Path
 
@@ -204,8 +205,12 @@ _SAMPLES = {bool: False, int: 0, float: 0.0, str: "", list: [], dict: {}}
 
 
 def _coerce_typed(value, annotation, current, key: str, origin: str):
-    """``value`` as a value of type ``annotation`` (bool, int, float, str, list, dict or a dataclass of those,
-    given as a mapping); ConfigError naming ``key`` otherwise."""
+    """``value`` as a value of type ``annotation`` (bool, int, float, str, list, dict, a dataclass of those given as
+    a mapping, or ``X | None``); ConfigError naming ``key`` otherwise."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None: None or an X
+        inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(inner) == 1:
+            return None if value is None else _coerce_typed(value, inner[0], current, key, origin)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{origin}: key '{key}' is a section, got {short_repr(value)}")
@@ -342,6 +347,8 @@ RANGES = {
     "model.module_dim": (lambda v: v > 0 and v % 2 == 0, "an even number > 0"),
     "model.word_dim": (_positive, "> 0"),
     "model.vision_dim": (_positive, "> 0"),
+    "model.appearance_dim": (_positive, "> 0 (or null: the appearance features' width)"),
+    "model.motion_dim": (_positive, "> 0 (or null: the motion features' width)"),
     "model.num_heads": (_positive, "> 0"),
     "model.graph_layers": (_positive, "> 0"),
     "model.unit_layers": (_positive, "> 0"),

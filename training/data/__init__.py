@@ -16,7 +16,8 @@ The names other modules use are importable from ``training.data`` itself.
 from training.data.batches import BatchDataset, build_loader
 from training.data.bundle import DataBundle, load_data
 from training.data.features import (APPEARANCE_DATASET, FEATURE_LOAD_CHUNK, MOTION_DATASET, H5Features,
-                                    InMemoryFeatures, VideoTable, build_video_table)
+                                    InMemoryFeatures, VideoTable, build_video_table,
+                                    read_extraction_settings)
 from training.data.paths import DataError, data_dir, dataset_path, dataset_spec, require_file, resolve_path
 from training.data.placement import (FEATURE_MEMORY_SHARE, choose_feature_placement, features_bytes,
                                      host_memory_available)
@@ -30,6 +31,7 @@ __all__ = [
     "H5Features", "InMemoryFeatures", "MISSING_FEATURE_POLICIES", "MOTION_DATASET", "QuestionSplit", "SPLITS",
     "SPLIT_KEYS", "VideoTable", "batch_to_device", "build_loader", "build_video_table", "choose_feature_placement",
     "data_dir", "dataset_path", "dataset_spec", "embedding_vocabulary", "features_bytes", "host_memory_available",
-    "inverse_vocab", "load_data", "load_split", "load_vocab", "missing_feature_policy", "require_file",
+    "inverse_vocab", "load_data", "load_split", "load_vocab", "missing_feature_policy", "read_extraction_settings",
+    "require_file",
     "resolve_path", "to_device_async",
 ]

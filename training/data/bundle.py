@@ -10,7 +10,7 @@ import torch
 
 from training.checkpoint import DataSignature, vocab_fingerprint
 from training.data.batches import BatchDataset
-from training.data.features import H5Features, InMemoryFeatures, build_video_table
+from training.data.features import H5Features, InMemoryFeatures, build_video_table, read_extraction_settings
 from training.data.paths import DataError, dataset_path, dataset_spec
 from training.data.placement import feature_placement
 from training.data.questions import (SPLIT_KEYS, SPLITS, embedding_vocabulary, load_split, log_split_coverage,
@@ -29,6 +29,7 @@ class DataBundle:
     glove: np.ndarray | None
     glove_source: Path | None
     spec: object = None
+    extraction: dict | None = None  # the feature files' settings (read_extraction_settings), recorded in checkpoints
 
     @property
     def embedding_vocab(self) -> dict:
@@ -81,7 +82,8 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
     train = loaded.get("train")
     return DataBundle(vocab=vocab, signature=signature, splits=loaded, features=features,
                       glove=None if train is None else train.glove,
-                      glove_source=None if train is None else train.path, spec=spec)
+                      glove_source=None if train is None else train.path, spec=spec,
+                      extraction=read_extraction_settings(appearance_path, motion_path))
 
 
 def _num_answers(head: str, vocab: dict, splits: dict, spec) -> int:

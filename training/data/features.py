@@ -131,6 +131,26 @@ def build_video_table(appearance_path: Path, motion_path: Path) -> VideoTable:
                       appearance_dtype=np.dtype(app_dtype), motion_dtype=np.dtype(mot_dtype))
 
 
+def _plain(value):
+    """An HDF5 attribute value as a plain Python value (what ``torch.load(weights_only=True)`` reads back)."""
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def read_extraction_settings(appearance_path: Path, motion_path: Path) -> dict:
+    """How the features were made: ``{"appearance": {attribute: value}, "motion": {...}}``, every attribute of each
+    feature file as plain values (the extractor writes its settings there: backbone, weights and their sha256,
+    clips, frames, image size, normalisation, precision, ...; files from elsewhere may have none: ``{}``)."""
+    settings = {}
+    for kind, path in (("appearance", appearance_path), ("motion", motion_path)):
+        with h5py.File(path, "r") as f:
+            settings[kind] = {key: _plain(value) for key, value in f.attrs.items()}
+    return settings
+
+
 def _sorted_read(dataset: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     """``dataset[rows]`` for any (unique) row order: h5py needs increasing indices, so read sorted and unsort."""
     order = np.argsort(rows)
