@@ -222,10 +222,14 @@ def _comparable(cfg: dict) -> dict:
 
 
 def planned_config(run: Run) -> dict:
-    """The resolved config train.py would run ``run`` with (its config file, overrides and flags)."""
+    """The resolved config train.py would run ``run`` with (its config file, overrides and flags; the feature widths
+    a run reads from its feature files when it starts)."""
     import train
+    from training.run_config import resolve_feature_dims
     from utils.config import to_dict
-    return to_dict(train.config_from_args(train.build_parser().parse_intermixed_args(list(run.train_args))))
+    cfg = train.config_from_args(train.build_parser().parse_intermixed_args(list(run.train_args)))
+    resolve_feature_dims(cfg)
+    return to_dict(cfg)
 
 
 def check_finished_settings(run: Run, run_dir: Path) -> None:
