@@ -3,11 +3,13 @@ over several seeds, with significance tests and answer-prior baselines.
 
 Every stage runs the project's own command line, printed before it runs so it can be pasted from the repository
 root, in this order: render the synthetic videos and questions (MSVD-QA layout), write GloVe 6B 50-d vectors, build
-the vocabulary and question files, extract ResNet-101 appearance and 3D ResNeXt-101 motion features (randomly
-initialised backbones, BatchNorm recalibrated on the dataset's frames for ResNet-101: no pretrained weights exist on
-this machine), then sweep.py: one teacher (configs/demo.yml, trained with the first seed) and, per seed, the plain
-and the distilled student (configs/demo_student.yml), evaluated on the test split with paired permutation tests.
-Last it prints Table 3 (mean ± std over seeds) beside the majority-answer and per-type-majority baselines.
+the vocabulary and question files, extract appearance and motion features with the pretrained ImageNet
+EfficientNet-Lite0 of the package index (appearance: efficientnet_lite0, standing in for ResNet-101; motion:
+efficientnet_lite0_motion, standing in for the 3D ResNeXt-101, whose weights, like ResNet-101's, cannot be
+downloaded here; docs/demo.md), then sweep.py: one teacher (configs/demo.yml, trained with the first seed) and, per
+seed, the plain and the distilled student (configs/demo_student.yml), evaluated on the test split with paired
+permutation tests. Last it prints Table 3 (mean ± std over seeds) beside the majority-answer, per-type-majority,
+chance-given-the-template and question-only baselines.
 
 A stage whose output exists and whose flags are unchanged is reused ("reused (took N s)": the first run's time).
 data/demo/stages.json records each finished stage's flags and seconds; a changed flag (--num_videos / --seed

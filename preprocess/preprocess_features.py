@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "and gifs/; NExT-QA: {train,val,test}.csv, map_vid_vidorID.json and NExTVideo/")
     parser.add_argument("--model", required=True, choices=backbone_names(),
                         help="the backbone (preprocess/backbones/): resnet101: appearance (frames, 2048-d); "
-                             "resnext101: motion (clips, 2048-d)")
+                             "resnext101: motion (clips, 2048-d); efficientnet_lite0: appearance (frames, 1280-d, "
+                             "ImageNet weights from its pip package); efficientnet_lite0_motion: motion (clips, "
+                             "400-d, built from the same weights)")
     parser.add_argument("--out", default=None,
                         help="output HDF5 (default data/<dataset>/<dataset>[_<question_type>]_{appearance,motion}"
                              "_feat.h5 in the repo)")

@@ -4,7 +4,10 @@ Each video shows one or two coloured shapes (circle, square, triangle, diamond) 
 quickly or slowly, for the whole clip or only its beginning or end, on a black background. Questions are short
 English whose words are all in GloVe 6B, in the five MSVD-QA types by first word, and each answer is decidable from
 the video: appearance (colour, shape), motion (direction, speed, when it moves) and both ("what color is the shape
-moving left?"). Two-shape videos have distinct colours, shapes and directions, so questions must bind attributes.
+moving left?"), and in two-shape videos whose motions have a clear order, which shape moves first or last. Two-shape
+videos have distinct colours, shapes and directions, so questions must bind attributes. Every attribute is drawn
+uniformly, so within a question template every answer is equally likely (the statistics give chance given the
+template, the accuracy of guessing uniformly among the answers a question's template allows).
 A video is asked many questions (about 38 by default: features are computed per video, so questions are cheap), which
 gives the default 200 videos a test split of over 2,000 questions with at least 100 of every type.
 
@@ -77,7 +80,7 @@ MARGIN = 1               # pixels kept free between a shape's box and the frame 
 FAST_FRACTION = 0.9      # a fast shape moving all along crosses this fraction of its free range
 SLOW_FACTOR = 0.4        # slow speed / fast speed
 MIN_GAP = 2              # pixels kept between the boxes of two shapes in every frame (no overlap, ever)
-MAX_PATH_DRAWS = 1000     # overlapping paths of two shapes are redrawn this often before their attributes are
+MAX_PATH_DRAWS = 1000    # overlapping paths of two shapes are redrawn this often before their attributes are
 MAX_SCENE_DRAWS = 100    # and the attributes this often before giving up (a few draws suffice in practice)
 
 SCENE_STREAM, QUESTION_STREAM, SPLIT_STREAM = 0, 1, 2   # independent random streams derived from the seed

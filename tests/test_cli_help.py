@@ -19,6 +19,7 @@ COMMANDS = [
     ("bench/data_loading.py", "python bench/data_loading.py"),
     ("bench/txt2pickle_memory.py", "python bench/txt2pickle_memory.py"),
     ("bench.extraction", "python -m bench.extraction"),
+    ("bench.probe_features", "python -m bench.probe_features"),
     ("model.summary", "python -m model.summary"),
     ("preprocess.preprocess_features", "python -m preprocess.preprocess_features"),
     ("preprocess.preprocess_questions", "python -m preprocess.preprocess_questions"),

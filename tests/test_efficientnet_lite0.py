@@ -86,6 +86,6 @@ def test_a_file_that_would_run_code_is_refused(backbone, tmp_path):
             return (print, ("owned",))
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        pickle.dump({"_conv_stem.weight": Payload()}, f)
+        pickle.dump({"_conv_stem.weight": Payload()}, f, protocol=2)
     with pytest.raises(WeightsError, match="refused"):
         backbone.build_extractor(path, seed=0)

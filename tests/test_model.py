@@ -466,3 +466,17 @@ def test_forward_backward_at_paper_sizes(config):
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert model.question_encoder.embedding.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- clip order (docs/demo.md, "Clip order")
+@pytest.mark.parametrize("graph_layers", [1, 4])
+def test_the_answer_does_not_depend_on_the_order_of_the_clips(graph_layers):
+    """The clips are graph nodes pooled by attention: permuting a video's clips leaves the logits unchanged (up to
+    rounding), so no model of this kind can tell the first half of a video from the second."""
+    model = build_model(tiny_cfg(graph_layers=graph_layers, head="open_ended"), 20, 7).eval()
+    appearance, motion, question, lengths = tiny_batch()
+    order = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        logits = model(appearance, motion, question, lengths).logits
+        permuted = model(appearance[:, order], motion[:, order], question, lengths).logits
+    torch.testing.assert_close(permuted, logits, rtol=1e-5, atol=1e-6)
