@@ -345,3 +345,14 @@ def test_compute_losses_by_hand():
     with pytest.raises(ValueError, match="^compute_losses: the objective reads a teacher but teacher_out is None$"):
         L.compute_losses(L.build_objective({"ce": {}}, {"kd_motion": {}}, teacher_given=True), out,
                          torch.tensor([0, 0]))
+
+
+def test_normalised_hsic_without_a_layer_axis_and_on_small_inputs():
+    """(B, C, d) inputs (no layer axis; C = 4 clips, d = 5 features, so centring over clips or over features and the
+    two transposes differ), and inputs whose squared Gram norms multiply to far below 1 (the eps only guards a 0)."""
+    x1, x2 = random_layers(1, seed=11)[0], random_layers(1, seed=12)[0]
+    expected = numpy_centred_kernel_alignment([x1], [x2])
+    got = normalised_hsic(torch.tensor(x1, dtype=torch.float32), torch.tensor(x2, dtype=torch.float32)).item()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    small = normalised_hsic(0.1 * torch.tensor(x1, dtype=torch.float32), 0.1 * torch.tensor(x2, dtype=torch.float32))
+    np.testing.assert_allclose(small.item(), expected, rtol=1e-4)  # ||K1||^2 ||K2||^2 shrinks by 1e-8

@@ -1,5 +1,6 @@
 """training/sweep_report.py on hand-made run outcomes (no training): seed statistics, paired tests against a
 separate call of the permutation test, summary.json, the Table 3 markdown and the plot, for accuracy and MSE."""
+import hashlib
 import json
 from pathlib import Path
 
@@ -251,8 +252,10 @@ def test_run_scores_evaluate_once_and_read_the_cache(tmp_path, head):
         assert cached["metric"] == "MSE" and questions["squared_error"] == [0, 4, 0, 4] and "correct" not in questions
         assert scores.outcome.tolist() == [0.0, 4.0, 0.0, 4.0] and scores.metric == "MSE"
         assert cached["accuracy"]["all"] == 2.0
+        assert all(type(x) is int for x in questions["squared_error"])  # integers in the file, not 4.0
     else:
         assert cached["metric"] == "accuracy" and questions["correct"] == [1, 0, 1, 0]
+        assert all(type(x) is int for x in questions["correct"])
         assert scores.outcome.tolist() == [1.0, 0.0, 1.0, 0.0] and scores.outcome.dtype == np.float64
         assert cached["accuracy"] == scores.accuracy and scores.accuracy["all"] == 0.5
     if head == "multiple_choice":
@@ -283,3 +286,75 @@ def test_collect_scores_by_model_and_a_given_teacher(tmp_path):
     assert evaluator.calls == [tmp_path / "s0/best.pt", tmp_path / "s1/best.pt", tmp_path / "k0/best.pt", teacher]
     assert (tmp_path / "given_teacher" / R.PREDICTIONS_FILE).is_file()
     assert "Teacher" not in R.collect_scores(Plan(tmp_path, [0], [], runs[:1], None, []), lambda: evaluator)
+
+
+def test_file_sha256_is_the_sha256_of_the_whole_file(tmp_path):
+    small = tmp_path / "abc"
+    small.write_bytes(b"abc")
+    # the FIPS 180-2 test vector of "abc"
+    assert R.file_sha256(small) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    big = tmp_path / "big"
+    data = bytes(range(256)) * (3 * 4096 + 1)  # 3 MiB + 256 bytes: several of the 1 MiB blocks it reads
+    big.write_bytes(data)
+    assert R.file_sha256(big) == hashlib.sha256(data).hexdigest()  # hashlib on the bytes at once, not by blocks
+
+
+def test_evaluation_key_hashes_the_test_file_and_the_resolved_config(tmp_path):
+    from easydict import EasyDict
+    (tmp_path / "q.pt").write_bytes(b"abc")
+    cfg = EasyDict({"train": {"out": Path("runs"), "lr": 0.5},
+                    "dataset": {"test_question_pt": "q.pt", "data_dir": str(tmp_path)}})
+    text = ('{"dataset": {"data_dir": "%s", "test_question_pt": "q.pt"}, "train": {"lr": 0.5, "out": "runs"}}'
+            % tmp_path)  # sorted keys, the Path written as its text
+    assert R.evaluation_key(cfg) == {
+        "test_file_sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+    cfg.dataset.test_question_pt = "missing.pt"
+    assert R.evaluation_key(cfg)["test_file_sha256"] is None
+
+
+def test_checkpoint_stamp_fields(tmp_path):
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"abc")
+    assert R._checkpoint_stamp(ckpt, {"config_sha256": "c"}) == {
+        "checkpoint": str(ckpt), "checkpoint_sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+        "config_sha256": "c"}
+
+
+_STAMP = {"checkpoint": "/a/best.pt", "checkpoint_sha256": "s" * 64, "test_file_sha256": "t" * 64,
+          "config_sha256": "c" * 64}
+_VALID = {**_STAMP, "format": R.CACHE_FORMAT, "metric": "accuracy", "head": "open_ended", "parameters": 1,
+          "accuracy": {"all": 0.5}, "questions": {"question_id": [1, 2], "correct": [1, 0]}}
+
+
+@pytest.mark.parametrize("change, read", [
+    ({}, True), ({"checkpoint": "/b/best.pt"}, True),  # a moved sweep folder keeps its caches
+    ({"config_sha256": "d" * 64}, False), ({"checkpoint_sha256": "r" * 64}, False), ({"format": -1}, False),
+    ({"questions": {"question_id": [1, 2], "correct": [1]}}, False),  # ragged
+    ({"questions": {"question_id": [1], "correct": [True]}}, False),  # a bool is no outcome
+    ({"questions": {"question_id": [1], "correct": "1"}}, False),
+    ({"accuracy": {"all": "0.5"}}, False)])
+def test_read_cache_accepts_only_a_cache_of_the_same_stamp_and_shape(tmp_path, change, read):
+    cache = tmp_path / "c.json"
+    cache.write_text(json.dumps({**_VALID, **change}))
+    assert (R._read_cache(cache, _STAMP) is not None) == read
+    cache.write_text("null")
+    assert R._read_cache(cache, _STAMP) is None
+
+
+def test_run_scores_and_collect_scores_key_the_caches(tmp_path):
+    ckpt, cache = tmp_path / "best.pt", tmp_path / R.PREDICTIONS_FILE
+    ckpt.write_bytes(b"weights")
+    evaluator = _FakeEvaluator("open_ended", [1, 0, 3, 6])
+    R.run_scores("run", 0, ckpt, cache, lambda: evaluator, {"config_sha256": "c"})
+    assert json.loads(cache.read_text())["config_sha256"] == "c"
+    R.run_scores("run", 0, ckpt, cache, lambda: evaluator, {"config_sha256": "c"})
+    assert len(evaluator.calls) == 1
+    R.run_scores("run", 0, ckpt, cache, lambda: evaluator, {"config_sha256": "d"})  # other config: evaluated again
+    assert len(evaluator.calls) == 2
+    run = Run("student", "s0", "Student", 0)
+    (tmp_path / "s0").mkdir()
+    (tmp_path / "s0" / "best.pt").write_bytes(b"s0")
+    R.collect_scores(Plan(tmp_path, [0], [], [run], ckpt, []), lambda: evaluator, {"config_sha256": "e"})
+    for written in (tmp_path / "s0" / R.PREDICTIONS_FILE, tmp_path / "given_teacher" / R.PREDICTIONS_FILE):
+        assert json.loads(written.read_text())["config_sha256"] == "e"
