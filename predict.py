@@ -367,17 +367,11 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from termcolor import colored
-
-    from utils.cli import error_line
+    from utils.cli import exit_on_input_error
     try:
         return run(argv)
     except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
-        message = error_line(e)
-        if message is None:
-            raise
-        print(colored(f"error: {message}", "red"), file=sys.stderr)
-        return 2
+        return exit_on_input_error(e)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from training.engine import NonFiniteLossError
     from training.trainer import TrainingInterrupted
-    from utils.cli import error_line
+    from utils.cli import exit_on_input_error
 
     try:
         run(argv)
@@ -175,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                       "sweep", "yellow"), file=sys.stderr)
         return 130
     except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
-        message = error_line(e)
-        if message is None:
-            raise
-        print(colored(f"error: {message}", "red"), file=sys.stderr)
-        return 2
+        return exit_on_input_error(e)
     return 0
 
 

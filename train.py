@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from model.losses import compute_losses  # noqa: F401  (fail early and plainly if the model package is broken)
     from training.engine import NonFiniteLossError
     from training.trainer import TrainingInterrupted
-    from utils.cli import error_line
+    from utils.cli import exit_on_input_error
 
     argv = sys.argv[1:] if argv is None else argv
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun every rank hits the same error: say it once
@@ -121,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         report("aborted: last.pt holds the end of the last completed epoch (resume with --resume)", "yellow")
         return 130
     except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
-        message = error_line(e)
-        if message is None:
-            raise
-        report(f"error: {message}", "red")
-        return 2
+        return exit_on_input_error(e, lambda line: report(line, "red"))
     return 0
 
 

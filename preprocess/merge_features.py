@@ -25,7 +25,7 @@ import numpy as np
 
 from preprocess.preprocess_features import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
                                             failure_report_path, finalize_feature_file, log, shard_path)
-from utils.cli import error_line
+from utils.cli import exit_on_input_error
 from utils.progress import progress
 
 SHARD_NAME = re.compile(r"^(?P<stem>.*)\.shard(?P<index>\d+)of(?P<count>\d+)(?P<suffix>\.[^.]*)$")
@@ -153,11 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         merge(expand_inputs(args.inputs), args.out)
     except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
-        message = error_line(e)
-        if message is None:
-            raise
-        log(f"error: {message}", "red")
-        return 2
+        return exit_on_input_error(e, lambda line: log(line, "red"))
     return 0
 
 

@@ -45,14 +45,13 @@ import torch
 from termcolor import colored
 from tqdm import tqdm
 
-from preprocess.backbones import (RESIZE, WeightsError, backbone_names, file_sha256, get_backbone,
-                                  recalibrate_batchnorm, resize_to_uint8, resolve_weights)
-from preprocess.datasets import (DatasetLayoutError, VideoEntry, canonical_dataset_name, dataset_names,
-                                 get_dataset, list_videos)
+from preprocess.backbones import (RESIZE, backbone_names, file_sha256, get_backbone, recalibrate_batchnorm,
+                                  resize_to_uint8, resolve_weights)
+from preprocess.datasets import VideoEntry, canonical_dataset_name, dataset_names, get_dataset, list_videos
 from preprocess.video import ClipDecodingDataset
 from utils.config import REPO_ROOT
 from utils.device import resolve_device
-from utils.cli import error_line
+from utils.cli import exit_on_input_error
 from utils.progress import progress
 
 CLIP_SAMPLING = ("centres = int(linspace(0, n_frames, C+2)[1:C+1]); clip = frames centre-F//2 .. centre+(F-1)//2, "
@@ -516,11 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: the finished videos are saved; rerun the same command to continue", "yellow")
         return 130
     except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
-        message = error_line(e)
-        if message is None:
-            raise
-        log(f"error: {message}", "red")
-        return 2
+        return exit_on_input_error(e, lambda line: log(line, "red"))
     return 0
 
 

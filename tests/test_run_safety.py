@@ -184,6 +184,12 @@ for trial in range(trials):
         print("took", trial, flush=True)
     except RunFolderError:
         print("refused", trial, flush=True)
+# Hold every lock taken until both racers are through (a racer started late on a loaded machine must not find the
+# other one's locks released by its exit, which would be a legitimate takeover of a dead holder's lock).
+(run_dir / f"done.{os.getpid()}").touch()
+deadline = time.time() + 100
+while len(list(run_dir.glob("done.*"))) < 2 and time.time() < deadline:
+    time.sleep(0.01)
 """
 
 

@@ -65,3 +65,20 @@ def error_line(error: BaseException, extra: tuple[type, ...] = ()) -> str | None
             return _worker_message(str(error))
         return " ".join(_os_error_line(error).split())
     return None
+
+
+def print_error(line: str) -> None:
+    """Print ``line`` in red on standard error (the default reporter of :func:`exit_on_input_error`)."""
+    from termcolor import colored
+    print(colored(line, "red"), file=sys.stderr)
+
+
+def exit_on_input_error(error: BaseException, report=print_error, extra: tuple[type, ...] = ()) -> int:
+    """The ending of every CLI's ``except Exception``: an error of input or environment (:func:`error_line`) is
+    reported as one line ``error: <message>`` through ``report`` and gives exit code 2; anything else is raised
+    again, so a bug keeps its traceback."""
+    message = error_line(error, extra)
+    if message is None:
+        raise error
+    report(f"error: {message}")
+    return 2
