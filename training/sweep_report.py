@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.heads import get_head
 from training.metrics import ACCURACY, MSE, display_name
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
@@ -128,7 +129,7 @@ def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
         questions["squared_error"] = ((predictions - q.answers.astype(np.int64)) ** 2).tolist()
     else:
         questions["correct"] = evaluator.correct(predictions).astype(int).tolist()
-    if head == "multiple_choice":
+    if get_head(head).uses_candidates:
         questions["answer_index"], questions["prediction_index"] = q.answers.tolist(), predictions.tolist()
     return {**stamp, "format": CACHE_FORMAT, "split": evaluator.split, "head": head,
             "metric": result.accuracy.metric, "parameters": result.parameters,
