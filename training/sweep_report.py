@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.heads import get_head
+from model.heads import get_head, metric_lower_is_better
 from training.metrics import ACCURACY, MSE, display_name
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
@@ -229,7 +229,7 @@ def summarize(plan: Plan, by_model: dict[str, list[RunScores]], settings: dict[s
     metric = first.metric
     categories, groups = summary_columns(first)
     models = {name: model_summary(scores, settings.get(name, {})) for name, scores in by_model.items()}
-    return {"metric": metric, "lower_is_better": metric == MSE, "columns": ["all", *categories, *groups],
+    return {"metric": metric, "lower_is_better": metric_lower_is_better(metric), "columns": ["all", *categories, *groups],
             "categories": categories, "groups": groups, "models": models,
             "tests": paired_tests(by_model, plan.pairs, rounds),
             "method": describe_method(rounds, outcome_name(metric))}
