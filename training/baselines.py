@@ -1,7 +1,8 @@
 """Answer-prior baselines on the test split: what a model reaches without looking at the video, for every answer
 head, per category of the dataset (preprocess/datasets/: ``category_names``, ``category_groups``).
 
-- majority: always the training split's most frequent answer. Open-ended: the most frequent answer id (the
+- majority: always the training split's most frequent answer, the answer head's one definition (``Head.majority``,
+  model/heads/; utils/majority.py). Open-ended: the most frequent answer id (the
   vocabulary's unknown answers ``<UNK0>`` / ``<UNK1>`` / ``<UNK>`` are never chosen); multiple choice: the most
   frequent position of the right candidate ("candidate k"); count: the training mean count rounded (halves up) and
   clamped to 1..10 as the count head's predictions are (scored by MSE, lower is better). Ties go to the lowest id / position.
@@ -18,7 +19,8 @@ answer, so it never scores the split's unanswerable id (``<UNK1>``, else ``<UNK>
 as the models never do: no unanswerable id needs to be passed here. Every question of the question files counts (the models answer questions whose video
 has no features from all-zero features, so they score the same questions by default).
 
-``validate.py --compare`` shows :func:`majority` through training.evaluation.majority_baseline: one definition.
+``validate.py --compare`` shows :func:`majority` through training.evaluation.majority_baseline, and the synthetic
+generator's statistics use utils/majority.py too: one definition.
 """
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ from collections import Counter
 import numpy as np
 
 from model.heads import get_head
-from model.heads.open_ended import UNKNOWN_ANSWERS  # noqa: F401  (re-exported: the answers never chosen)
 from preprocess.question_file import load_question_file, load_vocab
 from training.metrics import TYPE_NAMES, question_types
 
@@ -38,7 +39,8 @@ def value_key(head: str) -> str:
 
 
 def never_chosen(answer_tokens: list[str] | None) -> list[int]:
-    """The ids of the unknown answers (:data:`UNKNOWN_ANSWERS`) in an open-ended answer list, in id order."""
+    """The ids of the unknown answers (model/heads/open_ended.py ``UNKNOWN_ANSWERS``) in an open-ended answer list,
+    in id order."""
     return get_head("open_ended").never_chosen(answer_tokens)
 
 
@@ -141,7 +143,7 @@ def prior_baselines(train_answers: np.ndarray, train_types: np.ndarray, test_ans
                                        **score(per_type_prediction, test_answers, test_types, **scoring)}
     if get_head(head).question_only_baseline and train_keys is not None and test_keys is not None:
         predicted = question_only_predictions(train_keys, train_answers, test_keys, per_type_prediction,
-                                              never_chosen(answer_tokens))
+                                              get_head(head).never_chosen(answer_tokens))
         result["question_only"] = score(predicted, test_answers, test_types, **scoring)
     return result
 
