@@ -264,20 +264,13 @@ def record(answers: list, info: dict, top_k: int) -> dict:
 
 
 def print_answers(answers: list, info: dict, top_k: int) -> None:
+    from model.heads import get_head
     where = info.get("video") or f"{info['split']} question {info['question_id']} (video {info['video_id']})"
     print(f"{where}\nQ: {info['question']}" + (f"   [ground truth: {info['answer']}]" if "answer" in info else ""))
     if info.get("unknown_words"):
         print(f"   not in the vocabulary (read as <UNK>): {', '.join(info['unknown_words'])}")
     for answer in answers:
-        if answer.head == "open_ended":
-            ranked = "  ".join(f"{a} {p:.3f}" for a, p in answer.top(top_k))
-            print(f"  {answer.model}: {answer.prediction}   ({ranked})")
-        elif answer.head == "multiple_choice":
-            scores = "  ".join(f"[{k}] {c!r} {p:.3f}" for k, (c, p) in enumerate(zip(answer.labels,
-                                                                                     answer.probabilities)))
-            print(f"  {answer.model}: {answer.prediction!r}   ({scores})")
-        else:
-            print(f"  {answer.model}: {answer.prediction}   (regression output {float(answer.scores[0]):.3f})")
+        print(f"  {answer.model}: {get_head(answer.head).describe(answer, top_k)}")
     if "seconds" in info:
         parts = ", ".join(f"{k} {v:.2f} s" for k, v in info["seconds"].items())
         print(f"  time: {parts}")

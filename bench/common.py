@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from model.heads import get_head
 from utils.device import resolve_device
 
 # Training-split sizes the projections use (HCRN/DualVGR question files).
@@ -210,10 +211,7 @@ class BatchShape:
                              f"({self.batch_size})")
         if self.question_len < 1 or self.vocab_size < 3 or self.candidate_len < 1:
             raise ValueError("need question and candidate length >= 1 and vocabulary >= 3 tokens")
-        if self.head == "count" and self.num_answers != 1:
-            raise ValueError(f"the count head has one output, got {self.num_answers} answers")
-        if self.head != "count" and self.num_answers < 2:
-            raise ValueError(f"need >= 2 answers (candidates), got {self.num_answers}")
+        get_head(self.head).check_outputs(self.vocab_size, self.num_answers)
 
     @property
     def num_videos(self) -> int:
@@ -239,12 +237,11 @@ def random_batch(shape: BatchShape, device: torch.device, seed: int = 0) -> dict
         "motion": torch.randn(n, shape.num_clips, shape.vision_dim, generator=g),
         "question": question,
         "question_len": lengths,
-        "answer": (torch.randint(1, 11, (b,), generator=g) if shape.head == "count"
-                   else torch.randint(0, shape.num_answers, (b,), generator=g)),
+        "answer": get_head(shape.head).random_answers(b, shape.num_answers, g),
         "video_index": torch.arange(n).repeat_interleave(shape.questions_per_video),
         "question_index": torch.arange(b),
     }
-    if shape.head == "multiple_choice":
+    if get_head(shape.head).uses_candidates:
         k, width = shape.num_answers, shape.candidate_len
         candidates_len = torch.randint(1, width + 1, (b, k), generator=g)
         candidates = torch.randint(2, shape.vocab_size, (b, k, width), generator=g)

@@ -48,6 +48,7 @@ from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note,
 from bench.step_flops import PEAK_SHAPE, count_step_flops, peak_flops
 from model import build_model
 from model.cpu_ops import set_cpu_fast_path
+from model.heads import get_head
 from model.losses import objective_for
 from training.data.paths import dataset_spec
 from training.engine import CompiledWithFallback, StepContext, train_step
@@ -199,7 +200,7 @@ def run(argv=None) -> float:
     spec = dataset_spec(cfg)
     num_clips = args.num_clips or spec.default_num_clips
     head = cfg.model.head
-    num_answers = {"multiple_choice": spec.num_candidates, "count": 1}.get(head, args.num_answers)
+    num_answers = get_head(head).num_outputs(args.num_answers, spec.num_candidates)
     try:
         shape = BatchShape(args.batch_size or cfg.train.batch_size, args.questions_per_video, num_clips,
                            args.num_frames, cfg.model.vision_dim, args.question_len, args.vocab_size,

@@ -1,5 +1,5 @@
 """One forward pass of a checkpoint over a batch (the format of training/data/batches.py) -> one :class:`Answer` per
-question: the prediction as validate.py makes it (training/metrics.py ``predictions_from_logits``), the answer
+question: the prediction as validate.py makes it (the answer head's, model/heads/), the answer
 distribution, and (``explain``) the attention the model computed (model/attention.py)."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch
 from inference.models import Predictor
 from inference.questions import EncodedQuestion
 from model.attention import AttentionMaps, record_attention
+from model.heads import get_head
 from training.engine import candidate_inputs, model_inputs
-from training.metrics import predictions_from_logits
 
 
 @dataclass
@@ -41,14 +41,11 @@ class Answer:
         return [(self.labels[i], float(self.probabilities[i])) for i in order]
 
     def to_dict(self, top_k: int) -> dict:
+        """The answer as predict.py's JSON: model, prediction and the head's fields (top answers, candidates'
+        scores, or the count output)."""
         out = {"model": self.model, "prediction": self.prediction}
-        if self.head == "open_ended":
-            out["top"] = [{"answer": a, "probability": round(p, 6)} for a, p in self.top(top_k)]
-        elif self.head == "multiple_choice":
-            out["candidates"] = [{"candidate": c, "score": round(float(s), 6), "probability": round(float(p), 6)}
-                                 for c, s, p in zip(self.labels, self.scores, self.probabilities)]
-        else:
-            out["count_output"] = round(float(self.scores[0]), 6)
+        out.update(get_head(self.head).prediction_fields(self.scores, self.probabilities, self.labels,
+                                                         self.top(top_k)))
         return out
 
 
@@ -91,19 +88,17 @@ def answer_batch(predictor: Predictor, batch: dict, candidate_texts: list[list[s
         maps = recorder.maps()
     else:
         logits = model(*model_inputs(batch), **candidate_inputs(batch)).logits
-    predictions = predictions_from_logits(logits, predictor.head).cpu().numpy()
+    head = get_head(predictor.head)
+    predictions = head.predictions(logits).cpu().numpy()
     scores = logits.float().cpu().numpy()
-    probabilities = None if predictor.head == "count" else torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    probabilities = head.probabilities(logits)
+    probabilities = None if probabilities is None else probabilities.cpu().numpy()
+    tokens = predictor.answer_tokens if head.answers_are_tokens else None
     answers = []
     for b, index in enumerate(predictions.tolist()):
-        if predictor.head == "open_ended":
-            labels = predictor.answer_tokens
-            text = labels[index]
-        elif predictor.head == "multiple_choice":
-            labels = candidate_texts[b]
-            text = labels[index]
-        else:
-            labels, text = None, str(index)
+        candidates = candidate_texts[b] if head.uses_candidates else None
+        text = head.answer_text(index, tokens, candidates)
+        labels = None if probabilities is None else candidates if head.uses_candidates else tokens
         answers.append(Answer(predictor.name, predictor.head, text, int(index),
                               None if probabilities is None else probabilities[b], labels, scores[b],
                               None if maps is None else maps.select(b)))

@@ -24,6 +24,7 @@ import numpy as np
 
 from inference.answering import Answer
 from model.attention import GRAPH_BLOCKS
+from model.heads import get_head
 
 TOP_K = 8
 
@@ -59,13 +60,13 @@ def _layer_mean(answer: Answer, stream: int) -> np.ndarray:
 
 
 def _answer_panel(ax, answer: Answer, top_k: int) -> None:
-    if answer.head == "count":
+    if answer.probabilities is None:  # a regression output (count)
         ax.barh([0], [float(answer.scores[0])], color="tab:blue")
         ax.set_yticks([0], ["count output"])
         ax.set_xlabel("regression output (prediction: rounded, clamped to 1..10)")
         ax.set_title(f"{answer.model}: count {answer.prediction}", fontsize=10)
         return
-    top = answer.top(top_k) if answer.head == "open_ended" else list(zip(answer.labels, answer.probabilities))
+    top = get_head(answer.head).shown_answers(answer, top_k)
     labels = [label for label, _ in top][::-1]
     values = [p for _, p in top][::-1]
     colours = ["tab:orange" if label == answer.prediction else "tab:blue" for label in labels]
@@ -79,13 +80,13 @@ def _answer_panel(ax, answer: Answer, top_k: int) -> None:
 
 
 def _answer_difference(ax, first: Answer, second: Answer, top_k: int) -> None:
-    if first.head == "count":
+    if first.probabilities is None:  # a regression output (count)
         ax.barh([0], [float(second.scores[0] - first.scores[0])], color="tab:purple")
         ax.set_yticks([0], ["count output"])
         ax.set_xlabel(f"{second.model} - {first.model}")
         ax.axvline(0, color="black", lw=0.6)
         return
-    if first.head == "open_ended":
+    if not get_head(first.head).uses_candidates:
         index = {label: i for i, label in enumerate(first.labels)}
         shown = list(dict.fromkeys([a for a, _ in first.top(top_k // 2 + 1)] + [a for a, _ in second.top(top_k // 2 + 1)]))
         rows = [index[label] for label in shown]
@@ -250,10 +251,10 @@ def page(explained: Explained, png: Path, top_k: int = TOP_K) -> str:
     for answer in explained.answers:
         maps = answer.attention
         parts.append(f"<h2>{html.escape(answer.model)}: {html.escape(answer.prediction)}</h2>")
-        if answer.head == "count":
+        if answer.probabilities is None:
             parts.append(f"<p>regression output {float(answer.scores[0]):.3f}</p>")
         else:
-            shown = answer.top(top_k) if answer.head == "open_ended" else list(zip(answer.labels, answer.probabilities))
+            shown = get_head(answer.head).shown_answers(answer, top_k)
             parts.append(_table(["answer", "probability"], [[a, f"{p:.4f}"] for a, p in shown]))
         parts.append("<p>question-word attention: "
                      + _word_spans(explained.tokens, maps.question[0, 0, :len(explained.tokens)].numpy()) + "</p>")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from inference import PredictError
+from model.heads import get_head
 from preprocess.text import encode_tokens, tokenize_question, word_tokenize
 
 UNKNOWN = "<UNK>"
@@ -44,7 +45,7 @@ def encode_question(text: str, token_to_idx: dict, head: str, candidates: list[s
         raise PredictError(f"{source}: the question is empty")
     unknown = [t for t in tokens if t not in token_to_idx]
     encoded = EncodedQuestion(text.strip(), tokens, encode_tokens(tokens, token_to_idx), unknown)
-    if head != "multiple_choice":
+    if not get_head(head).uses_candidates:
         if candidates:
             raise PredictError(f"{source}: --candidates given, but the checkpoint's head is {head} (multiple choice "
                                "only)")

@@ -19,9 +19,11 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
+from model.heads import get_head, head_names
 from utils.config import ConfigError, typed_from_dict
 
 TOTAL = "total"  # the name of the weighted sum among the logged loss parts
+BASE_TERM = "ce"  # the answer term configs/base.yml lists
 
 
 def _stack_layers(layers) -> torch.Tensor:
@@ -294,11 +296,21 @@ def check_heads(cfg, head: str) -> None:
     for section, terms in (("losses", cfg.losses), ("distill.losses", cfg.distill.losses)):
         for name in (terms or {}):
             fits = loss_term(name, f"{section}.{name}").heads
-            if fits and head not in fits:
-                hint = " (count configs use losses: {ce: null, mse: {weight: 1.0}})" if head == "count" or name == "mse" \
-                    else ""
+            if not get_head(head).fits_loss(fits):
                 raise ConfigError(f"config key '{section}.{name}': the {name} term fits the {' / '.join(fits)} "
-                                  f"head(s), but model.head is {head}{hint}")
+                                  f"head(s), but model.head is {head}{_default_losses_hint(head, name)}")
+
+
+def _default_losses_hint(head: str, term: str) -> str:
+    """How the configs of a head that trains with other terms than the base config's ``ce`` list their losses:
+    the chosen head's, else that of the head whose default terms include ``term``; "" when neither."""
+    chosen = get_head(head)
+    for candidate in [chosen] + [get_head(name) for name in head_names()]:
+        if set(candidate.default_losses) != {BASE_TERM} and (candidate is chosen or term in candidate.default_losses):
+            listed = [f"{BASE_TERM}: null"] * (BASE_TERM not in candidate.default_losses) + \
+                [f"{t}: {{weight: 1.0}}" for t in candidate.default_losses]
+            return f" ({candidate.name} configs use losses: {{{', '.join(listed)}}})"
+    return ""
 
 
 def objective_for(cfg, mode: str) -> Objective:

@@ -14,13 +14,13 @@ from torch import nn
 
 from model.dualvgr import DualVGR
 from model.encoders import AppearanceEncoder, MotionEncoder, QuestionEncoder, length_mask
-from model.fusion import MFB, AnswerClassifier, CandidateScorer, ClipReadout, ConditionedReadout
+from model.fusion import MFB
 from model.gat import GraphAttention
+from model.heads import get_head, head_names
 from model.registry import register_model
 from utils.config import ConfigError
 
-HEADS = ("open_ended", "multiple_choice", "count")  # model.head values once resolved (configs may say auto)
-AUTO_HEAD = "auto"
+AUTO_HEAD = "auto"  # a config's model.head before it is resolved against the dataset
 
 
 @dataclass
@@ -47,8 +47,8 @@ class DualVGRConfig:
     mfb_factor: int
     mfb_dim: int
     dropout: DualVGRDropout
-    head: str = "open_ended"   # open_ended | multiple_choice | count (docs/model.md section 8); checkpoints without it
-                               # are open_ended
+    head: str = "open_ended"   # a registered answer head (model/heads/; docs/model.md section 8); checkpoints
+                               # without it are open_ended
     appearance_dim: int | None = None  # D_a, the appearance features' width (a training run writes the feature
                                        # file's here); None: vision_dim (checkpoints written before this key)
     motion_dim: int | None = None      # D_m, the motion features' width; None: vision_dim
@@ -85,9 +85,10 @@ class VideoQAModel(nn.Module):
     - candidates ``(B, K, L_a)`` long and candidates_len ``(B, K)`` long: the answer candidates (multiple-choice
       head only; required there, refused otherwise), values of candidates_len clamped to ``[1, L_a]``.
 
-    ``head`` (docs/model.md section 8): ``open_ended`` scores the A answers (logits (B, A)); ``count`` has one
+    ``head``: a registered answer head (model/heads/, docs/model.md section 8) that builds and applies the output
+    layer (``readout`` and ``classifier``): ``open_ended`` scores the A answers (logits (B, A)); ``count`` has one
     regression output (``num_answers`` = 1, logits (B, 1)); ``multiple_choice`` scores each of the K candidates
-    (``num_answers`` = K, logits (B, K)) with a candidate-conditioned readout and :class:`CandidateScorer`.
+    (``num_answers`` = K, logits (B, K)) with a candidate-conditioned readout and a candidate scorer.
 
     Returns a :class:`ModelOutput`.
     """
@@ -97,8 +98,7 @@ class VideoQAModel(nn.Module):
                  mfb_dim: int, dropout: dict, head: str = "open_ended", appearance_dim: int | None = None,
                  motion_dim: int | None = None):
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"model.head must be one of {', '.join(HEADS)}, got {head!r}")
+        answer_head = get_head(head)
         self.appearance_dim = appearance_dim or vision_dim
         self.motion_dim = motion_dim or vision_dim
         self.head = head
@@ -110,12 +110,8 @@ class VideoQAModel(nn.Module):
         self.motion_encoder = MotionEncoder(self.motion_dim, module_dim)
         self.units = DualVGR(module_dim, word_dim, num_heads, graph_layers, unit_layers, dropout["gat"])
         self.mfb = MFB(module_dim, mfb_dim, mfb_factor)
-        if head == "multiple_choice":
-            self.readout = ConditionedReadout(module_dim, dropout["readout"])
-            self.classifier = CandidateScorer(module_dim, dropout["classifier"])
-        else:
-            self.readout = ClipReadout(module_dim, dropout["readout"])
-            self.classifier = AnswerClassifier(module_dim, num_answers, dropout["classifier"])
+        self.readout, self.classifier = answer_head.build_output(module_dim, num_answers, dropout)
+        self.answer_head = answer_head  # the Head (model/heads/): a plain attribute, not a submodule
         init_weights(self)
 
     @torch.no_grad()
@@ -146,39 +142,19 @@ class VideoQAModel(nn.Module):
         words, contextual, sentence = self.question_encoder(question, lengths)
         units = self.units(appearance, motion, contextual, words, length_mask(lengths, question.shape[1]))
         fused = self.mfb(units.appearance, units.motion)                        # (B, C, d)
-        if self.head == "multiple_choice":
-            logits = self._score_candidates(fused, sentence, candidates, candidates_len)
-        else:
-            logits = self.classifier(self.readout(fused), sentence)
+        logits = self.answer_head.logits(self, fused, sentence, candidates, candidates_len)
         return ModelOutput(logits, units.appearance, units.motion, fused, units.indep_appearance,
                            units.joint_appearance, units.indep_motion, units.joint_motion)
 
-    def _score_candidates(self, fused: torch.Tensor, sentence: torch.Tensor, candidates: torch.Tensor,
-                          candidates_len: torch.Tensor) -> torch.Tensor:
-        """fused V_c (B, C, d), q (B, d), candidates (B, K, L_a), lengths (B, K) -> logits (B, K).
-
-        The B * K candidates are flattened into rows (no loop over questions or candidates): each is encoded with
-        the question encoder's embedding and sentence BiLSTM, reads the clips of its question, and is scored with
-        the question's own readout and sentence vector.
-        """
-        b, k, width = candidates.shape
-        lengths = candidates_len.to(candidates.device, non_blocking=True).long().clamp(1, width).reshape(b * k)
-        answer = self.question_encoder.encode_sentence(candidates.reshape(b * k, width), lengths)     # (BK, d)
-        question_video = self.readout(sentence, fused)                                                  # (B, d)
-        clips = fused[:, None].expand(b, k, *fused.shape[1:]).reshape(b * k, *fused.shape[1:])       # (BK, C, d)
-        answer_video = self.readout(answer, clips)                                                       # (BK, d)
-        repeat = lambda x: x[:, None].expand(b, k, x.shape[-1]).reshape(b * k, x.shape[-1])  # noqa: E731
-        scores = self.classifier(repeat(question_video), repeat(sentence), answer_video, answer)       # (BK,)
-        return scores.reshape(b, k)
-
     def _check_candidates(self, question, candidates, candidates_len) -> None:
-        """The candidates a multiple-choice head needs (and no others get); shape checks only."""
-        if self.head != "multiple_choice":
+        """The candidates a head that uses them needs (and no others get); shape checks only."""
+        if not self.answer_head.uses_candidates:
             if candidates is not None:
-                raise ValueError(f"candidates are given but the model's head is {self.head}, not multiple_choice")
+                raise ValueError(f"candidates are given but the model's head is {self.head}, not multiple_choice "
+                                 "or another head that uses candidates")
             return
         if candidates is None or candidates_len is None:
-            raise ValueError("the multiple_choice head needs candidates (B, K, L_a) and candidates_len (B, K)")
+            raise ValueError(f"the {self.head} head needs candidates (B, K, L_a) and candidates_len (B, K)")
         expected = (question.shape[0], self.num_answers)
         if candidates.dim() != 3 or tuple(candidates.shape[:2]) != expected or candidates.shape[2] < 1:
             raise ValueError(f"candidates must be (B, K, L_a) with (B, K) = {expected}, got {tuple(candidates.shape)}")
@@ -229,18 +205,14 @@ def build_dualvgr(config: DualVGRConfig, num_question_tokens: int, num_answers: 
     1 for count); ConfigError names a bad ``model`` key."""
     values = asdict(config)
     head = values["head"]
-    if head not in HEADS:
+    if head not in head_names():
         hint = " (auto is resolved from the dataset's answer type before the model is built)" if head == AUTO_HEAD else ""
-        raise ConfigError(f"model.head must be one of {', '.join(HEADS)}, got {head!r}{hint}")
+        raise ConfigError(f"model.head must be one of {', '.join(head_names())}, got {head!r}{hint}")
     for key, value in values.items():
         if key not in ("dropout", "head") and value is not None and value < 1:
             raise ConfigError(f"model.{key} must be a positive integer, got {value!r}")
     if config.module_dim % 2 or config.module_dim % config.num_heads:
         raise ConfigError(f"model.module_dim ({config.module_dim}) must be even and divisible by model.num_heads "
                           f"({config.num_heads})")
-    if head == "count" and num_answers != 1:
-        raise ValueError(f"the count head has one output (num_answers 1), got {num_answers}")
-    if num_question_tokens < 2 or (head != "count" and num_answers < 2):
-        what = "candidates" if head == "multiple_choice" else "answers"
-        raise ValueError(f"need at least 2 question tokens and 2 {what}, got {num_question_tokens} and {num_answers}")
+    get_head(head).check_outputs(num_question_tokens, num_answers)
     return VideoQAModel(num_question_tokens, num_answers, **values)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from termcolor import colored
 
+from model.heads import get_head
 from model.network import VideoQAModel
 from model.registry import build_model, model_config
 from preprocess.question_file import QuestionFileError, load_vocab
@@ -56,10 +57,9 @@ def parameter_table(model: torch.nn.Module) -> list[tuple[str, int]]:
             rows.append((f"unit {i}: graph layer {j} (4 GAT blocks, index {index})", count(layer)))
         rows.append((f"unit {i}: independent/joint fusion",
                      count(unit.appearance_fusion) + count(unit.motion_fusion)))
-    rows += [("MFB fusion", count(model.mfb)),
-             ("clip readout" if model.head != "multiple_choice" else "conditioned readout (question, candidates)",
-              count(model.readout)),
-             ("classifier" if model.head != "multiple_choice" else "candidate scorer", count(model.classifier))]
+    head = get_head(model.head)
+    rows += [("MFB fusion", count(model.mfb)), (head.readout_label, count(model.readout)),
+             (head.output_label, count(model.classifier))]
     return rows
 
 
@@ -73,9 +73,9 @@ def vocabulary_sizes(path: Path, head: str = "open_ended", num_candidates: int =
         raise SystemExit(f"vocabulary file not found: {path} (or give --question_tokens V --answers A)") from None
     except QuestionFileError as e:
         raise SystemExit(str(e)) from None
-    if head == "multiple_choice":
-        return len(vocab["question_answer_token_to_idx"]), num_candidates
-    return len(vocab["question_token_to_idx"]), 1 if head == "count" else len(vocab["answer_token_to_idx"])
+    answer_head = get_head(head)
+    num_outputs = answer_head.num_outputs(len(vocab["answer_token_to_idx"]), num_candidates)
+    return len(vocab[answer_head.embedding_key()]), num_outputs
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -41,6 +41,7 @@ from termcolor import colored
 
 from preprocess.synthetic_render import BACKGROUND, COLORS, SHAPES, encode_video, render_frames
 from preprocess.text import QUESTION_TYPES, question_type
+from utils.majority import most_frequent
 from utils.progress import progress
 
 GENERATOR = "kdvqa synthetic video QA"
@@ -331,21 +332,29 @@ def chance_given_template(questions: list[dict]) -> dict:
             "per_type": {kind: float(np.mean(values)) for kind, values in per_type.items()}}
 
 
+def majority_answer(answers: list[str]) -> str:
+    """The most frequent of ``answers`` (text) by the project's one majority definition (utils/majority.py, as the
+    answer heads' baselines): answers numbered in order of first appearance, lowest number on ties."""
+    tokens = list(dict.fromkeys(answers))
+    index = {answer: i for i, answer in enumerate(tokens)}
+    return tokens[most_frequent([index[a] for a in answers])]
+
+
 def dataset_statistics(questions: dict[str, list[dict]]) -> dict:
     """Type and answer distributions and the majority-answer and chance baselines of the test split.
 
     questions: split -> list of {"answer", "id", "question", "video_id"}. The majority baseline answers every test
-    question with the most frequent training answer; the per-type baseline uses the most frequent training answer
-    of the question's type; chance given the template guesses uniformly among the answers the question's template
+    question with the most frequent training answer (:func:`majority_answer`); the per-type baseline uses the most
+    frequent training answer of the question's type; chance given the template guesses uniformly among the answers the question's template
     allows (chance_given_template).
     """
     everything = [q for split in SPLITS for q in questions[split]]
     train, test = questions["train"], questions["test"]
-    majority = Counter(q["answer"] for q in train).most_common(1)[0][0]
+    majority = majority_answer([q["answer"] for q in train])
     type_answers = {}
     for q in train:
-        type_answers.setdefault(type_of(q["question"]), Counter())[q["answer"]] += 1
-    type_majority = {kind: counts.most_common(1)[0][0] for kind, counts in type_answers.items()}
+        type_answers.setdefault(type_of(q["question"]), []).append(q["answer"])
+    type_majority = {kind: majority_answer(answers) for kind, answers in type_answers.items()}
     per_type_hits = sum(q["answer"] == type_majority.get(type_of(q["question"])) for q in test)
     return {
         "questions_per_split": {split: len(questions[split]) for split in SPLITS},

@@ -1,7 +1,8 @@
 """Answer-prior baselines on the test split: what a model reaches without looking at the video, for every answer
 head, per category of the dataset (preprocess/datasets/: ``category_names``, ``category_groups``).
 
-- majority: always the training split's most frequent answer. Open-ended: the most frequent answer id (the
+- majority: always the training split's most frequent answer, the answer head's one definition (``Head.majority``,
+  model/heads/; utils/majority.py). Open-ended: the most frequent answer id (the
   vocabulary's unknown answers ``<UNK0>`` / ``<UNK1>`` / ``<UNK>`` are never chosen); multiple choice: the most
   frequent position of the right candidate ("candidate k"); count: the training mean count rounded (halves up) and
   clamped to 1..10 as the count head's predictions are (scored by MSE, lower is better). Ties go to the lowest id / position.
@@ -18,7 +19,8 @@ answer, so it never scores the split's unanswerable id (``<UNK1>``, else ``<UNK>
 as the models never do: no unanswerable id needs to be passed here. Every question of the question files counts (the models answer questions whose video
 has no features from all-zero features, so they score the same questions by default).
 
-``validate.py --compare`` shows :func:`majority` through training.evaluation.majority_baseline: one definition.
+``validate.py --compare`` shows :func:`majority` through training.evaluation.majority_baseline, and the synthetic
+generator's statistics use utils/majority.py too: one definition.
 """
 from __future__ import annotations
 
@@ -26,62 +28,40 @@ from collections import Counter
 
 import numpy as np
 
+from model.heads import get_head
 from preprocess.question_file import load_question_file, load_vocab
-from training.metrics import COUNT_RANGE, MSE, TYPE_NAMES, metric_for, question_types
-
-UNKNOWN_ANSWERS = ("<UNK0>", "<UNK1>", "<UNK>")  # open-ended answers a baseline never chooses
+from training.metrics import TYPE_NAMES, question_types
 
 
 def value_key(head: str) -> str:
-    """The key a baseline's score goes under: ``mse`` for count, ``accuracy`` otherwise."""
-    return "mse" if metric_for(head) == MSE else "accuracy"
+    """The key a baseline's score goes under: ``mse`` for count, ``accuracy`` otherwise (the head's metric)."""
+    return get_head(head).metric.lower()
 
 
 def never_chosen(answer_tokens: list[str] | None) -> list[int]:
-    """The ids of the unknown answers (:data:`UNKNOWN_ANSWERS`) in an open-ended answer list, in id order."""
-    return [i for i, token in enumerate(answer_tokens or []) if token in UNKNOWN_ANSWERS]
-
-
-def _most_frequent(values: np.ndarray, exclude: list[int] = ()) -> int | None:
-    """The most frequent non-negative int in ``values`` (N,) outside ``exclude`` (lowest on ties); None if none."""
-    values = np.asarray(values, dtype=np.int64)
-    values = values[~np.isin(values, list(exclude))] if len(exclude) else values
-    if values.size == 0:
-        return None
-    return int(np.bincount(values).argmax())
+    """The ids of the unknown answers (model/heads/open_ended.py ``UNKNOWN_ANSWERS``) in an open-ended answer list,
+    in id order."""
+    return get_head("open_ended").never_chosen(answer_tokens)
 
 
 def majority(train_answers: np.ndarray, head: str, answer_tokens: list[str] | None = None) -> int | None:
-    """The majority answer of ``train_answers`` (N,): an open-ended answer id (never an unknown one), a candidate
-    position, or for count ``clamp(floor(mean + 0.5), 1, 10)`` (the count head's rounding); None when there is none (no answers, or only unknown
-    ones)."""
-    train_answers = np.asarray(train_answers, dtype=np.int64)
-    if head == "count":
-        if train_answers.size == 0:
-            return None
-        return int(np.clip(np.floor(train_answers.mean() + 0.5), *COUNT_RANGE))
-    return _most_frequent(train_answers, never_chosen(answer_tokens) if head == "open_ended" else [])
+    """The majority answer of ``train_answers`` (N,), the head's one definition (model/heads/base.py
+    ``Head.majority``): an open-ended answer id (never an unknown one), a candidate position, or for count
+    ``clamp(floor(mean + 0.5), 1, 10)`` (the count head's rounding); None when there is none (no answers, or only
+    unknown ones)."""
+    return get_head(head).majority(train_answers, answer_tokens)
 
 
 def answer_label(answer: int, head: str, answer_tokens: list[str] | None = None) -> str:
     """How a baseline answer reads: the answer token, ``candidate k``, or the count."""
-    if head == "multiple_choice":
-        return f"candidate {answer}"
-    if head == "count":
-        return str(int(answer))
-    return answer_tokens[answer]
+    return get_head(head).baseline_label(answer, answer_tokens)
 
 
 def outcomes(predicted: np.ndarray, answers: np.ndarray, head: str, unanswerable: int | None) -> np.ndarray:
-    """(N,) float64 per-question outcome: 1/0 correct (an answer equal to ``unanswerable`` never is), or for count
-    the squared error."""
+    """(N,) float64 per-question outcome of the head: 1/0 correct (an answer equal to ``unanswerable`` never is),
+    or for count the squared error."""
     predicted, answers = np.asarray(predicted, dtype=np.int64), np.asarray(answers, dtype=np.int64)
-    if head == "count":
-        return (predicted - answers).astype(np.float64) ** 2
-    right = predicted == answers
-    if unanswerable is not None:
-        right &= answers != unanswerable
-    return right.astype(np.float64)
+    return get_head(head).outcome(predicted, answers, unanswerable)
 
 
 def score(predicted: np.ndarray, answers: np.ndarray, types: np.ndarray, head: str,
@@ -149,7 +129,7 @@ def prior_baselines(train_answers: np.ndarray, train_types: np.ndarray, test_ans
         raise ValueError("the training split has no answer a baseline can give (none, or only unknown answers)")
     scoring = dict(head=head, category_names=category_names, category_groups=category_groups)
     label = lambda answer: answer_label(answer, head, answer_tokens)  # noqa: E731
-    result = {"metric": metric_for(head),
+    result = {"metric": get_head(head).metric,
               "majority": {"answer": label(overall),
                            **score(np.full_like(test_answers, overall), test_answers, test_types, **scoring)}}
     per_type_prediction = np.full_like(test_answers, overall)
@@ -161,9 +141,9 @@ def prior_baselines(train_answers: np.ndarray, train_types: np.ndarray, test_ans
         per_type_prediction = np.array([by_type[int(t)] for t in test_types], dtype=np.int64)
         result["per_type_majority"] = {"answers": {category_names[t]: label(a) for t, a in by_type.items()},
                                        **score(per_type_prediction, test_answers, test_types, **scoring)}
-    if head == "open_ended" and train_keys is not None and test_keys is not None:
+    if get_head(head).question_only_baseline and train_keys is not None and test_keys is not None:
         predicted = question_only_predictions(train_keys, train_answers, test_keys, per_type_prediction,
-                                              never_chosen(answer_tokens))
+                                              get_head(head).never_chosen(answer_tokens))
         result["question_only"] = score(predicted, test_answers, test_types, **scoring)
     return result
 
@@ -208,7 +188,7 @@ def baselines_from_files(train_questions, test_questions, vocab_json, dataset="m
     answer_tokens = sorted(vocab["answer_token_to_idx"], key=vocab["answer_token_to_idx"].get)
     train, test = load_question_file(train_questions), load_question_file(test_questions)
     keys = {}
-    if head == "open_ended":
+    if get_head(head).question_only_baseline:
         keys = {"train_keys": _question_keys(train["questions"], train["questions_len"]),
                 "test_keys": _question_keys(test["questions"], test["questions_len"])}
     train_types = split_categories(train, spec, token_to_idx, str(train_questions))

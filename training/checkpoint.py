@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from model import build_model
+from model.heads import DEFAULT_HEAD, get_head
 from utils.atomic import atomic_write
 from utils.memory import host_memory_available
 from utils.safe_pickle import UnsafePickleError, check_torch_file_bounds
@@ -56,7 +57,7 @@ def vocab_fingerprint(vocab: dict, answer_type: str = "open_ended") -> str:
     choice also over question_answer_token_to_idx (the embedding vocabulary there)."""
     lists = {}
     keys = ("question_token_to_idx", "answer_token_to_idx")
-    if answer_type == "multiple_choice":
+    if get_head(answer_type).uses_candidates:
         keys += ("question_answer_token_to_idx",)
     for key in keys:
         mapping = vocab[key]
@@ -226,7 +227,7 @@ def check_against_data(ckpt: dict, data: DataSignature, path: str | Path, source
 
 def checkpoint_head(ckpt: dict) -> str:
     """The answer head of a checkpoint: its model config's ``head`` (open_ended when absent: older checkpoints)."""
-    return ckpt["model_config"].get("head") or ckpt.get("answer_type") or "open_ended"
+    return ckpt["model_config"].get("head") or ckpt.get("answer_type") or DEFAULT_HEAD
 
 
 class _SkipInPlaceOnMeta(torch.overrides.TorchFunctionMode):

@@ -18,7 +18,8 @@ from model.losses import Objective, compute_losses
 from training import distributed
 from training.data import QuestionSplit, batch_to_device
 from training.log import get_logger
-from training.metrics import SplitAccuracy, correct_mask, predictions_from_logits, score_by_category
+from model.heads import get_head
+from training.metrics import SplitAccuracy, score_by_category
 
 SYNC_EVERY = 25       # steps between host reads of the running sums
 NO_BAD_STEP = 2 ** 62  # "no non-finite loss yet"
@@ -146,12 +147,14 @@ class EpochTotals:
     correct () float64: right answers (accuracy heads) or the sum of squared errors (count head);
     predictions (N,) int64 (answer id, candidate index or rounded count), -1 until the question is seen;
     first_bad_step () int64 and bad_parts (P,) bool: the first step whose loss was not finite and which parts were
-    not. ``head`` decides how logits become predictions; ``unanswerable`` the answer id never counted correct.
+    not. ``head`` (a registered answer head's name) decides how logits become predictions and what a question's
+    outcome is; ``unanswerable`` the answer id never counted correct.
     """
 
     def __init__(self, num_questions: int, device: torch.device, part_names: tuple, head: str,
                  unanswerable: int | None):
         self.head, self.unanswerable = head, unanswerable
+        self.answer_head = get_head(head)
         self.part_names = tuple(part_names)
         self.loss_sums = torch.zeros(len(self.part_names), dtype=torch.float64, device=device)
         self.count = torch.zeros((), dtype=torch.float64, device=device)
@@ -164,13 +167,10 @@ class EpochTotals:
         parts = torch.stack([losses[k].detach().float() for k in self.part_names])
         finite = torch.isfinite(parts)
         size = batch["answer"].shape[0]
-        predictions = predictions_from_logits(logits, self.head)
+        predictions = self.answer_head.predictions(logits)
         self.loss_sums += parts.double() * size
         self.count += size
-        if self.head == "count":
-            self.correct += ((predictions - batch["answer"]).double() ** 2).sum()
-        else:
-            self.correct += correct_mask(predictions, batch["answer"], self.unanswerable).sum()
+        self.correct += self.answer_head.outcome(predictions, batch["answer"], self.unanswerable).sum()
         self.predictions[batch["question_index"]] = predictions
         newly_bad = (~finite).any() & (self.first_bad_step == NO_BAD_STEP)
         self.first_bad_step = torch.where(newly_bad, torch.full_like(self.first_bad_step, step), self.first_bad_step)
@@ -200,8 +200,8 @@ def check_status(totals: EpochTotals, epoch: int, stop_requested: bool, dist_ctx
     """Read the running sums (one host sync; one all-reduce under DDP).
 
     Raises NonFiniteLossError if any rank saw a non-finite loss. Returns (stop, mean total loss, accuracy) where
-    ``stop`` is True when any rank was asked to stop (Ctrl-C / SIGTERM). The third value is the running MSE for
-    the count head.
+    ``stop`` is True when any rank was asked to stop (Ctrl-C / SIGTERM). The third value is the running mean of the
+    head's per-question outcome (the MSE for the count head).
     """
     flags = torch.cat([totals.first_bad_step.double().reshape(1),
                        torch.full((1,), -float(stop_requested), dtype=torch.float64, device=totals.count.device),
@@ -246,10 +246,9 @@ def train_epoch(ctx: StepContext, loader, totals: EpochTotals, epoch: int, start
             stop_now = interrupt.requested and not dist_ctx.is_distributed
             if step % SYNC_EVERY == 0 or stop_now:
                 stop, mean_total, accuracy = check_status(totals, epoch, interrupt.requested, dist_ctx)
-                if totals.head == "count":
-                    bar.set_postfix(loss=f"{mean_total:.4f}", mse=f"{accuracy:.3f}")
-                else:
-                    bar.set_postfix(loss=f"{mean_total:.4f}", acc=f"{100 * accuracy:.1f}%")
+                head = totals.answer_head  # shows e.g. mse=0.812 (lower is better) or acc=41.3%
+                shown = f"{accuracy:.3f}" if head.lower_is_better else f"{100 * accuracy:.1f}%"
+                bar.set_postfix(loss=f"{mean_total:.4f}", **{head.metric.lower()[:3]: shown})
                 if stop and step < total_steps:
                     return EpochOutcome(steps_done=step, interrupted=True)
         check_status(totals, epoch, False, dist_ctx)
@@ -293,4 +292,4 @@ def split_scores(predictions: torch.Tensor, split: QuestionSplit, device) -> Spl
     answers = torch.from_numpy(split.answers).to(device)
     types = torch.from_numpy(split.types).to(device)
     return score_by_category(predictions, answers, types, split.category_names, split.category_groups or {},
-                             split.metric, unanswerable=split.unanswerable)
+                             split.metric, unanswerable=split.unanswerable, head=split.head)

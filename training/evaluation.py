@@ -17,12 +17,13 @@ import numpy as np
 import torch
 
 from model.cpu_ops import set_cpu_fast_path
+from model.heads import get_head
 from model.losses import build_objective
 from training.checkpoint import CheckpointError, build_checkpoint_model, check_against_data, load_checkpoint
 from training.data import build_loader, dataset_spec, inverse_vocab, load_data
 from training.distributed import DistContext
 from training.engine import evaluate
-from training.metrics import SplitAccuracy, format_value, accuracy_table, comparison_table, metric_unit
+from training.metrics import ACCURACY, SplitAccuracy, format_value, accuracy_table, comparison_table, metric_unit
 from training.reporting import TEST_SELECTED_LABEL, accuracy_title, best_test_epoch
 from training.run_config import resolve_head
 from training.samplers import VideoGroupedBatchSampler
@@ -92,6 +93,7 @@ class SplitEvaluator:
         self.cfg = cfg
         self.split = split
         self.head = resolve_head(cfg)
+        self.answer_head = get_head(self.head)
         self.device = resolve_device(cfg.device)
         set_cpu_fast_path(cfg.model.cpu_fast_path)
         # no teacher here: terms that read one are reported as 0
@@ -133,7 +135,7 @@ class SplitEvaluator:
 
     def answer_texts(self) -> "AnswerText":
         """How answer ids of this split read as text (see :class:`AnswerText`)."""
-        return AnswerText(self.head, self.answer_tokens() if self.head == "open_ended" else None,
+        return AnswerText(self.head, self.answer_tokens() if self.answer_head.answers_are_tokens else None,
                           self.candidate_texts())
 
     def category_name(self, i: int) -> str | None:
@@ -160,11 +162,8 @@ class AnswerText:
     candidates: list | None
 
     def __call__(self, question: int, answer: int) -> str:
-        if self.head == "multiple_choice":
-            return self.candidates[question][answer]
-        if self.head == "count":
-            return str(int(answer))
-        return self.tokens[answer]
+        candidates = self.candidates[question] if self.candidates is not None else None
+        return get_head(self.head).answer_text(answer, self.tokens, candidates)
 
 
 def prediction_records(evaluator: SplitEvaluator, result: CheckpointResult) -> list[dict]:
@@ -180,10 +179,8 @@ def prediction_records(evaluator: SplitEvaluator, result: CheckpointResult) -> l
         record = {"question_id": int(q.question_ids[i]), "video_id": int(q.video_ids[i]), "question": text,
                   "answer": answer_text(i, answer), "prediction": answer_text(i, predicted),
                   "type": evaluator.category_name(i), "correct": bool(correct[i])}
-        if evaluator.head == "multiple_choice":
-            record.update(candidates=answer_text.candidates[i], answer_index=answer, prediction_index=predicted)
-        elif evaluator.head == "count":
-            record["squared_error"] = float((predicted - answer) ** 2)
+        candidates = answer_text.candidates[i] if answer_text.candidates is not None else None
+        record.update(evaluator.answer_head.answer_details(answer, predicted, candidates))
         records.append(record)
     return records
 
@@ -265,14 +262,14 @@ def majority_baseline(evaluator: SplitEvaluator) -> tuple[str, float] | None:
     from training import baselines
     from training.data import dataset_path
     from training.log import get_logger
-    if evaluator.head == "count":
+    if evaluator.answer_head.metric != ACCURACY:
         return None
     path = dataset_path(evaluator.cfg, "train_question_pt")
     if not path.is_file():
         get_logger().warning(f"no majority-answer baseline: training question file {path} not found "
                              "(config key 'dataset.train_question_pt')")
         return None
-    tokens = evaluator.answer_tokens() if evaluator.head == "open_ended" else None
+    tokens = evaluator.answer_tokens() if evaluator.answer_head.answers_are_tokens else None
     answer = baselines.majority(load_question_file(path)["answers"], evaluator.head, tokens)
     if answer is None:
         return None

@@ -19,42 +19,37 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from model.heads import get_head, metric_lower_is_better
 from preprocess.text import QUESTION_TYPES
 
 TYPE_NAMES = QUESTION_TYPES + ("other",)  # MSVD-QA / MSRVTT-QA categories (first word)
 OTHER_TYPE = len(QUESTION_TYPES)
 ACCURACY, MSE = "accuracy", "MSE"
-COUNT_RANGE = (1, 10)  # count predictions are rounded (halves up) and clamped to this range (TGIF-QA counts)
-UNANSWERABLE_TOKENS = ("<UNK1>", "<UNK>")
 
 
 def metric_for(head: str) -> str:
-    """The metric of an answer head: MSE for count, accuracy otherwise."""
-    return MSE if head == "count" else ACCURACY
+    """The metric of an answer head (model/heads/): MSE for count, accuracy otherwise."""
+    return get_head(head).metric
 
 
 def better(metric: str, new: float, best: float | None) -> bool:
-    """Whether ``new`` beats ``best`` (None: nothing yet) under ``metric`` (accuracy: higher, MSE: lower)."""
+    """Whether ``new`` beats ``best`` (None: nothing yet) under ``metric`` (the direction its heads give:
+    accuracy higher, MSE lower)."""
     if best is None or best != best:
         return True
-    return new < best if metric == MSE else new > best
+    return new < best if metric_lower_is_better(metric) else new > best
 
 
 def unanswerable_answer(vocab: dict, head: str) -> int | None:
-    """The id of the answer that is never counted correct: ``<UNK1>`` if the answer vocabulary has it, else
-    ``<UNK>``; None for multiple choice, count, or a vocabulary with neither."""
-    if head != "open_ended":
-        return None
-    answers = vocab.get("answer_token_to_idx", {})
-    return next((answers[t] for t in UNANSWERABLE_TOKENS if t in answers), None)
+    """The id of the answer that is never counted correct (the head's: open-ended ``<UNK1>`` if the answer
+    vocabulary has it, else ``<UNK>``); None for multiple choice, count, or a vocabulary with neither."""
+    return get_head(head).unanswerable(vocab)
 
 
 def predictions_from_logits(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """(B,) int64 predictions from logits (B, A): the argmax answer / candidate, or for count (B, 1)
-    ``clamp(floor(logits[:, 0] + 0.5), 1, 10)`` (HCRN's rounding: halves up, 2.5 -> 3)."""
-    if head == "count":
-        return (logits[:, 0].detach().float() + 0.5).floor().clamp(*COUNT_RANGE).long()
-    return logits.detach().argmax(dim=-1)
+    """(B,) int64 predictions from logits (B, A), as the head makes them: the argmax answer / candidate, or for
+    count (B, 1) ``clamp(floor(logits[:, 0] + 0.5), 1, 10)`` (HCRN's rounding: halves up, 2.5 -> 3)."""
+    return get_head(head).predictions(logits)
 
 
 def display_name(name: str) -> str:
@@ -109,7 +104,7 @@ class SplitAccuracy:
 
     @property
     def lower_is_better(self) -> bool:
-        return self.metric == MSE
+        return metric_lower_is_better(self.metric)
 
     def by_type(self) -> dict[str, float | None]:
         """The metric per category name; None for a category with no questions."""
@@ -162,16 +157,19 @@ def correct_mask(predictions: torch.Tensor, answers: torch.Tensor, unanswerable:
 
 def score_by_category(predictions: torch.Tensor, answers: torch.Tensor, types: torch.Tensor, names: tuple = TYPE_NAMES,
                       groups: dict | None = None, metric: str = ACCURACY, *,
-                      unanswerable: int | None) -> SplitAccuracy:
+                      unanswerable: int | None, head: str | None = None) -> SplitAccuracy:
     """Sum the metric per category; one host sync. All (N,) on one device; predictions -1 = not seen.
 
     accuracy: correct answers per category (:func:`correct_mask`); MSE: ``(prediction - answer)^2`` summed per
     category. ``types`` index ``names`` (all 0 when ``names`` is empty). ``unanswerable``: the answer id never
     counted correct (training.metrics.unanswerable_answer; None: none), given by every caller: id 1 is a real answer
-    for multiple choice and for vocabularies without ``<UNK1>``.
+    for multiple choice and for vocabularies without ``<UNK1>``. ``head``: the answer head whose per-question
+    outcome is summed (model/heads/); None: the outcome of ``metric`` (squared error for MSE, else correct).
     """
     seen = (predictions >= 0).to(torch.float64)
-    if metric == MSE:
+    if head is not None:
+        score = get_head(head).outcome(predictions, answers, unanswerable) * seen
+    elif metric == MSE:
         score = (predictions.to(torch.float64) - answers.to(torch.float64)) ** 2 * seen
     else:
         score = correct_mask(predictions, answers, unanswerable).to(torch.float64)

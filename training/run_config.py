@@ -76,23 +76,25 @@ def per_process_batch_size(cfg, world_size: int) -> int:
 
 
 def resolve_head(cfg) -> str:
-    """``model.head`` resolved against the dataset (``auto`` = its answer type; any other value must equal it) and
-    written back into ``cfg.model`` (so checkpoints store it); the configured loss terms must fit it (ConfigError
-    naming the key otherwise). A model whose config has no ``head`` key answers open-ended questions only."""
+    """``model.head`` resolved against the dataset (``auto`` = the head its answer type names; any other value must
+    be a registered head (model/heads/) that reads that answer type) and written back into ``cfg.model`` (so
+    checkpoints store it); the configured loss terms must fit it (ConfigError naming the key otherwise). A model
+    whose config has no ``head`` key answers open-ended questions only."""
+    from model.heads import DEFAULT_HEAD, get_head, head_names
     from model.losses import check_heads
     from training.data.paths import dataset_spec
     spec = dataset_spec(cfg)
     wanted = spec.answer_type
     if "head" not in cfg.model:
-        if wanted != "open_ended":
+        if wanted != DEFAULT_HEAD:
             raise ConfigError(f"config key 'model.name': model '{cfg.model.name}' has no answer head setting "
                               f"(model.head) and answers open-ended questions only, but {spec.file_prefix} is {wanted}")
-        head = "open_ended"
+        head = DEFAULT_HEAD
     else:
         head = cfg.model.head
         if head == "auto":
             head = wanted
-        elif head != wanted:
+        elif head not in head_names() or get_head(head).answer_format != wanted:
             raise ConfigError(f"config key 'model.head' is {head}, but dataset {spec.file_prefix} (dataset.name / "
                               f"dataset.question_type) is {wanted}: set model.head to auto or {wanted}")
         cfg.model.head = head

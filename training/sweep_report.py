@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.heads import get_head, metric_lower_is_better
 from training.metrics import ACCURACY, MSE, display_name
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
@@ -128,7 +129,7 @@ def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
         questions["squared_error"] = ((predictions - q.answers.astype(np.int64)) ** 2).tolist()
     else:
         questions["correct"] = evaluator.correct(predictions).astype(int).tolist()
-    if head == "multiple_choice":
+    if get_head(head).uses_candidates:
         questions["answer_index"], questions["prediction_index"] = q.answers.tolist(), predictions.tolist()
     return {**stamp, "format": CACHE_FORMAT, "split": evaluator.split, "head": head,
             "metric": result.accuracy.metric, "parameters": result.parameters,
@@ -228,7 +229,7 @@ def summarize(plan: Plan, by_model: dict[str, list[RunScores]], settings: dict[s
     metric = first.metric
     categories, groups = summary_columns(first)
     models = {name: model_summary(scores, settings.get(name, {})) for name, scores in by_model.items()}
-    return {"metric": metric, "lower_is_better": metric == MSE, "columns": ["all", *categories, *groups],
+    return {"metric": metric, "lower_is_better": metric_lower_is_better(metric), "columns": ["all", *categories, *groups],
             "categories": categories, "groups": groups, "models": models,
             "tests": paired_tests(by_model, plan.pairs, rounds),
             "method": describe_method(rounds, outcome_name(metric))}

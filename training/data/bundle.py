@@ -52,7 +52,7 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
         raise DataError(f"config key 'dataset.max_question_length' must be a positive integer, got "
                         f"{cfg.dataset.max_question_length!r}")
     spec = dataset_spec(cfg)
-    head = spec.answer_type
+    head = data_head(cfg, spec)
     vocab = load_vocab(dataset_path(cfg, "vocab_json"), head=head)
     appearance_path = dataset_path(cfg, "appearance_feat")
     motion_path = dataset_path(cfg, "motion_feat")
@@ -62,7 +62,7 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
         key = SPLIT_KEYS[split]
         policy = "skip" if split == "train" else eval_policy
         loaded[split] = load_split(split, dataset_path(cfg, key), f"dataset.{key}", vocab, table,
-                                   cfg.dataset.max_question_length, policy, spec=spec)
+                                   cfg.dataset.max_question_length, policy, spec=spec, head=head)
         part = loaded[split]
         log_split_coverage(part)
         if len(part) == 0:
@@ -86,13 +86,21 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
                       extraction=read_extraction_settings(appearance_path, motion_path))
 
 
+def data_head(cfg, spec) -> str:
+    """The answer head the data is read for: ``model.head`` when it names a registered head (a run resolves
+    ``auto`` first: training/run_config.py), else the dataset's answer type."""
+    from model.heads import head_names
+    head = cfg.model.get("head") if "model" in cfg else None
+    return head if head in head_names() else spec.answer_type
+
+
 def _num_answers(head: str, vocab: dict, splits: dict, spec) -> int:
     """The head's outputs: A answers (open-ended), K candidates (multiple choice: the question files' K, which
     must agree across splits), 1 (count)."""
-    if head == "count":
-        return 1
-    if head != "multiple_choice":
-        return len(vocab["answer_token_to_idx"])
+    from model.heads import get_head
+    answer_head = get_head(head)
+    if not answer_head.uses_candidates:
+        return answer_head.num_outputs(len(vocab["answer_token_to_idx"]), 0)
     counts = {name: part.candidates.shape[1] for name, part in splits.items()}
     if len(set(counts.values())) > 1:
         raise DataError(f"the question files give different numbers of candidates per question: {counts}")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.heads import DEFAULT_HEAD, get_head
 from training.data.features import VideoTable
 from preprocess.question_file import OPTIONAL_KEYS
 from training.data.paths import DataError, require_file
@@ -165,18 +166,20 @@ def _categories(path: Path, key: str, spec, extra: dict, questions: np.ndarray, 
 
 
 def embedding_vocabulary(vocab: dict, head: str) -> dict:
-    """The token -> index map of the word embedding: question_answer_token_to_idx for multiple choice (questions
-    and candidates share it, as HCRN), question_token_to_idx otherwise."""
-    return vocab["question_answer_token_to_idx"] if head == "multiple_choice" else vocab["question_token_to_idx"]
+    """The token -> index map of the word embedding (the head's): question_answer_token_to_idx for multiple choice
+    (questions and candidates share it, as HCRN), question_token_to_idx otherwise."""
+    return vocab[get_head(head).embedding_key()]
 
 
 def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable, max_question_length: int,
-               missing_features: str = "skip", spec=None) -> QuestionSplit:
+               missing_features: str = "skip", spec=None, head: str | None = None) -> QuestionSplit:
     """Read a question file and check it against the vocabulary and the dataset ``spec`` (a registered
-    preprocess.datasets.Dataset; None = MSVD-QA-like: open-ended, first-word types). Questions longer than
+    preprocess.datasets.Dataset; None = MSVD-QA-like: open-ended, first-word types), for the answer head ``head``
+    (model/heads/; None: the one named by the dataset's answer type). Questions longer than
     ``max_question_length`` are cut; questions without usable video features are dropped (``missing_features`` skip
     or exclude) or given the all-zero video (zeros)."""
-    head = spec.answer_type if spec is not None else "open_ended"
+    head = head or (spec.answer_type if spec is not None else DEFAULT_HEAD)
+    answer_head = get_head(head)
     data = _load_question_file(path, key)
     where = f"{path} (config key '{key}')"
     questions, lengths = _capped_questions(data["questions"], data["questions_len"], max_question_length, where)
@@ -190,19 +193,15 @@ def load_split(name: str, path: Path, key: str, vocab: dict, table: VideoTable, 
                         f"vocabulary has {num_tokens} tokens (is dataset.vocab_json the matching vocabulary?)")
     extra = {k: data[k] for k in OPTIONAL_KEYS}
     candidates = candidate_lengths = None
-    if head == "multiple_choice":
+    num_candidates = 0
+    if answer_head.uses_candidates:
         candidates, candidate_lengths = _candidates(path, key, extra, len(answers), num_tokens, max_question_length,
                                                     spec.num_candidates)
-        num_answers = candidates.shape[1]
-    else:
-        num_answers = len(vocab["answer_token_to_idx"])
-    if head == "count":
-        if answers.min() < 0:
-            raise DataError(f"{where}: count answers must be >= 0, found {answers.min()}")
-    elif answers.min() < 0 or answers.max() >= num_answers:
-        what = "candidates per question" if head == "multiple_choice" else "answers"
-        raise DataError(f"{where}: answer ids span [{answers.min()}, {answers.max()}] but there are "
-                        f"{num_answers} {what} (is dataset.vocab_json the matching vocabulary?)")
+        num_candidates = candidates.shape[1]
+    num_outputs = answer_head.num_outputs(len(vocab["answer_token_to_idx"]), num_candidates)
+    problem = answer_head.check_answers(answers, num_outputs)
+    if problem is not None:
+        raise DataError(f"{where}: {problem}")
     types = _categories(path, key, spec, extra, questions, token_to_idx)
     keys = table.keys_for(video_ids)
     without = keys < 0
