@@ -124,9 +124,8 @@ def load_stamps() -> dict:
 
 
 def save_stamps(stamps: dict) -> None:
-    from utils.atomic import atomic_write
-    with atomic_write(ROOT / STAMPS, "w") as f:
-        f.write(json.dumps(stamps, indent=1) + "\n")
+    from utils.atomic import write_text_atomic
+    write_text_atomic(ROOT / STAMPS, json.dumps(stamps, indent=1) + "\n")
 
 
 def plan_stage(stage: Stage, record: dict | None, rebuilt: set[str]) -> tuple[str, str]:
@@ -210,7 +209,7 @@ def baseline_rows(baselines: dict) -> list[tuple[str, str, dict]]:
 def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
     """results/demo/summary.json from the sweep's summary and the baselines; print the headline table."""
     from training.baselines import baselines_from_files
-    from training.reporting import write_text_atomic
+    from utils.atomic import write_text_atomic
     from training.sweep_report import seeds_line, table3, tests_table
 
     from preprocess.synthetic_dataset import chance_given_template

@@ -49,6 +49,7 @@ from bench.step_flops import PEAK_SHAPE, count_step_flops, peak_flops
 from model import build_model
 from model.cpu_ops import set_cpu_fast_path
 from model.losses import objective_for
+from model.params import count_parameters
 from training.data.paths import dataset_spec
 from training.engine import CompiledWithFallback, StepContext, train_step
 from training.run_config import AMP_CHOICES, AMP_DTYPES, resolve_amp
@@ -213,7 +214,7 @@ def run(argv=None) -> float:
     variants = [build_variant(cfg, args, mode, shape, device, amp) for amp in amps]
     batch = random_batch(shape, device, seed=args.seed)
     first = variants[0].ctx
-    params = sum(p.numel() for p in first.model.parameters() if p.requires_grad)
+    params = count_parameters(first.model)
 
     print(colored(f"train step | {describe_step(cfg, mode, first.teacher, args.adam)} | {args.cfg}", "cyan"))
     print(f"machine    | {device}: {describe_machine(device)}")

@@ -18,6 +18,7 @@ import torch
 
 from model.cpu_ops import set_cpu_fast_path
 from model.losses import build_objective
+from model.params import count_parameters
 from training.checkpoint import CheckpointError, build_checkpoint_model, check_against_data, load_checkpoint
 from training.data import build_loader, dataset_spec, inverse_vocab, load_data
 from training.distributed import DistContext
@@ -109,7 +110,7 @@ class SplitEvaluator:
         model = model_from_checkpoint(ckpt, self.device, path, source)
         result = evaluate(model, None, self.loader, self.questions, self.objective, self.device, None, self.dist,
                           desc=self.split)
-        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        parameters = count_parameters(model)
         return CheckpointResult(name=name or path.parent.name, path=path, split=self.split, accuracy=result.accuracy,
                                 losses=result.losses, predictions=result.predictions, parameters=parameters,
                                 checkpoint=ckpt, scoring=self.questions.scoring())

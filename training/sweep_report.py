@@ -32,7 +32,7 @@ import numpy as np
 from training.metrics import ACCURACY, MSE, display_name
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
-from training.reporting import write_text_atomic
+from utils.atomic import write_text_atomic
 
 PREDICTIONS_FILE = "test_predictions.json"
 CACHE_FORMAT = 3  # test_predictions.json layout; a cache of another format is recomputed

@@ -13,6 +13,7 @@ import torch
 
 from model.cpu_ops import set_cpu_fast_path
 from model.losses import objective_for
+from model.params import count_parameters
 from model.registry import model_spec
 from training import distributed
 from training.builders import build_student, load_teacher
@@ -273,7 +274,7 @@ class _Run:
 
     def log_start(self) -> None:
         splits = self.bundle.splits
-        params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        params = count_parameters(self.model)
         self.log.info(paint(f"{self.cfg.exp_name}: {self.mode} | {self.head} head ({self.metric}) | "
                             f"{params:,} trainable parameters | "
                             f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test "
