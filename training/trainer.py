@@ -18,20 +18,19 @@ from model.registry import model_spec
 from training import distributed
 from training.builders import build_student, load_teacher
 from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
-                                 load_checkpoint, restore_rng_state, save_checkpoint)
+                                 configure_determinism, load_checkpoint, restore_rng_state, save_checkpoint,
+                                 seed_everything)
 from training.data import build_loader, load_data, resolve_path
 from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, split_scores, train_epoch
 from training.log import paint, setup_logging
 from training.metrics import better, format_value, metric_for
 from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
-from training.reproducibility import configure_determinism, seed_everything
 from training.run_checks import check_resume_config, check_student_smaller
 from training.run_config import (per_process_batch_size, resolve_amp, resolve_feature_dims, resolve_head, resolve_mode,
                                  run_dir_for)
-from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
+from training.run_dir import RunFolderError, RunLock, StopRequest, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
-from training.signals import StopRequest
 from utils.atomic import OutputWriteError, atomic_write, output_error
 from utils.config import REPO_ROOT, check_ranges, save_config, to_dict
 
