@@ -26,8 +26,8 @@ from utils.atomic import make_output_dir, output_error
 LOCK_NAME = "run.lock"
 # Files and folders a training run writes into its folder (train.py --help lists them); --overwrite removes these.
 RUN_OUTPUTS = ("config.yaml", "best.pt", "last.pt", "metrics.csv", "metrics.json", "loss_ce.png",
-               "loss_distillation.png", "accuracy.png", "test_results.json", "test_results.md", "train.log",
-               "tensorboard")
+               "loss_distillation.png", "accuracy.png", "test_results.json", "test_results.md",
+               "test_predictions.json", "train.log", "tensorboard")
 CHECKPOINTS = ("last.pt", "best.pt")
 
 

@@ -22,6 +22,7 @@ from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rn
                                  seed_everything)
 from training.data import build_loader, load_data, resolve_path
 from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, split_scores, train_epoch
+from training.evaluation import SplitView
 from training.log import paint, setup_logging
 from training.metrics import better, format_value, metric_for
 from training.plots import plot_run
@@ -31,6 +32,7 @@ from training.run_config import (per_process_batch_size, resolve_amp, resolve_fe
                                  run_dir_for)
 from training.run_dir import RunFolderError, RunLock, StopRequest, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
+from training.sweep_report import write_run_predictions
 from utils.atomic import OutputWriteError, atomic_write, output_error
 from utils.config import REPO_ROOT, check_ranges, save_config, to_dict
 
@@ -354,7 +356,8 @@ class _Run:
         self.log.info(summary_line(row, self.cfg.train.max_epochs, self.objective.weights))
 
     def test(self, writer) -> dict:
-        """Evaluate the best checkpoint on the test split; write test_results.{json,md} (rank 0)."""
+        """Evaluate the best checkpoint on the test split; write test_results.{json,md} and its per-question
+        predictions, test_predictions.json (rank 0; training/sweep_report.py reads them)."""
         if not self.best_path.is_file():
             raise CheckpointError(f"no best checkpoint at {self.best_path}: no epoch finished (train.max_epochs is "
                                   f"{self.cfg.train.max_epochs})")
@@ -368,6 +371,8 @@ class _Run:
         if self.dist.is_main:
             table = write_test_results(self.run_dir, result.accuracy, best["best_epoch"], best["best_metric"],
                                        self.best_path, self.bundle.splits["test"].scoring(), test_selected)
+            write_run_predictions(self.run_dir, SplitView(self.bundle, "test", self.head), result.predictions,
+                                  result.accuracy, count_parameters(self.model))
             short = "mse" if self.metric == "MSE" else "acc"
             for name, value in {**result.accuracy.by_type(), **result.accuracy.by_group()}.items():
                 if value is not None:
