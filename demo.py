@@ -44,6 +44,8 @@ from pathlib import Path
 
 from termcolor import colored
 
+from utils.cli import exit_on_input_error
+
 ROOT = Path(__file__).resolve().parent
 STUDENT_CONFIG = "configs/demo_student.yml"  # its _base_, configs/demo.yml, is the teacher's config
 RAW = Path("data/demo/raw")
@@ -153,14 +155,18 @@ def remove_outputs(stage: Stage) -> None:
             path.unlink(missing_ok=True)
 
 
+class StageFailed(Exception):
+    """A stage's command failed; its own error is printed above."""
+
+
 def run_command(stage: Stage, python: str) -> float:
-    """Run the stage's command from the repository root; its seconds. Stops the demo if it fails."""
+    """Run the stage's command from the repository root; its seconds. StageFailed if it fails."""
     print(colored(f"\n[{stage.name}] ", "cyan", attrs=["bold"]) + shlex.join([python, *stage.command]), flush=True)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, *stage.command], cwd=ROOT)
     if result.returncode != 0:
-        sys.exit(colored(f"[{stage.name}] failed (exit {result.returncode}); fix the error above and rerun "
-                         "`make demo`: finished stages are reused", "red"))
+        raise StageFailed(f"[{stage.name}] failed (exit {result.returncode}); fix the error above and rerun "
+                          "`make demo`: finished stages are reused")
     return round(time.perf_counter() - start, 1)
 
 
@@ -242,10 +248,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="training seeds: one teacher (the first seed), a student and a distilled student each")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N, for extraction and training")
     args = parser.parse_args(argv)
-    stages = build_stages(args)
-    stamps = load_stamps()
-    reused = run_stages(stages, stamps)
-    write_summary(stages, stamps, reused)
+    try:
+        stages = build_stages(args)
+        stamps = load_stamps()
+        reused = run_stages(stages, stamps)
+        write_summary(stages, stamps, reused)
+    except Exception as e:  # a failed stage, bad input: one line and exit code 2 (utils/cli.py)
+        raise SystemExit(exit_on_input_error(e, extra=(StageFailed,))) from None
 
 
 if __name__ == "__main__":

@@ -58,7 +58,10 @@ REPO = Path(__file__).resolve().parents[1]
     (["-m", "preprocess.glove", "--from_package", "absent-package", "--output", "{tmp}/g.pkl"], "absent-package"),
     (["-m", "preprocess.synthetic", "--dataset", "svqa", "--out", "{tmp}/raw", "--num_videos", "2"],
      "num_videos must be at least 4"),
-], ids=["preprocess_questions", "model.summary", "txt2pickle", "preprocess.glove", "preprocess.synthetic"])
+    (["bench/train_step.py", "--cfg", "configs/msvd_qa_teacher.yml", "--steps", "0", "--device", "cpu"],
+     "--steps must be >= 1"),
+], ids=["preprocess_questions", "model.summary", "txt2pickle", "preprocess.glove", "preprocess.synthetic",
+        "bench.train_step"])
 def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, command, expected):
     """The CLIs that used to end with SystemExit(message) (exit code 1) or a traceback end as every other one does."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
