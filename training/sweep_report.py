@@ -146,12 +146,17 @@ def outcome_record(view, predictions: np.ndarray, accuracy, parameters: int, sta
 
 def run_evaluation_key(run_dir: Path) -> dict | None:
     """:func:`evaluation_key` of the config a training run wrote into its folder (config.yaml, the config of the
-    trainer's own test pass); None when the folder has none."""
+    trainer's own test pass); None when the folder has none or it no longer loads (a run of an older version: its
+    best.pt is then evaluated as before)."""
     config = run_dir / "config.yaml"
     if not config.is_file():
         return None
-    from utils.config import load_config
-    return evaluation_key(load_config(config))
+    from utils.config import ConfigError, load_config
+    from utils.strict_yaml import StrictYAMLError
+    try:
+        return evaluation_key(load_config(config))
+    except (ConfigError, StrictYAMLError):
+        return None
 
 
 def write_run_predictions(run_dir: Path, view, predictions: np.ndarray, accuracy, parameters: int) -> None:
