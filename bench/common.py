@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench import BenchError
 from model.heads import get_head
 from utils.device import resolve_device
 
@@ -25,11 +26,11 @@ OMP_ENV = "OMP_WAIT_POLICY"
 
 # ---------------------------------------------------------------------------------------------- machine
 def device_from_flag(name: str) -> torch.device:
-    """:func:`utils.device.resolve_device` for a --device flag; a bad device exits with the message."""
+    """:func:`utils.device.resolve_device` for a --device flag; BenchError naming the flag for a bad device."""
     try:
         return resolve_device(name)
     except ValueError as e:
-        raise SystemExit(f"error: --device: {e}") from None
+        raise BenchError(f"--device: {e}") from None
 
 
 def cpu_model() -> str:

@@ -44,11 +44,13 @@ import numpy as np
 import torch
 from termcolor import colored
 
+from bench import BenchError
 from bench.common import describe_machine, device_from_flag, format_bytes, load_average, synchronize
 from training.data import (APPEARANCE_DATASET, MOTION_DATASET, batch_to_device, build_loader, choose_feature_placement,
                            host_memory_available, load_data)
 from training.samplers import VideoGroupedBatchSampler
-from utils.config import ConfigError, add_config_arguments, load_config
+from utils.cli import exit_on_input_error
+from utils.config import add_config_arguments, load_config
 from utils.progress import progress
 from utils.safe_pickle import dump_pickle
 
@@ -154,7 +156,7 @@ def time_loader(cfg, device: torch.device, batches: int, warmup: int) -> LoaderR
     loader = build_loader(bundle.dataset("train"), sampler, cfg.dataset.num_workers, device, cfg.seed)
     batches = min(batches, len(sampler) - warmup - 1)
     if batches < 1:
-        raise SystemExit(f"error: {len(split)} questions make only {len(sampler)} batches of "
+        raise BenchError(f"{len(split)} questions make only {len(sampler)} batches of "
                          f"{cfg.train.batch_size}: lower --batch_size or --warmup, or raise --num_questions")
     try:
         iterator = iter(loader)
@@ -195,7 +197,7 @@ def model_rate(args, k: int) -> float:
     done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines or not lines[-1].startswith("questions/s:"):
-        raise SystemExit(f"error: bench/train_step.py failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+        raise BenchError(f"bench/train_step.py failed (exit {done.returncode}): {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
     return float(lines[-1].split(":", 1)[1])
 
 
@@ -286,15 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    try:
+        return run(argv)
+    except Exception as e:  # bad input: one line and exit code 2 (utils/cli.py)
+        return exit_on_input_error(e)
+
+
+def run(argv=None) -> int:
+    """Parse ``argv``, time every loader setting and print the table and the verdict; returns 0."""
     args = build_parser().parse_args(argv)
     # The worker-count rows go beyond the CPU count on purpose; the machine line gives the count.
     warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        base = load_config(args.cfg, args.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+    base = load_config(args.cfg, args.overrides)
     args.batch_size = args.batch_size or base.train.batch_size
     device = device_from_flag(args.device)
     args.device = device

@@ -37,6 +37,7 @@ from preprocess import preprocess_features as extraction
 from preprocess.backbones import build_extractor, get_backbone, recalibrate_batchnorm
 from preprocess.datasets import VideoEntry
 from preprocess.video import decode_clips, encode_video
+from utils.cli import exit_on_input_error
 from utils.device import resolve_device
 
 DATASETS = {"MSVD-QA": (1970, 8), "MSRVTT-QA": (10000, 16)}  # videos, clips per video
@@ -141,9 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num_workers", type=int, default=1, help="decoding workers in the pipeline run")
     parser.add_argument("--repeats", type=int, default=2, help="timed batches for the CNN-alone figure")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        parser.error(f"--device: {e}")
     if args.fp16 and device.type != "cuda":
         parser.error("--fp16 needs a CUDA device")
+    try:
+        return measure(args, device)
+    except Exception as e:  # bad input or environment: one line and exit code 2 (utils/cli.py)
+        return exit_on_input_error(e)
+
+
+def measure(args: argparse.Namespace, device: torch.device) -> int:
+    """Time decoding, the extractor and the pipeline for every extractor of ``args``; print them; returns 0."""
     width, height = (int(v) for v in args.video_size.lower().split("x"))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     load = f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""

@@ -31,6 +31,9 @@ import resource
 import subprocess
 import time
 
+from bench import BenchError
+from utils.cli import exit_on_input_error
+
 REPO = Path(__file__).resolve().parent.parent
 PAPER = {"teacher": "configs/msvd_qa_teacher.yml", "student": "configs/msvd_qa_student.yml",
          "appearance": ("resnet101", 16, None, True), "motion": ("resnext101", 16, None, True), "clips": 8,
@@ -58,7 +61,7 @@ def write_inputs(setting: dict, out: Path) -> tuple[list[Path], Path, str, Path]
     import torch
 
     from inference.extraction import settings_from_flags
-    from preprocess.synthetic_dataset import SyntheticSpec, generate
+    from preprocess.synthetic.msvd_qa import SyntheticSpec, generate
     from preprocess.text import tokenize_question
     from training.checkpoint import vocab_fingerprint
     from utils.config import load_config, to_dict
@@ -113,7 +116,16 @@ def write_inputs(setting: dict, out: Path) -> tuple[list[Path], Path, str, Path]
     return paths, vocab_path, question["question"], video
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(argv)
+    except Exception as e:  # bad input or a failed predict.py: one line and exit code 2 (utils/cli.py)
+        return exit_on_input_error(e)
+    return 0
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Parse ``argv``, write the inputs and time predict.py on them."""
     parser = argparse.ArgumentParser(prog="python bench/predict.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--setting", choices=("paper", "demo"), default="paper", help="backbones, sizes, configs")
     parser.add_argument("--dir", default="/tmp/kdvqa_bench_predict", help="where the inputs are written")
@@ -138,11 +150,11 @@ def main(argv: list[str] | None = None) -> None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if result.returncode:
-            raise SystemExit(f"predict.py failed ({result.returncode}): {result.stderr.strip()}")
+            raise BenchError(f"predict.py failed ({result.returncode}): {(result.stderr.strip().splitlines() or ['no output'])[-1]}")
         breakdown = next((line.strip() for line in result.stdout.splitlines() if line.strip().startswith("time:")), "")
         print(f"run {repeat + 1}: {seconds:.2f} s wall, process start to exit, {cpu:.2f} s CPU (user + system) "
               f"({breakdown}; load before: {load})")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -30,6 +30,8 @@ import h5py
 import numpy as np
 import torch
 
+from utils.cli import exit_on_input_error
+
 ATTRIBUTES = ("count", "colour", "colour set", "shape", "direction", "speed", "moving phase")
 POOLINGS = ("mean", "clips")
 
@@ -111,6 +113,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--weight_decay", type=float, default=1e-3, help="L2 penalty on the probe's weights")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    try:
+        return probe_all(args)
+    except Exception as e:  # a missing or malformed file: one line and exit code 2 (utils/cli.py)
+        raise SystemExit(exit_on_input_error(e)) from None
+
+
+def probe_all(args: argparse.Namespace) -> dict:
+    """Probe every attribute on every feature file and pooling of ``args``; print and return the accuracies."""
     torch.set_num_threads(1)
     labels = video_labels(json.loads((args.raw / "metadata.json").read_text()))
     results = {}

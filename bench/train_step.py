@@ -43,6 +43,7 @@ default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 import torch
 from termcolor import colored
 
+from bench import BenchError
 from bench.common import (BatchShape, StepTimer, TimeSummary, busy_machine_note, describe_machine, device_from_flag,
                           epoch_projection, load_average, peak_memory, random_batch, reset_peak_memory)
 from bench.step_flops import PEAK_SHAPE, count_step_flops, peak_flops
@@ -50,10 +51,12 @@ from model import build_model
 from model.cpu_ops import set_cpu_fast_path
 from model.heads import get_head
 from model.losses import objective_for
+from model.params import count_parameters
 from training.data.paths import dataset_spec
 from training.engine import CompiledWithFallback, StepContext, train_step
 from training.run_config import AMP_CHOICES, AMP_DTYPES, resolve_amp
-from utils.config import ConfigError, add_config_arguments, load_config
+from utils.cli import exit_on_input_error
+from utils.config import add_config_arguments, load_config
 
 MODES = ("teacher", "student", "kd")
 ADAM_IMPLEMENTATIONS = ("default", "fused", "foreach", "forloop")
@@ -159,7 +162,7 @@ def resolve_bench_amp(amp: str, device: torch.device) -> str:
         dtype, _ = resolve_amp(SimpleNamespace(train=SimpleNamespace(amp=amp)), device)
         return "bf16" if dtype == torch.bfloat16 else "none"
     if amp == "fp16" and device.type != "cuda":
-        raise SystemExit("error: --amp fp16 needs a CUDA device (training runs train.amp=fp16 in float32 on a CPU)")
+        raise BenchError("--amp fp16 needs a CUDA device (training runs train.amp=fp16 in float32 on a CPU)")
     return amp
 
 
@@ -186,16 +189,13 @@ def dtype_name(dtype: torch.dtype | None) -> str:
 def run(argv=None) -> float:
     """Parse ``argv``, time the steps, print the report; returns the questions/s of the last --amp setting."""
     args = build_parser().parse_args(argv)
-    try:
-        cfg = load_config(args.cfg, args.overrides)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+    cfg = load_config(args.cfg, args.overrides)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = device_from_flag(args.device or cfg.device)
     mode = args.mode or cfg.train.mode
     if args.steps < 1 or args.warmup < 0:
-        raise SystemExit("error: --steps must be >= 1 and --warmup >= 0")
+        raise BenchError("--steps must be >= 1 and --warmup >= 0")
     amps = list(dict.fromkeys(resolve_bench_amp(a, device) for a in args.amp))
     spec = dataset_spec(cfg)
     num_clips = args.num_clips or spec.default_num_clips
@@ -206,7 +206,7 @@ def run(argv=None) -> float:
                            args.num_frames, cfg.model.vision_dim, args.question_len, args.vocab_size,
                            num_answers, head)
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise BenchError(str(e)) from None
 
     set_cpu_fast_path(cfg.model.cpu_fast_path)
     if device.type == "cuda":
@@ -214,7 +214,7 @@ def run(argv=None) -> float:
     variants = [build_variant(cfg, args, mode, shape, device, amp) for amp in amps]
     batch = random_batch(shape, device, seed=args.seed)
     first = variants[0].ctx
-    params = sum(p.numel() for p in first.model.parameters() if p.requires_grad)
+    params = count_parameters(first.model)
 
     print(colored(f"train step | {describe_step(cfg, mode, first.teacher, args.adam)} | {args.cfg}", "cyan"))
     print(f"machine    | {device}: {describe_machine(device)}")
@@ -287,7 +287,10 @@ def print_profile(ctx: StepContext, batch: dict, device: torch.device, label: st
 
 
 def main(argv=None) -> int:
-    run(argv)
+    try:
+        run(argv)
+    except Exception as e:  # bad input: one line and exit code 2 (utils/cli.py)
+        return exit_on_input_error(e)
     return 0
 
 

@@ -17,7 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import numpy as np
+
+from bench import BenchError
+from utils.cli import exit_on_input_error
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GLOVE_840B_TOKENS = 2_196_017
@@ -47,7 +53,10 @@ def run_conversion(text: Path, output: Path, dim: int) -> tuple[float, int]:
     command = [sys.executable, str(REPO_ROOT / "txt2pickle.py"), "--input", str(text), "--output", str(output),
                "--dim", str(dim)]
     start = time.perf_counter()
-    launched = subprocess.run([sys.executable, "-c", _LAUNCHER, *command], check=True, capture_output=True, text=True)
+    launched = subprocess.run([sys.executable, "-c", _LAUNCHER, *command], capture_output=True, text=True)
+    if launched.returncode != 0:
+        last = (launched.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"txt2pickle.py failed (exit {launched.returncode}) on {text}: {last}")
     seconds = time.perf_counter() - start
     return seconds, int(launched.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
 
@@ -63,6 +72,14 @@ def main(argv=None) -> None:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="where the text and pickle files go (default: a temporary folder, removed afterwards)")
     args = parser.parse_args(argv)
+    try:
+        measure(args)
+    except Exception as e:  # bad input, a failed conversion: one line and exit code 2 (utils/cli.py)
+        raise SystemExit(exit_on_input_error(e)) from None
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Generate the GloVe text of ``args``, convert it with txt2pickle.py, print time, peak RSS and projections."""
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="txt2pickle_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:

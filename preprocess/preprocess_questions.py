@@ -35,7 +35,7 @@ from preprocess.question_file import QuestionFileError, first_nonfinite_row, loa
 from preprocess.text import encode_tokens
 from utils.atomic import atomic_write
 from utils.config import REPO_ROOT
-from utils.cli import error_line
+from utils.cli import exit_on_input_error
 from utils.safe_pickle import dump_pickle
 
 DEFAULT_MAX_QUESTION_LENGTH = 64  # tokens; real MSVD-QA / MSRVTT-QA questions are far shorter
@@ -330,10 +330,7 @@ def main(argv=None) -> None:
             preprocess_split(args.dataset, args.dataset_dir, mode, args.output_dir, args.glove_pt, args.answer_top,
                              args.max_question_length, task=args.question_type)
     except Exception as e:  # input or environment: one line and exit code 2 (utils/cli.py); a bug: its traceback
-        message = error_line(e)
-        if message is None:
-            raise
-        raise SystemExit(colored(message, "red")) from None
+        raise SystemExit(exit_on_input_error(e)) from None
 
 
 if __name__ == "__main__":

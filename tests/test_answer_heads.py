@@ -85,7 +85,7 @@ def test_the_one_majority_definition_by_hand():
 def test_synthetic_statistics_use_the_one_majority_definition():
     """The synthetic generator's majority baseline is the open-ended head's: on a tie the first answer in
     training order (the lowest id of a vocabulary numbered in order of appearance)."""
-    from preprocess.synthetic_dataset import dataset_statistics
+    from preprocess.synthetic.msvd_qa import dataset_statistics
     train_qs = [{"answer": a, "question": "what is it", "video_id": 0, "id": i}
                 for i, a in enumerate(["blue", "red", "red", "blue", "green"])]
     test_qs = [{"answer": a, "question": "what is it", "video_id": 1, "id": 9 + i}

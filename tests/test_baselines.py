@@ -202,7 +202,7 @@ def test_tgif_qa_frameqa_and_count_layouts_match_numpy(tmp_path):
     """The synthetic TGIF-QA layout through question preprocessing: FrameQA's unanswerable answer is <UNK> = 0
     (never chosen, never correct) and its categories come from the file; count has none and is scored by MSE."""
     from layout_fixtures import preprocess_all, write_glove
-    from preprocess.synthetic_layouts import write_synthetic
+    from preprocess.synthetic import write_synthetic
     write_synthetic("tgif-qa", tmp_path / "raw", num_videos=8)
     write_glove(tmp_path / "glove.pkl")
     files = {}

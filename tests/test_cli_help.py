@@ -24,8 +24,8 @@ COMMANDS = [
     ("preprocess.preprocess_features", "python -m preprocess.preprocess_features"),
     ("preprocess.preprocess_questions", "python -m preprocess.preprocess_questions"),
     ("preprocess.merge_features", "python -m preprocess.merge_features"),
-    ("preprocess.synthetic_dataset", "python -m preprocess.synthetic_dataset"),
-    ("preprocess.synthetic_layouts", "python -m preprocess.synthetic_layouts"),
+    ("preprocess.synthetic.msvd_qa", "python -m preprocess.synthetic.msvd_qa"),
+    ("preprocess.synthetic", "python -m preprocess.synthetic"),
     ("preprocess.glove", "python -m preprocess.glove"),
     ("tests/mutation.py", "python tests/mutation.py"),
 ]

@@ -17,7 +17,7 @@ from layout_fixtures import DIM, write_glove
 from preprocess.datasets import get_dataset
 from preprocess.preprocess_features import main as extract_main
 from preprocess.preprocess_questions import main as questions_main
-from preprocess.synthetic_layouts import write_synthetic
+from preprocess.synthetic import write_synthetic
 from training import sweep_report
 from training.evaluation import SplitEvaluator
 from training.metrics import format_value

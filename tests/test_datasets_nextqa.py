@@ -9,7 +9,7 @@ import pytest
 from layout_fixtures import assert_glove_rows, decode, extract, preprocess_all, write_glove
 from preprocess.datasets import DatasetLayoutError, get_dataset, list_videos
 from preprocess.preprocess_questions import preprocess_split
-from preprocess.synthetic_layouts import write_synthetic
+from preprocess.synthetic import write_synthetic
 from preprocess.text import word_tokenize
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -10,7 +10,8 @@ from PIL import Image
 from layout_fixtures import assert_glove_rows, decode, extract, preprocess_all, write_glove
 from preprocess.datasets import DatasetLayoutError, get_dataset, list_videos
 from preprocess.preprocess_questions import preprocess_split
-from preprocess.synthetic_layouts import write_gif, write_synthetic
+from preprocess.synthetic import write_synthetic
+from preprocess.synthetic.tgif_qa import write_gif
 from preprocess.text import tokenize_question, word_tokenize
 from preprocess.video import decode_clips
 

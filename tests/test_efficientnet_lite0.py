@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from preprocess.backbones import WeightsError, get_backbone, resolve_weights
-from preprocess.synthetic_render import render_frames
+from preprocess.synthetic.render import render_frames
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 MILITARY_UNIFORM = 652  # ImageNet class of matplotlib's sample photograph of Grace Hopper in uniform

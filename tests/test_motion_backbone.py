@@ -7,7 +7,7 @@ import torch
 
 from preprocess.backbones import get_backbone, resolve_weights
 from preprocess.backbones.efficientnet_lite0_motion import CHANNELS, TemporalDifferenceFeatures
-from preprocess.synthetic_render import render_frames
+from preprocess.synthetic.render import render_frames
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRY_POINTS = ["train", "validate", "predict", "txt2pickle", "demo", "model.summary", "preprocess.glove",
                 "preprocess.merge_features", "preprocess.preprocess_features", "preprocess.preprocess_questions",
-                "preprocess.synthetic_dataset", "bench.data_loading", "bench.extraction", "bench.train_step", "bench.predict",
+                "preprocess.synthetic.msvd_qa", "bench.data_loading", "bench.extraction", "bench.train_step", "bench.predict",
                 "bench.probe_features"]
 
 # Imports each entry point with OMP_WAIT_POLICY as the parent left it and records the variable's value at the moment

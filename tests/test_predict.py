@@ -1,4 +1,4 @@
-"""predict.py end to end on a tiny demo-style dataset: synthetic videos (preprocess.synthetic_dataset) -> question files
+"""predict.py end to end on a tiny demo-style dataset: synthetic videos (preprocess.synthetic.msvd_qa) -> question files
 -> features from two toy backbones registered here (16-d, random init) -> a teacher (g = 2) and a distilled student
 (g = 1). Checked: the checkpoint records the feature files' extraction settings; stored questions get exactly
 validate.py's answers (every test question, both checkpoints); a video re-extracted by predict.py gives the stored
@@ -21,7 +21,7 @@ from layout_fixtures import DIM, write_glove
 from preprocess.backbones import Backbone, register_backbone
 from preprocess.preprocess_features import main as extract_main
 from preprocess.preprocess_questions import main as questions_main
-from preprocess.synthetic_dataset import SyntheticSpec, generate
+from preprocess.synthetic.msvd_qa import SyntheticSpec, generate
 from preprocess.video import encode_video
 from train_fixtures import register_tiny_datasets, write_tiny_dataset
 from training.data import read_extraction_settings

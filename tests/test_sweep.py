@@ -103,6 +103,26 @@ def test_second_invocation_reuses_runs_and_predictions(swept, monkeypatch):
     assert mtimes == {p: p.stat().st_mtime_ns for p in swept["out"].glob("*/best.pt")}
 
 
+def test_the_sweep_reads_the_trainers_test_predictions_and_reports_the_same(tmp_path, monkeypatch):
+    """The trainer writes best.pt's test predictions (its last pass), so a sweep never evaluates best.pt again; the
+    report equals the one made by evaluating every run's best.pt (their files removed, as for older runs)."""
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the sweep must read the trainer's test predictions, not evaluate again")
+    argv = ["--cfg", str(_configs(tmp_path)), "--out", str(tmp_path / "sweep"), "--seeds", "0"]
+    monkeypatch.setattr(training.trainer, "plot_run", lambda *a, **k: None)
+    with monkeypatch.context() as mp:
+        mp.setattr(training.evaluation, "SplitEvaluator", refuse)
+        read = sweep.run(argv)
+    written = {p: _predictions(p.parent) for p in (tmp_path / "sweep").glob("*/test_predictions.json")}
+    assert len(written) == 3  # teacher, student, distilled student
+    for path in written:
+        path.unlink()
+    assert sweep.run(argv) == read
+    for path, trainers in written.items():
+        evaluated = _predictions(path.parent)
+        assert evaluated["questions"] == trainers["questions"] and evaluated["accuracy"] == trainers["accuracy"]
+
+
 def test_an_interrupted_run_is_resumed(swept, monkeypatch):
     run_dir = swept["out"] / "student__seed1"
     (run_dir / "test_results.json").unlink()

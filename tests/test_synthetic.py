@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from preprocess.synthetic_dataset import SyntheticSpec, chance_given_template, generate, main
+from preprocess.synthetic.msvd_qa import SyntheticSpec, chance_given_template, generate, main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPLITS = ("train", "val", "test")
@@ -375,7 +375,7 @@ def test_refuses_foreign_folder_and_replaces_its_own(tmp_path):
 
 
 def test_runs_as_a_script(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "preprocess" / "synthetic_dataset.py"),
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "preprocess" / "synthetic" / "msvd_qa.py"),
                              "--out", str(tmp_path / "script"), "--num_videos", "4", "--quiet"],
                             capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, safe loads, RNG state capture, and the checks that a checkpoint fits the data.
+"""Checkpoints: atomic writes, safe loads, RNG seeding and state capture (with ``train.deterministic``'s algorithm
+settings), and the checks that a checkpoint fits the data.
 
 A checkpoint is a plain dict of tensors and Python scalars/strings/lists/dicts, so that
 ``torch.load(path, weights_only=True)`` reads it without running code:
@@ -32,6 +33,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +88,23 @@ class DataSignature:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, numpy's global generator and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def configure_determinism(enabled: bool) -> None:
+    """``train.deterministic``: deterministic algorithms (warning on ops that have none) and cuDNN settings."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    if enabled != torch.are_deterministic_algorithms_enabled():
+        torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
 def capture_rng_state() -> dict:

@@ -19,6 +19,7 @@ import torch
 from model.cpu_ops import set_cpu_fast_path
 from model.heads import get_head
 from model.losses import build_objective
+from model.params import count_parameters
 from training.checkpoint import CheckpointError, build_checkpoint_model, check_against_data, load_checkpoint
 from training.data import build_loader, dataset_spec, inverse_vocab, load_data
 from training.distributed import DistContext
@@ -84,37 +85,16 @@ def model_from_checkpoint(ckpt: dict, device: torch.device, path: str | Path = "
     return build_checkpoint_model(ckpt, path, source).to(device).eval()
 
 
-class SplitEvaluator:
-    """Loads one split's data once and evaluates any number of checkpoints on it."""
+class SplitView:
+    """One split of loaded data (a DataBundle) read as text: question and answer texts, categories, correctness.
+    The trainer reads its test predictions through one; :class:`SplitEvaluator` is one that loads its own data."""
 
-    def __init__(self, cfg, split: str = "test"):
-        if split not in ("val", "test"):
-            raise ValueError(f"split must be val or test, got '{split}'")
-        self.cfg = cfg
+    def __init__(self, bundle, split: str, head: str):
+        self.bundle = bundle
         self.split = split
-        self.head = resolve_head(cfg)
-        self.answer_head = get_head(self.head)
-        self.device = resolve_device(cfg.device)
-        set_cpu_fast_path(cfg.model.cpu_fast_path)
-        # no teacher here: terms that read one are reported as 0
-        self.objective = build_objective(cfg.losses, cfg.distill.losses, drop_teacher_terms=True)
-        self.dist = DistContext(rank=0, local_rank=0, world_size=1, device=self.device)
-        self.bundle = load_data(cfg, splits=(split,), device=self.device, show_progress=False)
-        self.questions = self.bundle.splits[split]
-        sampler = VideoGroupedBatchSampler(self.questions.video_key, cfg.train.batch_size, shuffle=False)
-        self.loader = build_loader(self.bundle.dataset(split), sampler, cfg.dataset.num_workers, self.device)
-
-    def evaluate(self, path: str | Path, name: str | None = None, source: str = "--ckpt") -> CheckpointResult:
-        path = Path(path)
-        ckpt = load_checkpoint(path, source)
-        check_against_data(ckpt, self.bundle.signature, path, source)
-        model = model_from_checkpoint(ckpt, self.device, path, source)
-        result = evaluate(model, None, self.loader, self.questions, self.objective, self.device, None, self.dist,
-                          desc=self.split)
-        parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        return CheckpointResult(name=name or path.parent.name, path=path, split=self.split, accuracy=result.accuracy,
-                                losses=result.losses, predictions=result.predictions, parameters=parameters,
-                                checkpoint=ckpt, scoring=self.questions.scoring())
+        self.head = head
+        self.answer_head = get_head(head)
+        self.questions = bundle.splits[split]
 
     def question_texts(self) -> list[str]:
         tokens = inverse_vocab(self.bundle.embedding_vocab)
@@ -148,6 +128,36 @@ class SplitEvaluator:
         q = self.questions
         right = predictions == q.answers
         return right if q.unanswerable is None else right & (q.answers != q.unanswerable)
+
+
+class SplitEvaluator(SplitView):
+    """Loads one split's data once and evaluates any number of checkpoints on it."""
+
+    def __init__(self, cfg, split: str = "test"):
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be val or test, got '{split}'")
+        self.cfg = cfg
+        head = resolve_head(cfg)
+        self.device = resolve_device(cfg.device)
+        set_cpu_fast_path(cfg.model.cpu_fast_path)
+        # no teacher here: terms that read one are reported as 0
+        self.objective = build_objective(cfg.losses, cfg.distill.losses, drop_teacher_terms=True)
+        self.dist = DistContext(rank=0, local_rank=0, world_size=1, device=self.device)
+        super().__init__(load_data(cfg, splits=(split,), device=self.device, show_progress=False), split, head)
+        sampler = VideoGroupedBatchSampler(self.questions.video_key, cfg.train.batch_size, shuffle=False)
+        self.loader = build_loader(self.bundle.dataset(split), sampler, cfg.dataset.num_workers, self.device)
+
+    def evaluate(self, path: str | Path, name: str | None = None, source: str = "--ckpt") -> CheckpointResult:
+        path = Path(path)
+        ckpt = load_checkpoint(path, source)
+        check_against_data(ckpt, self.bundle.signature, path, source)
+        model = model_from_checkpoint(ckpt, self.device, path, source)
+        result = evaluate(model, None, self.loader, self.questions, self.objective, self.device, None, self.dist,
+                          desc=self.split)
+        parameters = count_parameters(model)
+        return CheckpointResult(name=name or path.parent.name, path=path, split=self.split, accuracy=result.accuracy,
+                                losses=result.losses, predictions=result.predictions, parameters=parameters,
+                                checkpoint=ckpt, scoring=self.questions.scoring())
 
     def close(self) -> None:
         self.bundle.close()

@@ -12,12 +12,7 @@ from pathlib import Path
 from training.log import paint
 from model.losses import TOTAL
 from training.metrics import MSE, SplitAccuracy, accuracy_table, format_value, metric_unit
-from utils.atomic import atomic_write
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_write(path, "w") as f:
-        f.write(text)
+from utils.atomic import write_text_atomic
 
 
 def metric_key(metric: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model.params import count_parameters
 from model.registry import architecture
 from training.checkpoint import CheckpointError
 from utils.config import ConfigError, load_config, to_dict
@@ -47,14 +48,9 @@ def resume_differences(saved: dict, current) -> tuple[list[str], list[str]]:
     return refused, allowed
 
 
-def count_parameters(model) -> int:
-    """Number of parameter elements (trainable or frozen; buffers excluded)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def check_student_smaller(student, teacher, cfg, teacher_path) -> None:
     """ConfigError unless the student has fewer parameters than its teacher or distill.allow_larger_student."""
-    student_size, teacher_size = count_parameters(student), count_parameters(teacher)
+    student_size, teacher_size = (count_parameters(m, trainable_only=False) for m in (student, teacher))
     if student_size >= teacher_size and not cfg.distill.allow_larger_student:
         raise ConfigError(
             f"the student to distil ({student_size:,} parameters, model.graph_layers={cfg.model.graph_layers}) is "

@@ -1,4 +1,5 @@
-"""The run folder ``<dataset.save_dir>/<exp_name>/``: who may write it (a lock), and whether a run may start in it.
+"""The run folder ``<dataset.save_dir>/<exp_name>/``: who may write it (a lock), whether a run may start in it, and
+how a run in it stops early (StopRequest: Ctrl-C / SIGTERM asks it to stop at its next safe point and save last.pt).
 
 One training run holds ``run.lock`` for its whole life: an ``flock`` on the file, which the kernel releases when
 the process ends however it ends, and ``pid host`` written in it to name the holder. A second run into the same
@@ -13,7 +14,9 @@ import errno
 import fcntl
 import os
 import shutil
+import signal
 import socket
+import threading
 from contextlib import suppress
 from pathlib import Path
 
@@ -23,8 +26,8 @@ from utils.atomic import make_output_dir, output_error
 LOCK_NAME = "run.lock"
 # Files and folders a training run writes into its folder (train.py --help lists them); --overwrite removes these.
 RUN_OUTPUTS = ("config.yaml", "best.pt", "last.pt", "metrics.csv", "metrics.json", "loss_ce.png",
-               "loss_distillation.png", "accuracy.png", "test_results.json", "test_results.md", "train.log",
-               "tensorboard")
+               "loss_distillation.png", "accuracy.png", "test_results.json", "test_results.md",
+               "test_predictions.json", "train.log", "tensorboard")
 CHECKPOINTS = ("last.pt", "best.pt")
 
 
@@ -205,3 +208,31 @@ def clear_run_outputs(run_dir: Path) -> list[str]:
             raise output_error(path, e) from None
         removed.append(name)
     return removed
+
+
+class StopRequest:
+    """Turns the first SIGINT/SIGTERM into a request to stop at the next safe point; a second Ctrl-C aborts."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, _frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        get_logger().warning(f"\n{signal.Signals(signum).name}: finishing the current step, then saving last.pt "
+                             "(Ctrl-C again to abort without saving)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False

@@ -8,11 +8,13 @@ of the rounded count for count (lower is better). The columns are All, the datas
 MSRVTT-QA: the first-word types what / who / how / when / where, "other" only when such questions exist) and its
 category groups (NExT-QA: causal, temporal, descriptive); a dataset without categories has All only.
 
-Each finished run's best.pt is evaluated once on the test split; the per-question outcome goes to
-``<run folder>/test_predictions.json``, keyed on content: it is recomputed when best.pt's bytes, the test question
-file's bytes or the resolved evaluation config (the sweep's --cfg and overrides) differ from those it was computed
-from (sha256 of each), when it has another ``format``, or when it is no readable cache (not JSON, not UTF-8, not a
-mapping, lists of different lengths):
+The trainer's last pass (best.pt on the test split) writes each run's per-question outcome to
+``<run folder>/test_predictions.json`` (:func:`write_run_predictions`), and the sweep reads it instead of
+evaluating best.pt again; a run without it (an older run, a given teacher) is evaluated once and the file written.
+The file is keyed on content: it is recomputed when best.pt's bytes, the test question file's bytes or the resolved
+config differ from those it was computed from (sha256 of each; the config is the sweep's --cfg and overrides, or
+the run's own config.yaml for the trainer's file), when it has another ``format``, or when it is no readable cache
+(not JSON, not UTF-8, not a mapping, lists of different lengths):
     {"checkpoint", "checkpoint_sha256", "test_file_sha256", "config_sha256", "format": 3, "split": "test", "head",
      "metric",
      "parameters", "accuracy": SplitAccuracy.to_dict() (training/metrics.py; "all" is the MSE for count),
@@ -33,7 +35,7 @@ from model.heads import get_head, metric_lower_is_better
 from training.metrics import ACCURACY, MSE, display_name
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
-from training.reporting import write_text_atomic
+from utils.atomic import write_text_atomic
 
 PREDICTIONS_FILE = "test_predictions.json"
 CACHE_FORMAT = 3  # test_predictions.json layout; a cache of another format is recomputed
@@ -119,29 +121,65 @@ def _read_cache(path: Path, stamp: dict) -> dict | None:
 def _evaluate(evaluator, ckpt: Path, stamp: dict) -> dict:
     """Per-question outcome of ``ckpt`` on the evaluator's split, in the cache's layout (module docstring)."""
     result = evaluator.evaluate(ckpt)
-    q, text, head = evaluator.questions, evaluator.answer_texts(), evaluator.head
-    predictions = np.asarray(result.predictions, dtype=np.int64)
+    return outcome_record(evaluator, result.predictions, result.accuracy, result.parameters, stamp)
+
+
+def outcome_record(view, predictions: np.ndarray, accuracy, parameters: int, stamp: dict) -> dict:
+    """The cache's layout (module docstring) of ``predictions`` (N,) on ``view``'s split (a
+    training.evaluation.SplitView), with their ``accuracy`` (SplitAccuracy), the model's ``parameters`` and the
+    cache key ``stamp``."""
+    q, text, head = view.questions, view.answer_texts(), view.head
+    predictions = np.asarray(predictions, dtype=np.int64)
     questions = {"question_id": q.question_ids.tolist(),
-                 "type": [evaluator.category_name(i) for i in range(len(q))],
+                 "type": [view.category_name(i) for i in range(len(q))],
                  "answer": [text(i, a) for i, a in enumerate(q.answers)],
                  "prediction": [text(i, p) for i, p in enumerate(predictions)]}
-    if result.accuracy.metric == MSE:
+    if accuracy.metric == MSE:
         questions["squared_error"] = ((predictions - q.answers.astype(np.int64)) ** 2).tolist()
     else:
-        questions["correct"] = evaluator.correct(predictions).astype(int).tolist()
+        questions["correct"] = view.correct(predictions).astype(int).tolist()
     if get_head(head).uses_candidates:
         questions["answer_index"], questions["prediction_index"] = q.answers.tolist(), predictions.tolist()
-    return {**stamp, "format": CACHE_FORMAT, "split": evaluator.split, "head": head,
-            "metric": result.accuracy.metric, "parameters": result.parameters,
-            "accuracy": result.accuracy.to_dict(), "questions": questions}
+    return {**stamp, "format": CACHE_FORMAT, "split": view.split, "head": head,
+            "metric": accuracy.metric, "parameters": int(parameters),
+            "accuracy": accuracy.to_dict(), "questions": questions}
 
 
-def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator, key: dict | None = None) -> RunScores:
+def run_evaluation_key(run_dir: Path) -> dict | None:
+    """:func:`evaluation_key` of the config a training run wrote into its folder (config.yaml, the config of the
+    trainer's own test pass); None when the folder has none or it no longer loads (a run of an older version: its
+    best.pt is then evaluated as before)."""
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        return None
+    from utils.config import ConfigError, load_config
+    from utils.strict_yaml import StrictYAMLError
+    try:
+        return evaluation_key(load_config(config))
+    except (ConfigError, StrictYAMLError):
+        return None
+
+
+def write_run_predictions(run_dir: Path, view, predictions: np.ndarray, accuracy, parameters: int) -> None:
+    """The trainer's test pass of ``run_dir``/best.pt as the run's PREDICTIONS_FILE, keyed on best.pt's bytes and
+    the run's own config (:func:`run_evaluation_key`): a sweep then reads it instead of evaluating best.pt again.
+    ``view``: a training.evaluation.SplitView on the test split; ``predictions`` (N,) in its question order."""
+    stamp = _checkpoint_stamp(run_dir / "best.pt", run_evaluation_key(run_dir))
+    write_text_atomic(run_dir / PREDICTIONS_FILE, json.dumps(outcome_record(view, predictions, accuracy, parameters,
+                                                                            stamp)))
+
+
+def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator, key: dict | None = None,
+               run_dir: Path | None = None) -> RunScores:
     """The run's test outcome from ``cache``, evaluating ``ckpt`` (and writing the cache) when it is missing or
     stale. ``get_evaluator()`` returns a training.evaluation.SplitEvaluator on the test split (made once, lazily);
-    ``key``: :func:`evaluation_key` of its config."""
+    ``key``: :func:`evaluation_key` of its config. With ``run_dir`` (a training run's folder), a cache the trainer
+    wrote from its own test pass (:func:`write_run_predictions`, keyed on the run's config.yaml) is read too; a run
+    without one (an older run) is evaluated."""
     stamp = _checkpoint_stamp(ckpt, key)
     cached = _read_cache(cache, stamp)
+    if cached is None and run_dir is not None and (run_key := run_evaluation_key(run_dir)) is not None:
+        cached = _read_cache(cache, {**stamp, **run_key})
     if cached is None:
         cached = _evaluate(get_evaluator(), ckpt, stamp)
         write_text_atomic(cache, json.dumps(cached))
@@ -158,7 +196,8 @@ def collect_scores(plan: Plan, get_evaluator, key: dict | None = None) -> dict[s
     for run in plan.runs:
         run_dir = plan.out / run.folder
         by_model.setdefault(run.model, []).append(
-            run_scores(run.folder, run.seed, run_dir / "best.pt", run_dir / PREDICTIONS_FILE, get_evaluator, key))
+            run_scores(run.folder, run.seed, run_dir / "best.pt", run_dir / PREDICTIONS_FILE, get_evaluator, key,
+                       run_dir))
     if plan.teacher_ckpt is not None:
         by_model[DISPLAY[TEACHER]] = [run_scores(str(plan.teacher_ckpt), -1, plan.teacher_ckpt,
                                                      plan.out / "given_teacher" / PREDICTIONS_FILE, get_evaluator, key)]

@@ -13,24 +13,26 @@ import torch
 
 from model.cpu_ops import set_cpu_fast_path
 from model.losses import objective_for
+from model.params import count_parameters
 from model.registry import model_spec
 from training import distributed
 from training.builders import build_student, load_teacher
 from training.checkpoint import (CHECKPOINT_VERSION, CheckpointError, capture_rng_state, check_against_data,
-                                 load_checkpoint, restore_rng_state, save_checkpoint)
+                                 configure_determinism, load_checkpoint, restore_rng_state, save_checkpoint,
+                                 seed_everything)
 from training.data import build_loader, load_data, resolve_path
 from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, split_scores, train_epoch
+from training.evaluation import SplitView
 from training.log import paint, setup_logging
 from training.metrics import better, format_value, metric_for
 from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
-from training.reproducibility import configure_determinism, seed_everything
 from training.run_checks import check_resume_config, check_student_smaller
 from training.run_config import (per_process_batch_size, resolve_amp, resolve_feature_dims, resolve_head, resolve_mode,
                                  run_dir_for)
-from training.run_dir import RunFolderError, RunLock, check_start, clear_run_outputs
+from training.run_dir import RunFolderError, RunLock, StopRequest, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
-from training.signals import StopRequest
+from training.sweep_report import write_run_predictions
 from utils.atomic import OutputWriteError, atomic_write, output_error
 from utils.config import REPO_ROOT, check_ranges, save_config, to_dict
 
@@ -273,7 +275,7 @@ class _Run:
 
     def log_start(self) -> None:
         splits = self.bundle.splits
-        params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        params = count_parameters(self.model)
         self.log.info(paint(f"{self.cfg.exp_name}: {self.mode} | {self.head} head ({self.metric}) | "
                             f"{params:,} trainable parameters | "
                             f"{len(splits['train'])}/{len(splits['val'])}/{len(splits['test'])} train/val/test "
@@ -354,7 +356,8 @@ class _Run:
         self.log.info(summary_line(row, self.cfg.train.max_epochs, self.objective.weights))
 
     def test(self, writer) -> dict:
-        """Evaluate the best checkpoint on the test split; write test_results.{json,md} (rank 0)."""
+        """Evaluate the best checkpoint on the test split; write test_results.{json,md} and its per-question
+        predictions, test_predictions.json (rank 0; training/sweep_report.py reads them)."""
         if not self.best_path.is_file():
             raise CheckpointError(f"no best checkpoint at {self.best_path}: no epoch finished (train.max_epochs is "
                                   f"{self.cfg.train.max_epochs})")
@@ -368,6 +371,8 @@ class _Run:
         if self.dist.is_main:
             table = write_test_results(self.run_dir, result.accuracy, best["best_epoch"], best["best_metric"],
                                        self.best_path, self.bundle.splits["test"].scoring(), test_selected)
+            write_run_predictions(self.run_dir, SplitView(self.bundle, "test", self.head), result.predictions,
+                                  result.accuracy, count_parameters(self.model))
             short = "mse" if self.metric == "MSE" else "acc"
             for name, value in {**result.accuracy.by_type(), **result.accuracy.by_group()}.items():
                 if value is not None:

@@ -60,6 +60,12 @@ def atomic_write(path: str | Path, mode: str = "wb"):
         raise
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (:func:`atomic_write` in text mode)."""
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
 def check_writable(path: str | Path, what: str) -> None:
     """OutputWriteError naming ``path`` and ``what`` (the flag or key behind it) unless a file can be written at
     ``path``: checked before long work whose results would otherwise be lost at the end. Creates the parent

@@ -6,6 +6,10 @@ folder, sweep, dataset layout, feature file...) and every ``OSError`` (a missing
 or full disk, a damaged HDF5 file). A ValueError, IndexError, KeyError... raised anywhere else is a bug and is not
 turned into one line. The classes are looked up by module name and only in modules already imported: an error of
 a module that was never imported cannot have been raised, and no CLI pays for importing the others.
+
+Every CLI ``main()`` ends in ``except Exception as e:`` with :func:`exit_on_input_error`, either
+``return exit_on_input_error(e)`` (the module runs ``sys.exit(main())``) or ``raise SystemExit(exit_on_input_error(e))``
+(a ``main()`` whose in-process callers expect SystemExit); both print one line and exit with code 2.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ INPUT_ERRORS = (
     ("preprocess.datasets.base", "DatasetLayoutError"), ("preprocess.question_file", "QuestionFileError"),
     ("preprocess.glove", "GloveFileError"), ("preprocess.backbones", "WeightsError"),
     ("preprocess.resnext3d", "CheckpointError"), ("preprocess.merge_features", "MergeError"),
-    ("preprocess.preprocess_features", "ExtractionError"), ("inference", "PredictError"),
+    ("preprocess.preprocess_features", "ExtractionError"), ("inference", "PredictError"), ("bench", "BenchError"),
 )
 
 
@@ -67,18 +71,34 @@ def error_line(error: BaseException, extra: tuple[type, ...] = ()) -> str | None
     return None
 
 
+class InputErrorStatus(int):
+    """Exit status 2 of an error of input that was reported as one line; ``str()`` gives that line, so a caller of
+    a ``main()`` that raised ``SystemExit(status)`` reads the message from the exception while the process still
+    exits with code 2 (an int exit code prints nothing more)."""
+
+    def __new__(cls, line: str) -> "InputErrorStatus":
+        status = super().__new__(cls, 2)
+        status.line = line
+        return status
+
+    def __str__(self) -> str:
+        return self.line
+
+
 def print_error(line: str) -> None:
     """Print ``line`` in red on standard error (the default reporter of :func:`exit_on_input_error`)."""
     from termcolor import colored
     print(colored(line, "red"), file=sys.stderr)
 
 
-def exit_on_input_error(error: BaseException, report=print_error, extra: tuple[type, ...] = ()) -> int:
+def exit_on_input_error(error: BaseException, report=print_error, extra: tuple[type, ...] = ()) -> InputErrorStatus:
     """The ending of every CLI's ``except Exception``: an error of input or environment (:func:`error_line`) is
-    reported as one line ``error: <message>`` through ``report`` and gives exit code 2; anything else is raised
-    again, so a bug keeps its traceback."""
+    reported as one line ``error: <message>`` through ``report`` and gives exit code 2 (an
+    :class:`InputErrorStatus` that reads as that line); anything else is raised again, so a bug keeps its
+    traceback."""
     message = error_line(error, extra)
     if message is None:
         raise error
-    report(f"error: {message}")
-    return 2
+    line = f"error: {message}"
+    report(line)
+    return InputErrorStatus(line)

@@ -4,26 +4,25 @@ One job per module:
 
     paths        config keys -> file paths, the file-exists check, DataError
     vocabulary   the vocabulary file
-    features     which videos have features (VideoTable) and the stores that read them (HDF5 or in memory)
+    features     which videos have features (VideoTable), the stores that read them (HDF5 or in memory), and
+                 host-to-device copies without a sync
     placement    where the features are held (GPU, host RAM or streamed) from their size and the free memory
     questions    question splits, question-length cap, policy for questions whose video has no features
-    transfer     host-to-device copies without a sync
-    batches      the batch format, BatchDataset and the loaders
+    batches      the batch format, BatchDataset, the loaders and a batch's copy to the device
     bundle       DataBundle and ``load_data``, which builds it from the config
 
 The names other modules use are importable from ``training.data`` itself.
 """
-from training.data.batches import BatchDataset, build_loader
+from training.data.batches import BatchDataset, batch_to_device, build_loader
 from training.data.bundle import DataBundle, load_data
 from training.data.features import (APPEARANCE_DATASET, FEATURE_LOAD_CHUNK, MOTION_DATASET, H5Features,
                                     InMemoryFeatures, VideoTable, build_video_table,
-                                    read_extraction_settings)
+                                    read_extraction_settings, to_device_async)
 from training.data.paths import DataError, data_dir, dataset_path, dataset_spec, require_file, resolve_path
 from training.data.placement import (FEATURE_MEMORY_SHARE, choose_feature_placement, features_bytes,
                                      host_memory_available)
 from training.data.questions import (MISSING_FEATURE_POLICIES, SPLIT_KEYS, SPLITS, QuestionSplit,
                                      embedding_vocabulary, load_split, missing_feature_policy)
-from training.data.transfer import batch_to_device, to_device_async
 from training.data.vocabulary import inverse_vocab, load_vocab
 
 __all__ = [

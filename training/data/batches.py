@@ -18,8 +18,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.data.features import H5Features, InMemoryFeatures
+from training.data.features import H5Features, InMemoryFeatures, to_device_async
 from training.data.questions import QuestionSplit
+
+
+def batch_to_device(batch: dict, device: torch.device) -> dict:
+    """Every tensor of ``batch`` copied to ``device`` without a host sync (features.to_device_async)."""
+    return {k: to_device_async(v, device) for k, v in batch.items()}
 
 
 class BatchDataset:

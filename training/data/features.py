@@ -1,6 +1,8 @@
 """Feature stores: which videos have usable features (VideoTable), and reading a batch's video features, either
 from the HDF5 files (H5Features) or from tensors held in memory (InMemoryFeatures).
 
+Batches reach the device through :func:`to_device_async` (a copy that never waits for the device).
+
 Appearance features are (N, C, F, D) rows of the dataset ``resnet_features``, motion features (N, C, D) rows of
 ``resnext_features``; each file also holds ``ids`` and an optional ``valid`` mask. The stores reserve the video key
 ``M`` (the number of usable videos) for an all-zero video, the features of val/test questions whose video has none.
@@ -17,13 +19,20 @@ import numpy as np
 import torch
 
 from training.data.paths import DataError, require_file
-from training.data.transfer import to_device_async
 from training.log import get_logger
 from utils.progress import progress
 
 APPEARANCE_DATASET = "resnet_features"
 MOTION_DATASET = "resnext_features"
 FEATURE_LOAD_CHUNK = 64  # videos per HDF5 read when loading features into memory
+
+
+def to_device_async(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy to ``device`` without a host sync: a copy from pageable host memory to a GPU would synchronise the
+    stream, so CPU tensors are staged in pinned memory first (PyTorch's caching host allocator)."""
+    if device.type == "cuda" and tensor.device.type == "cpu" and not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 @dataclass

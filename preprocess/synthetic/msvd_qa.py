@@ -1,4 +1,4 @@
-"""Generate the embedded synthetic video QA dataset in the MSVD-QA layout (seeded, deterministic, CPU, seconds).
+"""The demo dataset: synthetic video QA in the MSVD-QA layout (seeded, deterministic, CPU, seconds).
 
 Each video shows one or two coloured shapes (circle, square, triangle, diamond) moving left, right, up or down,
 quickly or slowly, for the whole clip or only its beginning or end, on a black background. Questions are short
@@ -18,7 +18,10 @@ Written under --out (the layout of docs/data_formats.md, so the MSVD-QA preproce
                                      JSON lists of {"answer", "id", "question", "video_id"}; splits disjoint by video
     metadata.json                    ground truth per video (shapes, colours, directions, speeds, positions per frame)
 
-    python -m preprocess.synthetic_dataset --out data/demo/raw --num_videos 200 --seed 0
+    python -m preprocess.synthetic.msvd_qa --out data/demo/raw --num_videos 200 --seed 0
+
+The scenes come from the shared generator (scenes.py); this module adds the MSVD-QA question templates, the
+splits, the statistics and the files.
 """
 from __future__ import annotations
 
@@ -27,11 +30,11 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from utils.threads import default_openmp_wait_policy
 default_openmp_wait_policy()  # before torch loads; see utils/threads.py
@@ -39,8 +42,11 @@ default_openmp_wait_policy()  # before torch loads; see utils/threads.py
 import numpy as np
 from termcolor import colored
 
-from preprocess.synthetic_render import BACKGROUND, COLORS, SHAPES, encode_video, render_frames
+from preprocess.synthetic.render import BACKGROUND, COLORS, SHAPES, encode_video, render_frames
+from preprocess.synthetic.scenes import (ADVERB_OF_SPEED, COLOR_PRIOR, DIRECTION_PRIOR, NUMBER_WORDS,
+                                         PLACE_OF_DIRECTION, SHAPE_PRIOR, SyntheticSpec, sample_scene)
 from preprocess.text import QUESTION_TYPES, question_type
+from utils.cli import exit_on_input_error
 from utils.majority import most_frequent
 from utils.progress import progress
 
@@ -48,26 +54,14 @@ GENERATOR = "kdvqa synthetic video QA"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 
-# Uniform priors: within a question template every answer is equally likely, so the question text alone does no
-# better than chance given its template (chance_given_template), and a model must look at the video to do better.
-COLOR_PRIOR = {"red": 0.2, "blue": 0.2, "green": 0.2, "yellow": 0.2, "white": 0.2}
-SHAPE_PRIOR = {"circle": 0.25, "square": 0.25, "triangle": 0.25, "diamond": 0.25}
-DIRECTION_PRIOR = {"right": 0.25, "left": 0.25, "up": 0.25, "down": 0.25}
-SPEED_PRIOR = {"fast": 0.5, "slow": 0.5}
-# When the shape moves: all along, only in the first half (then still) or only in the second half (still before).
-MOVING_PRIOR = {"whole": 1 / 3, "beginning": 1 / 3, "end": 1 / 3}
 # Question types drawn per question. MSVD-QA asks what ~62 %, who ~30 %, how + when + where ~3 %; the demo asks every
 # type often enough (>= 100 test questions each at the default size) that per-type accuracies mean something. A drawn
 # type the video has no unused question for is dropped, so the written mix is printed by the generator.
 TYPE_WEIGHTS = {"what": 0.35, "who": 0.12, "how": 0.18, "when": 0.2, "where": 0.15}
 
-DIRECTION_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
-PLACE_OF_DIRECTION = {"left": "left", "right": "right", "up": "top", "down": "bottom"}
-ADVERB_OF_SPEED = {"fast": "quickly", "slow": "slowly"}
 # Answers to "when does ... move?" and "when is ... still?" per `moving` value.
 WHEN_MOVING = {"whole": "always", "beginning": "beginning", "end": "end"}
 WHEN_STILL = {"whole": "never", "beginning": "end", "end": "beginning"}
-NUMBER_WORDS = {1: "one", 2: "two"}
 # Which of two shapes moves first (it moves from the start, the other only at the end) or last (it still moves at
 # the end, the other only at the beginning): answering needs the order of events across clips.
 STARTS, ENDS = ("whole", "beginning"), ("whole", "end")
@@ -76,62 +70,7 @@ ANSWER_DOMAINS = (tuple(COLOR_PRIOR), tuple(SHAPE_PRIOR), tuple(DIRECTION_PRIOR)
                   tuple(PLACE_OF_DIRECTION.values()), tuple(ADVERB_OF_SPEED.values()), tuple(NUMBER_WORDS.values()),
                   tuple(WHEN_MOVING.values()), tuple(WHEN_STILL.values()))
 
-RADIUS_FRACTION = 0.16   # shape radius (half its box side) as a fraction of the frame side: large colour areas
-MARGIN = 1               # pixels kept free between a shape's box and the frame border
-FAST_FRACTION = 0.9      # a fast shape moving all along crosses this fraction of its free range
-SLOW_FACTOR = 0.4        # slow speed / fast speed
-MIN_GAP = 2              # pixels kept between the boxes of two shapes in every frame (no overlap, ever)
-MAX_PATH_DRAWS = 1000    # overlapping paths of two shapes are redrawn this often before their attributes are
-MAX_SCENE_DRAWS = 100    # and the attributes this often before giving up (a few draws suffice in practice)
-
 SCENE_STREAM, QUESTION_STREAM, SPLIT_STREAM = 0, 1, 2   # independent random streams derived from the seed
-
-
-@dataclass(frozen=True)
-class SyntheticSpec:
-    """Everything that determines the generated dataset: the same spec gives byte-identical files."""
-    num_videos: int = 200
-    seed: int = 0
-    frames: int = 24
-    size: int = 64
-    fps: int = 12
-    questions_per_video: int = 48
-    two_shape_fraction: float = 0.5
-    val_fraction: float = 0.1
-    test_fraction: float = 0.3
-
-    def validate(self) -> None:
-        """Raise ValueError naming the offending setting."""
-        checks = [
-            (3 <= self.num_videos <= 99_999, "num_videos must be in [3, 99999] (every split needs a video)"),
-            (self.seed >= 0, "seed must be >= 0"),
-            (8 <= self.frames <= 1000, "frames must be in [8, 1000]"),
-            (32 <= self.size <= 1024 and self.size % 2 == 0, "size must be even and in [32, 1024]"),
-            (1 <= self.fps <= 120, "fps must be in [1, 120]"),
-            (self.questions_per_video >= 1, "questions_per_video must be >= 1"),
-            (0.0 <= self.two_shape_fraction <= 1.0, "two_shape_fraction must be in [0, 1]"),
-            (0.0 < self.val_fraction and 0.0 < self.test_fraction and self.val_fraction + self.test_fraction < 1.0,
-             "val_fraction and test_fraction must be > 0 with a sum < 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"synthetic dataset: {message}, got {self}")
-
-    @property
-    def radius(self) -> int:
-        return round(RADIUS_FRACTION * self.size)
-
-    @property
-    def free_range(self) -> tuple[float, float]:
-        """Lowest and highest box-centre coordinate that keeps a shape inside the frame."""
-        return self.radius + MARGIN, self.size - self.radius - MARGIN
-
-    @property
-    def speeds(self) -> dict[str, float]:
-        """Pixels per frame while moving, per speed name."""
-        low, high = self.free_range
-        fast = FAST_FRACTION * (high - low) / (self.frames - 1)
-        return {"fast": fast, "slow": SLOW_FACTOR * fast}
 
 
 def video_name(video_id: int) -> str:
@@ -141,82 +80,6 @@ def video_name(video_id: int) -> str:
 def type_of(question: str) -> str:
     """The question type of a generated question (its first word)."""
     return question_type(question.split(" ", 1)[0].lower())
-
-
-# ---------------------------------------------------------------------------------------------------------- scenes
-def _draw(rng: np.random.Generator, prior: dict[str, float], exclude: tuple = ()) -> str:
-    names = [name for name in prior if name not in exclude]
-    weights = np.array([prior[name] for name in names])
-    return names[rng.choice(len(names), p=weights / weights.sum())]
-
-
-def moving_steps(moving: str, num_frames: int) -> np.ndarray:
-    """(T - 1,) bool: whether the shape moves between frame t and t + 1."""
-    steps = np.zeros(num_frames - 1, dtype=bool)
-    half = (num_frames - 1) // 2
-    if moving == "whole":
-        steps[:] = True
-    elif moving == "beginning":
-        steps[:half] = True
-    else:
-        steps[-half:] = True
-    return steps
-
-
-def _sample_path(rng: np.random.Generator, direction: str, speed: float, moving: str,
-                 spec: SyntheticSpec) -> np.ndarray:
-    """(T, 2) box centres of a shape moving in a straight line that stays inside the frame."""
-    low, high = spec.free_range
-    travelled = np.concatenate([[0.0], np.cumsum(moving_steps(moving, spec.frames))]) * speed   # (T,)
-    total = travelled[-1]
-    vector = np.array(DIRECTION_VECTORS[direction])
-    sign = vector.sum()
-    along = 0 if vector[0] else 1
-    start = np.empty(2)
-    start[along] = rng.uniform(low, max(low, high - total)) if sign > 0 else rng.uniform(min(high, low + total), high)
-    start[1 - along] = rng.uniform(low, high)
-    return np.round(start[None, :] + travelled[:, None] * vector[None, :], 3)
-
-
-def _boxes_overlap(first: np.ndarray, second: np.ndarray, radius: float) -> bool:
-    """Whether two shapes' boxes (centres (T, 2)) come closer than MIN_GAP pixels in any frame."""
-    apart = np.abs(first - second) >= 2 * radius + MIN_GAP   # (T, 2)
-    return not apart.any(axis=1).all()
-
-
-def _sample_attributes(rng: np.random.Generator, count: int, spec: SyntheticSpec) -> list[dict]:
-    """`count` shapes with distinct shapes, colours and directions; speed and when they move drawn freely."""
-    objects = []
-    for _ in range(count):
-        taken = {key: tuple(obj[key] for obj in objects) for key in ("shape", "color", "direction")}
-        obj = {
-            "shape": _draw(rng, SHAPE_PRIOR, taken["shape"]),
-            "color": _draw(rng, COLOR_PRIOR, taken["color"]),
-            "direction": _draw(rng, DIRECTION_PRIOR, taken["direction"]),
-            "speed": _draw(rng, SPEED_PRIOR),
-            "moving": _draw(rng, MOVING_PRIOR),
-        }
-        obj["speed_px_per_frame"] = round(spec.speeds[obj["speed"]], 4)
-        objects.append(obj)
-    return objects
-
-
-def sample_scene(rng: np.random.Generator, spec: SyntheticSpec) -> list[dict]:
-    """One or two shapes with distinct colours, shapes and directions, never overlapping.
-
-    Returns dicts with shape, color, direction, speed (fast/slow), speed_px_per_frame, moving
-    (whole/beginning/end) and positions ((T, 2) float array of box centres). Paths that overlap are redrawn first
-    (keeping the attributes, so crossing directions stay as likely as parallel ones), then the attributes.
-    """
-    count = 2 if rng.random() < spec.two_shape_fraction else 1
-    for _ in range(MAX_SCENE_DRAWS):
-        objects = _sample_attributes(rng, count, spec)
-        for _ in range(MAX_PATH_DRAWS):
-            paths = [_sample_path(rng, obj["direction"], obj["speed_px_per_frame"], obj["moving"], spec)
-                     for obj in objects]
-            if count == 1 or not _boxes_overlap(paths[0], paths[1], spec.radius):
-                return [{**obj, "positions": path} for obj, path in zip(objects, paths)]
-    raise RuntimeError(f"no two non-overlapping shapes fit in {MAX_SCENE_DRAWS} draws for {spec}")
 
 
 # ------------------------------------------------------------------------------------------------------- questions
@@ -457,10 +320,17 @@ def generate(out: str | Path, spec: SyntheticSpec = SyntheticSpec(), show_progre
     return stats
 
 
+def write_layout(out: Path, num_videos: int, seed: int, frames: int, size: int, task: str | None = None) -> dict:
+    """The demo layout with these settings (the others as SyntheticSpec's defaults) under ``out``, for
+    ``python -m preprocess.synthetic``; returns the questions per split."""
+    spec = SyntheticSpec(num_videos=num_videos, seed=seed, frames=frames, size=size)
+    return generate(out, spec, show_progress=False)["questions_per_split"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = SyntheticSpec()
     parser = argparse.ArgumentParser(
-        prog="python -m preprocess.synthetic_dataset",
+        prog="python -m preprocess.synthetic.msvd_qa",
         description="Generate the synthetic video QA dataset (MSVD-QA layout: YouTubeClips/, youtube_mapping.txt, "
                     "{train,val,test}_qa.json, plus metadata.json with the ground truth).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -491,8 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
                          test_fraction=args.test_fraction)
     try:
         stats = generate(args.out, spec, show_progress=not args.quiet)
-    except (ValueError, FileExistsError) as error:
-        raise SystemExit(colored(f"error: {error}", "red")) from None
+    except Exception as error:  # a bad setting or --out folder: one line and exit code 2 (utils/cli.py)
+        raise SystemExit(exit_on_input_error(error, extra=(ValueError,))) from None
     print(colored(f"synthetic dataset: {spec.num_videos} videos, {sum(stats['questions_per_split'].values()):,} "
                   f"questions in {args.out} ({stats['seconds']:.1f} s)", "green"))
     log_statistics(stats)
