@@ -13,8 +13,8 @@ with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
 """
 from __future__ import annotations
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import argparse
 import sys
@@ -25,8 +25,10 @@ from termcolor import colored
 
 from model.network import VideoQAModel
 from model.registry import build_model, model_config
+from preprocess.datasets.files import dataset_path, dataset_spec
 from preprocess.question_file import QuestionFileError, load_vocab
 from utils.cli import error_line
+from model.schema import MODEL_SCHEMA
 from utils.config import ConfigError, REPO_ROOT, add_config_arguments, load_config
 
 
@@ -103,13 +105,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.cfg, args.overrides)
+        cfg = load_config(args.cfg, args.overrides, schema=MODEL_SCHEMA)
+        if cfg.model.get("head") == "auto":  # the dataset's answer type, as when a run starts (training/run_settings.py)
+            cfg.model.head = dataset_spec(cfg).answer_type
     except ConfigError as e:
         raise SystemExit(str(e)) from None
     if args.question_tokens is not None:
         num_tokens, num_answers = args.question_tokens, args.answers
     else:
-        from training.data.paths import dataset_path, dataset_spec
         try:
             vocab = Path(args.vocab) if args.vocab else dataset_path(cfg, "vocab_json")
             num_candidates = dataset_spec(cfg).num_candidates
