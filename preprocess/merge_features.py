@@ -23,7 +23,7 @@ default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 import h5py
 import numpy as np
 
-from preprocess.preprocess_features import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
+from preprocess.feature_extraction import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
                                             failure_report_path, finalize_feature_file, log, shard_path)
 from utils.cli import exit_on_input_error
 from utils.progress import progress

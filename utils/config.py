@@ -16,7 +16,7 @@ import dataclasses
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -51,9 +51,9 @@ class Schema:
     ``aliases`` (older key -> the key it stands for; reading or writing either gives the same value), ``ranges``
     (as :data:`RANGES`) and ``resolvers`` (each ``f(cfg: dict)`` runs last, e.g. to fill in a value that depends on
     other sections)."""
-    sections: dict = field(default_factory=dict)
-    aliases: dict = field(default_factory=dict)
-    ranges: dict = field(default_factory=dict)
+    sections: dict = dataclasses.field(default_factory=dict)
+    aliases: dict = dataclasses.field(default_factory=dict)
+    ranges: dict = dataclasses.field(default_factory=dict)
     resolvers: tuple = ()
 
 
