@@ -25,11 +25,11 @@ from termcolor import colored
 
 from model.network import VideoQAModel
 from model.registry import build_model, model_config
-from preprocess.datasets.files import dataset_path, dataset_spec
+from model.schema import MODEL_SCHEMA
+from preprocess.datasets.files import DATASET_SCHEMA, dataset_path, dataset_spec
 from preprocess.question_file import QuestionFileError, load_vocab
 from utils.cli import error_line
-from model.schema import MODEL_SCHEMA
-from utils.config import ConfigError, REPO_ROOT, add_config_arguments, load_config
+from utils.config import ConfigError, REPO_ROOT, add_config_arguments, combine, load_config
 
 
 def count(module: torch.nn.Module) -> int:
@@ -105,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args.cfg, args.overrides, schema=MODEL_SCHEMA)
+        cfg = load_config(args.cfg, args.overrides, schema=combine(MODEL_SCHEMA, DATASET_SCHEMA))
         if cfg.model.get("head") == "auto":  # the dataset's answer type, as when a run starts (training/run_settings.py)
             cfg.model.head = dataset_spec(cfg).answer_type
     except ConfigError as e:

@@ -4,24 +4,26 @@ check, put together here.
 - ``model``: the registered model's typed config (model/registry.py);
 - ``losses`` and ``distill.losses``: registered loss terms and their parameters, and the older alias keys
   ``train.alpha`` ... (model/losses.py); these two in model/schema.py;
-- ``dataset``: ``model.head: auto`` becomes the answer type of the dataset ``dataset.name`` names
-  (:func:`training.run_settings.resolve_head`, through preprocess/datasets/files.py).
+- ``dataset``: its keys' choices, optional strings and ranges (preprocess/datasets/files.py), and
+  ``model.head: auto`` becomes the answer type of the dataset ``dataset.name`` names
+  (:func:`training.run_settings.resolve_head`, the one place that resolves the head).
 
 Every command that reads a run config loads it with :func:`load_config` from here.
 """
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 from pathlib import Path
 
 from easydict import EasyDict
 
 from model.schema import MODEL_SCHEMA
+from preprocess.datasets.files import DATASET_SCHEMA
 from training.run_settings import resolve_head
 from utils import config
 
-RUN_SCHEMA = dataclasses.replace(MODEL_SCHEMA, resolvers=(partial(resolve_head, check=False),))
+RUN_SCHEMA = config.combine(MODEL_SCHEMA, DATASET_SCHEMA,
+                            config.Schema(resolvers=(partial(resolve_head, check=False),)))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,

@@ -49,12 +49,25 @@ class Section:
 class Schema:
     """What the owners of a config's sections add to base.yml's keys: ``sections`` (dotted name -> Section),
     ``aliases`` (older key -> the key it stands for; reading or writing either gives the same value), ``ranges``
-    (as :data:`RANGES`) and ``resolvers`` (each ``f(cfg: dict)`` runs last, e.g. to fill in a value that depends on
-    other sections)."""
+    (as :data:`RANGES`), ``choices`` (dotted key -> the values it takes, of different types: checked by value, not
+    by the default's type), ``optional_strings`` (keys whose default is null but take a string when set) and
+    ``resolvers`` (each ``f(cfg: dict)`` runs last, e.g. to fill in a value that depends on other sections)."""
     sections: dict = dataclasses.field(default_factory=dict)
     aliases: dict = dataclasses.field(default_factory=dict)
     ranges: dict = dataclasses.field(default_factory=dict)
+    choices: dict = dataclasses.field(default_factory=dict)
+    optional_strings: frozenset = frozenset()
     resolvers: tuple = ()
+
+
+def combine(*schemas: Schema) -> Schema:
+    """One schema holding every part of ``schemas`` (their resolvers run in the order given)."""
+    return Schema(sections={k: v for s in schemas for k, v in s.sections.items()},
+                  aliases={k: v for s in schemas for k, v in s.aliases.items()},
+                  ranges={k: v for s in schemas for k, v in s.ranges.items()},
+                  choices={k: v for s in schemas for k, v in s.choices.items()},
+                  optional_strings=frozenset().union(*(s.optional_strings for s in schemas)),
+                  resolvers=tuple(r for s in schemas for r in s.resolvers))
 
 
 PLAIN = Schema()  # base.yml's keys only
@@ -119,19 +132,11 @@ def coerce(value, default, key: str, origin: str):
     raise ConfigError(f"{origin}: key '{key}' expects {type(default).__name__}, got {short_repr(value)}")
 
 
-# Keys that take one of a few values of different types (checked by value instead of by the default's type).
-CHOICES = {"dataset.features_in_memory": ("auto", True, False)}
-# Keys whose default is null but that take a string when set (file names, folders, names).
-OPTIONAL_STRINGS = {f"dataset.{key}" for key in ("question_type", "data_dir", "appearance_feat", "motion_feat",
-                                                  "vocab_json", "train_question_pt", "val_question_pt",
-                                                  "test_question_pt")}
-
-
-def _choice(value, key: str, origin: str):
-    """``value`` if it is one of ``CHOICES[key]`` (True is not 1), else ConfigError listing them."""
-    if any(value == c and type(value) is type(c) for c in CHOICES[key]):
+def _choice(value, key: str, origin: str, choices: tuple):
+    """``value`` if it is one of ``choices`` (True is not 1), else ConfigError listing them."""
+    if any(value == c and type(value) is type(c) for c in choices):
         return value
-    allowed = " | ".join(str(c).lower() for c in CHOICES[key])
+    allowed = " | ".join(str(c).lower() for c in choices)
     raise ConfigError(f"{origin}: key '{key}' expects {allowed}, got {short_repr(value)}")
 
 
@@ -153,9 +158,9 @@ def _merge(defaults: dict, update: dict, origin: str, schema: Schema = PLAIN, pr
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: key '{dotted}' is a section, got {short_repr(value)}")
             merged[key] = _merge(defaults[key], value, origin, schema, dotted + ".")
-        elif dotted in CHOICES:
-            merged[key] = _choice(value, dotted, origin)
-        elif dotted in OPTIONAL_STRINGS:
+        elif dotted in schema.choices:
+            merged[key] = _choice(value, dotted, origin, schema.choices[dotted])
+        elif dotted in schema.optional_strings:
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{origin}: key '{dotted}' expects a string or null, got {short_repr(value)}")
             merged[key] = value
@@ -313,8 +318,6 @@ RANGES = {
     "train.lr_decay_every": (non_negative, ">= 0"),
     "train.lr_decay_factor": (positive, "a finite number > 0"),
     "train.grad_clip": (non_negative, "a finite number >= 0 (0 = off)"),
-    "dataset.num_workers": (non_negative, ">= 0"),
-    "dataset.questions_per_video": (non_negative, ">= 0"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Where a run's data files are: the config's ``dataset`` section to the registered dataset and file paths.
+"""The config's ``dataset`` section: its checks (:data:`DATASET_SCHEMA`), the registered dataset it names and where
+its data files are.
 
 Files (docs/data_formats.md): ``dataset.*`` config keys name them; relative names resolve inside
 ``dataset.data_dir`` (itself relative to the repository root unless absolute). A file key set to null means the
@@ -13,8 +14,17 @@ import os
 from pathlib import Path
 
 from preprocess.datasets import DatasetLayoutError, dataset_names, get_dataset
-from utils.config import ConfigError, REPO_ROOT
+from utils.config import REPO_ROOT, ConfigError, Schema, non_negative
 from utils.text import short_repr
+
+# The dataset section's keys beyond base.yml's types (utils.config.Schema): the values features_in_memory takes, the
+# keys that are null by default but name a file, folder or question type when set, and the ranges of the numbers.
+DATASET_SCHEMA = Schema(
+    choices={"dataset.features_in_memory": ("auto", True, False)},
+    optional_strings=frozenset(f"dataset.{key}" for key in ("question_type", "data_dir", "appearance_feat",
+                                                            "motion_feat", "vocab_json", "train_question_pt",
+                                                            "val_question_pt", "test_question_pt")),
+    ranges={"dataset.num_workers": (non_negative, ">= 0"), "dataset.questions_per_video": (non_negative, ">= 0")})
 
 # dataset.<key> -> its default file name after the dataset's file prefix
 DEFAULT_FILE_SUFFIXES = {"vocab_json": "_vocab.json", "train_question_pt": "_train_questions.pt",
