@@ -1,8 +1,8 @@
 """Models by name: ``model.name`` in the config selects a registered builder (after timm's ``register_model``).
 
 Each model owns a typed config, a dataclass whose fields are its constructor arguments (after nanoGPT's
-``GPTConfig``); the config loader checks the ``model`` section against it (utils/config.py), so a misspelt or
-mistyped key stops with its name. Register a model with::
+``GPTConfig``); :data:`MODEL_SECTION` checks the config's ``model`` section against it (training/run_schema.py
+hands it to the config loader), so a misspelt or mistyped key stops with its name. Register a model with::
 
     @dataclass
     class MyConfig:
