@@ -29,8 +29,8 @@ Writes results/demo/summary.json:
 results/demo/sweep/summary.{md,png,json}.
 """
 from __future__ import annotations
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import argparse
 import json

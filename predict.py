@@ -13,8 +13,8 @@ checkpoint from another vocabulary or other features) gets one line and exit cod
 """
 from __future__ import annotations
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import argparse
 import json

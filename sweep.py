@@ -139,11 +139,11 @@ def run(argv: list[str] | None = None) -> dict:
     def get_evaluator():
         if not evaluators:
             from training.evaluation import SplitEvaluator
-            from utils.config import load_config
+            from training.run_schema import load_config
             evaluators.append(SplitEvaluator(load_config(cfg, args.overrides), "test"))
         return evaluators[0]
 
-    from utils.config import load_config
+    from training.run_schema import load_config
     try:
         by_model = sweep_report.collect_scores(plan, get_evaluator,
                                                sweep_report.evaluation_key(load_config(cfg, args.overrides)))

@@ -16,8 +16,8 @@ twice keeps its first vector.
 """
 from __future__ import annotations
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import argparse
 import errno

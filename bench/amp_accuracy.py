@@ -29,16 +29,17 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import numpy as np
 
-from training.run_config import AMP_CHOICES
+from training.run_settings import AMP_CHOICES
 from training.significance import DEFAULT_ROUNDS, paired_permutation_test
 from bench import BenchError
+from training.run_schema import load_config
 from utils.cli import exit_on_input_error
-from utils.config import REPO_ROOT, add_config_arguments, load_config
+from utils.config import REPO_ROOT, ConfigError, add_config_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,8 +36,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import h5py
 import numpy as np
@@ -49,8 +49,9 @@ from bench.common import describe_machine, device_from_flag, format_bytes, load_
 from training.data import (APPEARANCE_DATASET, MOTION_DATASET, batch_to_device, build_loader, choose_feature_placement,
                            host_memory_available, load_data)
 from training.samplers import VideoGroupedBatchSampler
+from training.run_schema import load_config
 from utils.cli import exit_on_input_error
-from utils.config import add_config_arguments, load_config
+from utils.config import ConfigError, add_config_arguments
 from utils.progress import progress
 from utils.safe_pickle import dump_pickle
 

@@ -8,7 +8,7 @@ Writes a few real videos with PyAV (moving shapes, --video_size, --video_frames 
 - decode: PyAV decoding + resizing of the clips' frames, one process (videos/s);
 - cnn: the extractor alone (resize, normalisation, network) on batches of uint8 frames/clips of the videos' size,
   already on the device (frames/s or clips/s);
-- pipeline: ``preprocess_features.extract`` end to end (decoding workers, CNN, HDF5 writes) into a scratch file;
+- pipeline: ``feature_extraction.extract`` end to end (decoding workers, CNN, HDF5 writes) into a scratch file;
 and projects the full extraction time of MSVD-QA (1,970 videos, 8 clips) and MSRVTT-QA (10,000 videos, 16 clips)
 from the pipeline's rate. Weights are random (BatchNorm recalibrated on noise so that float16 does not overflow);
 speed does not depend on them.
@@ -26,14 +26,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import h5py
 import numpy as np
 import torch
 
-from preprocess import preprocess_features as extraction
+from preprocess import feature_extraction as extraction
+from preprocess.preprocess_features import build_parser
 from preprocess.backbones import build_extractor, get_backbone, recalibrate_batchnorm
 from preprocess.datasets import VideoEntry
 from preprocess.video import decode_clips, encode_video
@@ -98,8 +99,8 @@ def bench_cnn(extractor, kind: str, batch: int, num_frames: int, frame_shape: tu
 
 def bench_pipeline(model: str, extractor, entries: list[VideoEntry], args: argparse.Namespace, size: int,
                    device: torch.device, scratch: Path) -> float:
-    """Videos per second through ``preprocess_features.extract`` (workers, CNN, HDF5 writes)."""
-    options = extraction.build_parser().parse_args([
+    """Videos per second through ``feature_extraction.extract`` (workers, CNN, HDF5 writes)."""
+    options = build_parser().parse_args([
         "--dataset", "msvd-qa", "--dataset_dir", str(scratch), "--model", model, "--random_init",
         "--num_clips", str(args.num_clips), "--num_frames", str(args.num_frames), "--image_height", str(size),
         "--image_width", str(size), "--num_workers", str(args.num_workers), "--device", str(device),

@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import argparse
 import json
@@ -64,7 +64,8 @@ def write_inputs(setting: dict, out: Path) -> tuple[list[Path], Path, str, Path]
     from preprocess.synthetic.msvd_qa import SyntheticSpec, generate
     from preprocess.text import tokenize_question
     from training.checkpoint import vocab_fingerprint
-    from utils.config import load_config, to_dict
+    from utils.config import to_dict
+    from training.run_schema import load_config
 
     raw = out / "raw"
     generate(raw, SyntheticSpec(num_videos=3, questions_per_video=4, **setting["video"]), show_progress=False)

@@ -37,8 +37,8 @@ from types import SimpleNamespace
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import torch
 from termcolor import colored
@@ -52,11 +52,12 @@ from model.cpu_ops import set_cpu_fast_path
 from model.heads import get_head
 from model.losses import objective_for
 from model.params import count_parameters
-from training.data.paths import dataset_spec
+from preprocess.datasets.files import dataset_spec
 from training.engine import CompiledWithFallback, StepContext, train_step
-from training.run_config import AMP_CHOICES, AMP_DTYPES, resolve_amp
+from training.run_schema import load_config
+from training.run_settings import AMP_CHOICES, AMP_DTYPES, resolve_amp
 from utils.cli import exit_on_input_error
-from utils.config import add_config_arguments, load_config
+from utils.config import ConfigError, add_config_arguments
 
 MODES = ("teacher", "student", "kd")
 ADAM_IMPLEMENTATIONS = ("default", "fused", "foreach", "forloop")
@@ -156,7 +157,7 @@ class Variant:
 
 
 def resolve_bench_amp(amp: str, device: torch.device) -> str:
-    """An --amp value as training resolves it on ``device`` (``auto``: training.run_config.resolve_amp); fp16 on a
+    """An --amp value as training resolves it on ``device`` (``auto``: training.run_settings.resolve_amp); fp16 on a
     CPU is refused (training runs it in float32)."""
     if amp == "auto":
         dtype, _ = resolve_amp(SimpleNamespace(train=SimpleNamespace(amp=amp)), device)

@@ -3,9 +3,9 @@
 A checkpoint records the attributes of the feature files it was trained on (``extraction``: {"appearance": {...},
 "motion": {...}}, training/checkpoint.py). Older checkpoints do not: their settings then come from the feature
 files named by ``--appearance_feat`` / ``--motion_feat`` or from extraction flags (the preprocessing's own flags,
-turned into settings by ``preprocess.preprocess_features.extraction_settings``). A video is decoded with
+turned into settings by ``preprocess.feature_extraction.extraction_settings``). A video is decoded with
 preprocess/video.py and extracted through the backbone registry (preprocess/backbones) and
-``preprocess.preprocess_features.video_features``: the code that wrote the feature files, not a copy.
+``preprocess.feature_extraction.video_features``: the code that wrote the feature files, not a copy.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 
 from inference import PredictError
 from preprocess.backbones import WeightsError, file_sha256, get_backbone, resolve_weights
-from preprocess.preprocess_features import extraction_settings, video_features
+from preprocess.feature_extraction import extraction_settings, video_features
 from preprocess.video import VideoDecodeError, decode_clips
 
 KINDS = ("appearance", "motion")

@@ -4,7 +4,10 @@ Each term is registered once (:func:`register_loss`) with a name, a typed parame
 ``weight``; e.g. a ``temperature``) and the model-output fields it reads from the model being trained and,
 optionally, from the frozen teacher. The config's ``losses`` section (and ``distill.losses``, the terms used
 when a teacher is given) lists the terms by name with their parameters; nothing from the config is executed.
-Built-in terms: ``ce``, ``hinge``, ``mse``, ``similarity``, ``hsic``, ``kd_appearance``, ``kd_motion``. A term may
+Built-in terms (defined here): ``ce``, ``hinge``, ``mse``, ``similarity``, ``hsic``, ``kd_appearance``,
+``kd_motion``. A term is found once the module that registers it is imported: the modules in
+:data:`LOSS_MODULES` are imported on the first look-up; add your module's name there, or import it yourself before
+the config loads (e.g. in a test file). This module owns the config's loss sections (:data:`LOSS_SECTIONS`). A term may
 be limited to some answer heads (``ce``: open-ended and multiple choice; ``hinge``: multiple choice; ``mse``:
 count); :func:`check_heads` refuses the others.
 
@@ -13,6 +16,9 @@ Gram matrices of HSIC would lose digits in bf16) and is vectorised over the batc
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
+import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,10 +26,12 @@ import torch
 from torch.nn import functional as F
 
 from model.heads import get_head, head_names
-from utils.config import ConfigError, typed_from_dict
+from utils.config import (ConfigError, Section, check_value_ranges, non_negative, positive, typed_from_dict)
+from utils.text import short_repr
 
 TOTAL = "total"  # the name of the weighted sum among the logged loss parts
 BASE_TERM = "ce"  # the answer term configs/base.yml lists
+LOSS_MODULES = ("model.losses",)  # modules that register loss terms, imported on the first look-up
 
 
 def _stack_layers(layers) -> torch.Tensor:
@@ -145,9 +153,68 @@ def register_loss(name: str, params: type = TermParams, student: tuple = (), tea
 
 def loss_term(name: str, where: str = "losses") -> LossTerm:
     """The registered term ``name``; ConfigError naming ``where`` and the registered names otherwise."""
+    for module in LOSS_MODULES:
+        importlib.import_module(module)
     if name not in _TERMS:
         raise ConfigError(f"{where}: unknown loss term '{name}' (registered: {', '.join(sorted(_TERMS))})")
     return _TERMS[name]
+
+
+def merge_loss_section(defaults: dict, update: dict, origin: str, section: str) -> dict:
+    """Merge ``{term name: {parameter: value} | None}`` into a loss section; names and parameters are checked
+    against the registered terms, missing parameters take the term's defaults, null removes a term."""
+    merged = copy.deepcopy(defaults)
+    for name, params in update.items():
+        dotted = f"{section}.{name}"
+        if params is None:
+            merged.pop(name, None)
+            continue
+        spec = loss_term(name, f"{origin}: key '{dotted}'")
+        if not isinstance(params, dict):
+            raise ConfigError(f"{origin}: key '{dotted}' is a section of term parameters, got {short_repr(params)}")
+        current = merged.get(name) or dataclasses.asdict(spec.params())
+        merged[name] = dataclasses.asdict(typed_from_dict(spec.params, {**current, **params}, dotted, origin))
+    return merged
+
+
+# Parameters of every loss term (``<section>.<term>.<name>``) -> (test, wording), as utils.config.RANGES.
+LOSS_PARAMETER_RANGES = {
+    "weight": (non_negative, "a finite number >= 0"),
+    "temperature": (positive, "a finite number > 0"),
+}
+
+
+def _loss_section_check(section: str) -> Callable[[dict], None]:
+    def check(cfg: dict) -> None:
+        """ConfigError naming the first term parameter of the section outside its range."""
+        node = cfg
+        for key in section.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        check_value_ranges(cfg, {f"{section}.{term}.{name}": rule for term in (node or {})
+                                 for name, rule in LOSS_PARAMETER_RANGES.items()})
+    return check
+
+
+LOSS_SECTIONS = {name: Section(merge_loss_section, _loss_section_check(name), null_removes=True)
+                 for name in ("losses", "distill.losses")}  # the loss sections' owner
+
+# Older keys, kept read-compatible: each stands for a loss term parameter (configs and overrides may use either).
+LOSS_ALIASES = {
+    "train.alpha": "losses.similarity.weight",
+    "train.beta": "losses.hsic.weight",
+    "distill.lambda_appearance": "distill.losses.kd_appearance.weight",
+    "distill.lambda_motion": "distill.losses.kd_motion.weight",
+    "distill.temperature_appearance": "distill.losses.kd_appearance.temperature",
+    "distill.temperature_motion": "distill.losses.kd_motion.temperature",
+}
+ALIAS_RANGES = {
+    "train.alpha": (non_negative, "a finite number >= 0"),
+    "train.beta": (non_negative, "a finite number >= 0"),
+    "distill.temperature_appearance": (positive, "a finite number > 0"),
+    "distill.temperature_motion": (positive, "a finite number > 0"),
+    "distill.lambda_appearance": (non_negative, "a finite number >= 0"),
+    "distill.lambda_motion": (non_negative, "a finite number >= 0"),
+}
 
 
 @register_loss("ce", student=("logits",), heads=("open_ended", "multiple_choice"))

@@ -13,8 +13,8 @@ with comma thousands separators (e.g. ``trainable parameters: 23,189,116``).
 """
 from __future__ import annotations
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import argparse
 import sys
@@ -27,9 +27,11 @@ from model.heads import get_head
 from model.network import VideoQAModel
 from model.params import count_parameters as count
 from model.registry import build_model, model_config
+from model.schema import MODEL_SCHEMA
+from preprocess.datasets.files import DATASET_SCHEMA, dataset_path, dataset_spec
 from preprocess.question_file import QuestionFileError, load_vocab
 from utils.cli import exit_on_input_error
-from utils.config import REPO_ROOT, add_config_arguments, load_config
+from utils.config import REPO_ROOT, add_config_arguments, combine, load_config
 
 
 def parameter_table(model: torch.nn.Module) -> list[tuple[str, int]]:
@@ -105,11 +107,12 @@ def main(argv=None) -> int:
 
 def print_summary(args: argparse.Namespace) -> int:
     """Build the model ``args`` describe on the meta device and print its parameter table; returns 0."""
-    cfg = load_config(args.cfg, args.overrides)
+    cfg = load_config(args.cfg, args.overrides, schema=combine(MODEL_SCHEMA, DATASET_SCHEMA))
+    if cfg.model.get("head") == "auto":  # the dataset's answer type, as when a run starts (training/run_settings.py)
+        cfg.model.head = dataset_spec(cfg).answer_type
     if args.question_tokens is not None:
         num_tokens, num_answers = args.question_tokens, args.answers
     else:
-        from training.data.paths import dataset_path, dataset_spec
         vocab = Path(args.vocab) if args.vocab else dataset_path(cfg, "vocab_json")
         num_candidates = dataset_spec(cfg).num_candidates
         if not vocab.is_absolute() and not vocab.exists():

@@ -9,8 +9,8 @@ string, so 2.2 M tokens load in seconds at about the vectors' size. HCRN/DualVGR
 """
 from __future__ import annotations
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import argparse
 import importlib

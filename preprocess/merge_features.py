@@ -17,13 +17,13 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import h5py
 import numpy as np
 
-from preprocess.preprocess_features import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
+from preprocess.feature_extraction import (ROW_DATASETS, SHARD_ATTRS, attr_value, create_feature_file,
                                             failure_report_path, finalize_feature_file, log, shard_path)
 from utils.cli import exit_on_input_error
 from utils.progress import progress

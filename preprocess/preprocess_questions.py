@@ -26,8 +26,8 @@ from termcolor import colored
 if __package__ in (None, ""):  # run as a script (python preprocess/preprocess_questions.py): repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 from preprocess.datasets import QAEntry, dataset_names, get_dataset
 from preprocess.glove import GloveFileError, GloveTable, load_glove

@@ -183,7 +183,7 @@ def test_compare_baseline_is_the_training_majority(tmp_path, answer_type):
     answer and the same score on the same files: one definition."""
     from train_fixtures import TINY_DATASET_NAMES, write_config
     from training.evaluation import SplitEvaluator, majority_baseline
-    from utils.config import load_config
+    from training.run_schema import load_config
     data = write_tiny_dataset(tmp_path / "data", answer_type=answer_type,
                               file_categories=answer_type == "multiple_choice")
     cfg = load_config(write_config(tmp_path / "c.yml", data, tmp_path / "results", answer_type=answer_type))

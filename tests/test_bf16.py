@@ -11,10 +11,11 @@ from bench.common import BatchShape, random_batch
 from model import build_model, cpu_ops
 from model.hoisted_lstm import bilstm_final_states
 from model.losses import objective_for
-from training import run_config
+from training import run_settings as run_config
 from training.engine import StepContext, train_step
 from utils import cpu_features
-from utils.config import REPO_ROOT, ConfigError, load_config
+from utils.config import REPO_ROOT, ConfigError
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 BF16_RTOL = 2 ** -6  # a few bf16 roundings (8 significant bits) of sums of well-conditioned products

@@ -4,7 +4,8 @@ import re
 import pytest
 
 from training.run_checks import flatten
-from utils.config import RANGES, REPO_ROOT, ConfigError, load_config, save_config, to_dict
+from utils.config import RANGES, REPO_ROOT, ConfigError, to_dict
+from training.run_schema import load_config, save_config
 
 
 def test_paper_configs_resolve():
@@ -142,8 +143,8 @@ DATASET_CONFIGS = {
 
 @pytest.mark.parametrize("name", CONFIG_FILES)
 def test_every_config_loads_and_resolves(name):
-    from training.data.paths import data_dir, dataset_path, dataset_spec
-    from training.run_config import resolve_head
+    from preprocess.datasets.files import data_dir, dataset_path, dataset_spec
+    from training.run_settings import resolve_head
     cfg = load_config(f"configs/{name}")
     spec = dataset_spec(cfg)
     assert cfg.model.head == spec.answer_type == resolve_head(cfg)
@@ -157,7 +158,7 @@ def test_every_dataset_has_its_configs():
 
 @pytest.mark.parametrize("name", sorted(DATASET_CONFIGS))
 def test_dataset_configs_derive_the_dataset_files(name):
-    from training.data.paths import dataset_path
+    from preprocess.datasets.files import dataset_path
     dataset, task, head, prefix, teacher = DATASET_CONFIGS[name]
     cfg = load_config(f"configs/{name}")
     assert (cfg.dataset.name, cfg.dataset.question_type, cfg.model.head) == (dataset, task, head)

@@ -7,7 +7,8 @@ import tracemalloc
 
 import pytest
 
-from utils.config import MAX_BASE_CHAIN, REPO_ROOT, ConfigError, load_config
+from utils.config import MAX_BASE_CHAIN, REPO_ROOT, ConfigError
+from training.run_schema import load_config
 from utils.strict_yaml import MAX_DEPTH, MAX_EXPANDED
 
 

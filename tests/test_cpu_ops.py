@@ -10,7 +10,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from model import build_model, cpu_ops
-from utils.config import REPO_ROOT, ConfigError, load_config
+from utils.config import REPO_ROOT, ConfigError
+from training.run_schema import load_config
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -11,7 +11,7 @@ from train_fixtures import QUESTION_TOKENS, write_config, write_tiny_dataset
 from training.data import BatchDataset, DataError, InMemoryFeatures, build_loader, load_data
 from training.metrics import TYPE_NAMES
 from training.samplers import VideoGroupedBatchSampler
-from utils.config import load_config
+from training.run_schema import load_config
 from utils.safe_pickle import UnsafePickleError
 
 pytestmark = pytest.mark.usefixtures("single_thread")

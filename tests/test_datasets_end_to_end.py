@@ -21,7 +21,7 @@ from preprocess.synthetic import write_synthetic
 from training import sweep_report
 from training.evaluation import SplitEvaluator
 from training.metrics import format_value
-from utils.config import load_config
+from training.run_schema import load_config
 from utils.safe_pickle import load_pickle
 
 pytestmark = pytest.mark.usefixtures("single_thread")

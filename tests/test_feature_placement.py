@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from training.data import DataError, choose_feature_placement, host_memory_available
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError
+from training.run_schema import load_config
 
 GiB = 2**30
 CPU, CUDA = torch.device("cpu"), torch.device("cuda:0")

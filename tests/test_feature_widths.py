@@ -59,7 +59,7 @@ def test_a_stated_width_that_differs_from_the_file_names_the_key(runs, capsys):
 def test_a_model_built_without_the_keys_uses_vision_dim_for_both():
     from model import build_model
     from train_fixtures import TINY_MODEL
-    from utils.config import load_config
+    from training.run_schema import load_config
     cfg = load_config(None, [f"model.{k}={v}" for k, v in TINY_MODEL.items()])
     model = build_model(cfg.model, 20, 5)
     assert model.appearance_dim == model.motion_dim == TINY_MODEL["vision_dim"]

@@ -7,7 +7,8 @@ import torch
 from model import build_model
 from model.losses import build_objective, check_heads, compute_losses, loss_term
 from train_fixtures import TINY_MODEL
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 DROPOUT = {k: 0.0 for k in ("word", "question", "appearance_input", "clip", "gat", "readout", "classifier")}
@@ -222,7 +223,7 @@ def test_loss_terms_that_do_not_fit_the_head_are_refused(losses, head, key):
 
 def test_model_head_auto_resolves_from_the_dataset_and_mismatches_are_refused(tmp_path):
     from train_fixtures import register_tiny_datasets
-    from training.run_config import resolve_head
+    from training.run_settings import resolve_head
     register_tiny_datasets()
     assert load_config(None).model.head == "open_ended"  # msvd-qa
     cfg = load_config(None, ["dataset.name=tiny-mc"])
@@ -235,7 +236,7 @@ def test_model_head_auto_resolves_from_the_dataset_and_mismatches_are_refused(tm
 
 
 def test_null_file_keys_derive_from_the_file_prefix():
-    from training.data.paths import dataset_path
+    from preprocess.datasets.files import dataset_path
     from utils.config import REPO_ROOT
     cfg = load_config(None, ["dataset.name=msrvtt"])
     assert dataset_path(cfg, "vocab_json") == REPO_ROOT / "data/msrvtt-qa/msrvtt-qa_vocab.json"

@@ -12,7 +12,7 @@ import validate
 from train_fixtures import FILE_CATEGORIES, FILE_GROUPS, NUM_CANDIDATES, write_config, write_tiny_dataset
 from training.checkpoint import CheckpointError
 from training.metrics import MSE, accuracy_table, predictions_from_logits, score_by_category
-from utils.config import load_config
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

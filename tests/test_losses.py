@@ -224,7 +224,8 @@ def test_similarity_of_a_single_layer_tensor():
 
 # ---------------------------------------------------------------------------------------- the objective, by hand
 from model import losses as L  # noqa: E402
-from utils.config import ConfigError, load_config  # noqa: E402
+from utils.config import ConfigError  # noqa: E402
+from training.run_schema import load_config  # noqa: E402
 
 
 def _probe(params, student, answers, teacher):

@@ -14,7 +14,7 @@ from model.encoders import AppearanceEncoder, LengthMaskedBiLSTM, reverse_within
 from model.fusion import MFB, AnswerClassifier, ClipReadout
 from model.gat import GraphAttention
 from model.losses import compute_losses, objective_for
-from utils.config import load_config
+from training.run_schema import load_config
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -9,7 +9,8 @@ import train
 from model.losses import DistillationParams, build_objective, compute_losses, register_loss
 from train_fixtures import write_config, write_tiny_dataset
 from training.reporting import summary_line
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

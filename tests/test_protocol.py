@@ -19,7 +19,7 @@ from training.engine import StepContext, model_inputs, train_step
 from training.evaluation import TEST_SELECTED_COLUMN, model_from_checkpoint
 from training.reporting import TEST_SELECTED_LABEL
 from training.trainer import run_training
-from utils.config import load_config
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 INVALID_VIDEO, MISSING_VIDEO = 900, 950  # write_tiny_dataset: marked valid = 0 / absent from the feature files

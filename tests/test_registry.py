@@ -14,7 +14,8 @@ import validate
 from model import build_model, register_model
 from model.registry import architecture
 from train_fixtures import write_config, write_tiny_dataset
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 TEACHER = Path(__file__).parent / "fixtures" / "checkpoint_v1_teacher.pt"  # a DualVGR checkpoint, format 1

@@ -12,7 +12,8 @@ import validate
 from train_fixtures import write_config, write_tiny_dataset
 from training.checkpoint import save_checkpoint
 from utils.atomic import OutputWriteError
-from utils.config import ConfigError, load_config
+from utils.config import ConfigError
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

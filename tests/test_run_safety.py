@@ -19,7 +19,7 @@ from train_fixtures import write_config, write_tiny_dataset
 from training import trainer
 from training.checkpoint import CheckpointError
 from training.run_dir import LOCK_NAME
-from utils.config import load_config
+from training.run_schema import load_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,8 @@ import torch
 
 from model import build_model
 from model.summary import main
-from utils.config import REPO_ROOT, load_config
+from utils.config import REPO_ROOT
+from training.run_schema import load_config
 
 
 def last_line_count(text):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import sweep
-import train
+from training import train_command as train
 import training.evaluation
 import training.trainer
 from train_fixtures import write_config, write_tiny_dataset

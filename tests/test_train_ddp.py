@@ -10,7 +10,8 @@ import torch
 import validate
 from train_fixtures import write_config, write_tiny_dataset
 from training.trainer import per_process_batch_size, run_training
-from utils.config import ConfigError, REPO_ROOT, load_config
+from utils.config import ConfigError, REPO_ROOT
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

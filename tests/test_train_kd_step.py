@@ -11,7 +11,7 @@ from model.losses import build_objective
 from train_fixtures import TINY_MODEL, write_config, write_tiny_dataset
 from training.data import load_data
 from training.engine import StepContext, train_step
-from utils.config import load_config
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -11,7 +11,7 @@ import train
 import validate
 from train_fixtures import write_config, write_tiny_dataset
 from training.checkpoint import vocab_fingerprint
-from utils.config import load_config
+from training.run_schema import load_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 CHECKPOINT_KEYS = {"format_version", "model", "optimizer", "scheduler", "scaler", "epoch", "step_in_epoch",

@@ -26,7 +26,7 @@ def setup(tmp_path_factory, single_thread):
     data = write_tiny_dataset(root / "data", seed=1)
     cfg = write_config(root / "tiny.yml", data, root / "results",  # the default protocol: per-question masks
                        train={"max_epochs": 2, "lr_decay_every": 1})
-    from utils.config import load_config
+    from training.run_schema import load_config
     assert load_config(cfg).dataset.questions_per_video == 0  # random batches, dropout masks drawn per question
     straight = train.run(["--cfg", str(cfg), "--exp_name", "straight"])
     return {"root": root, "data": data, "cfg": str(cfg), "straight": straight}

@@ -77,7 +77,7 @@ class StepContext:
 
 
 def autocast(device: torch.device, amp_dtype: torch.dtype | None):
-    """Autocast to ``amp_dtype`` on ``device`` (bf16/fp16 on CUDA, bf16 on the CPU: training.run_config.resolve_amp
+    """Autocast to ``amp_dtype`` on ``device`` (bf16/fp16 on CUDA, bf16 on the CPU: training.run_settings.resolve_amp
     decides); a no-op context for float32 (None). Parameters stay float32; the losses turn autocast off."""
     if amp_dtype is None:
         return contextlib.nullcontext()

@@ -26,9 +26,10 @@ from training.distributed import DistContext
 from training.engine import evaluate
 from training.metrics import ACCURACY, SplitAccuracy, format_value, accuracy_table, comparison_table, metric_unit
 from training.reporting import TEST_SELECTED_LABEL, accuracy_title, best_test_epoch
-from training.run_config import resolve_head
+from training.run_settings import resolve_head
 from training.samplers import VideoGroupedBatchSampler
-from utils.config import load_config, to_dict
+from utils.config import to_dict
+from training.run_schema import load_config
 from utils.device import resolve_device
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from model.params import count_parameters
 from model.registry import architecture
 from training.checkpoint import CheckpointError
-from utils.config import ConfigError, load_config, to_dict
+from utils.config import ConfigError, to_dict
+from training.run_schema import load_config
 
 RESUME_MAY_CHANGE = (
     "exp_name", "device", "dataset.save_dir", "dataset.data_dir", "dataset.num_workers",

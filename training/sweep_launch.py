@@ -63,10 +63,10 @@ def describe(run: Run, args: list[str]) -> str:
 
 def run_in_process(todo: list[tuple[Run, list[str]]]) -> None:
     """Train each run here, one after another; the trainer's errors propagate (the sweep stops at the first)."""
-    import train
+    from training import train_command
     for run, args in todo:
         print(f"[sweep] {describe(run, args)}", flush=True)
-        train.run(args)
+        train_command.run(args)
 
 
 def run_parallel(jobs: list[Job], slots: list[tuple[str, dict]], poll_seconds: float = 0.5) -> list[Job]:

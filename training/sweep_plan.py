@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from utils.config import ConfigError, load_config, parse_override
+from utils.config import ConfigError, parse_override
+from training.run_schema import load_config
 from utils.strict_yaml import StrictYAMLError, load_yaml
 from utils.text import short_repr
 
@@ -224,10 +225,10 @@ def _comparable(cfg: dict) -> dict:
 def planned_config(run: Run) -> dict:
     """The resolved config train.py would run ``run`` with (its config file, overrides and flags; the feature widths
     a run reads from its feature files when it starts)."""
-    import train
-    from training.run_config import resolve_feature_dims
+    from training import train_command
+    from training.run_settings import resolve_feature_dims
     from utils.config import to_dict
-    cfg = train.config_from_args(train.build_parser().parse_intermixed_args(list(run.train_args)))
+    cfg = train_command.config_from_args(train_command.build_parser().parse_intermixed_args(list(run.train_args)))
     resolve_feature_dims(cfg)
     return to_dict(cfg)
 

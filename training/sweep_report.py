@@ -78,7 +78,7 @@ def file_sha256(path: Path) -> str:
 def evaluation_key(cfg) -> dict:
     """What a cached test outcome depends on besides the checkpoint: the test question file's sha256 (None when it
     is missing: the evaluation then fails by itself) and the sha256 of the resolved config (JSON, sorted keys)."""
-    from training.data.paths import dataset_path
+    from preprocess.datasets.files import dataset_path
     from utils.config import to_dict
     test_file = dataset_path(cfg, "test_question_pt")
     config = json.dumps(to_dict(cfg), sort_keys=True, default=str).encode("utf-8")

@@ -28,13 +28,14 @@ from training.metrics import better, format_value, metric_for
 from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
 from training.run_checks import check_resume_config, check_student_smaller
-from training.run_config import (per_process_batch_size, resolve_amp, resolve_feature_dims, resolve_head, resolve_mode,
+from training.run_settings import (per_process_batch_size, resolve_amp, resolve_feature_dims, resolve_head, resolve_mode,
                                  run_dir_for)
 from training.run_dir import RunFolderError, RunLock, StopRequest, check_start, clear_run_outputs
 from training.samplers import VideoGroupedBatchSampler
 from training.sweep_report import write_run_predictions
 from utils.atomic import OutputWriteError, atomic_write, output_error
-from utils.config import REPO_ROOT, check_ranges, save_config, to_dict
+from utils.config import REPO_ROOT, to_dict
+from training.run_schema import check_ranges, save_config
 
 
 class TrainingInterrupted(Exception):

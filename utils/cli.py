@@ -25,7 +25,7 @@ INPUT_ERRORS = (
     ("preprocess.datasets.base", "DatasetLayoutError"), ("preprocess.question_file", "QuestionFileError"),
     ("preprocess.glove", "GloveFileError"), ("preprocess.backbones", "WeightsError"),
     ("preprocess.resnext3d", "CheckpointError"), ("preprocess.merge_features", "MergeError"),
-    ("preprocess.preprocess_features", "ExtractionError"), ("inference", "PredictError"), ("bench", "BenchError"),
+    ("preprocess.feature_extraction", "ExtractionError"), ("inference", "PredictError"), ("bench", "BenchError"),
 )
 
 

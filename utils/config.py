@@ -4,11 +4,10 @@ Every config is merged over ``configs/base.yml``, which lists every key the proj
 A config may name ``_base_: other.yml`` (relative to itself) to inherit from another config first.
 Unknown keys and values of the wrong type are rejected with the key's dotted name and the file it came from.
 
-Three sections are open to registered names instead of base.yml's keys: ``model`` (its keys are the fields of the
-typed config of the model that ``model.name`` selects, see model/registry.py), ``losses`` and ``distill.losses``
-(their keys are registered loss term names, each with its typed parameters, see model/losses.py; a term set to
-``null`` is removed). A few older keys are aliases of keys of those sections (:data:`ALIASES`): reading or
-writing either gives the same value.
+This module knows no model, loss or dataset. A :class:`Schema` adds what their owners define: open sections
+whose keys the owner checks (:class:`Section`, e.g. the ``model`` section, model/registry.py), alias keys that
+read and write another key (:data:`Schema.aliases`) and range rules. The training layer puts the run's schema
+together (training/run_schema.py); ``load_config(path)`` without a schema checks base.yml's keys only.
 """
 from __future__ import annotations
 
@@ -17,7 +16,9 @@ import dataclasses
 import math
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from easydict import EasyDict
@@ -30,17 +31,46 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BASE_CONFIG = REPO_ROOT / "configs" / "base.yml"
 
 
-# Older keys, kept read-compatible: each stands for the key it maps to (configs and overrides may use either).
-ALIASES = {
-    "train.alpha": "losses.similarity.weight",
-    "train.beta": "losses.hsic.weight",
-    "distill.lambda_appearance": "distill.losses.kd_appearance.weight",
-    "distill.lambda_motion": "distill.losses.kd_motion.weight",
-    "distill.temperature_appearance": "distill.losses.kd_appearance.temperature",
-    "distill.temperature_motion": "distill.losses.kd_motion.temperature",
-}
-LOSS_SECTIONS = ("losses", "distill.losses")
-MODEL_SECTION = "model"
+@dataclass(frozen=True)
+class Section:
+    """A config section its owner checks instead of base.yml's keys.
+
+    ``merge(defaults, update, origin, dotted) -> dict`` merges one layer into the section (ConfigError naming
+    ``origin`` and the key on a bad one); ``check(cfg)`` (optional) checks the whole merged config after every load
+    (ranges, rules between keys). With ``null_removes`` an entry set to null is removed, and a stored config keeps
+    only the entries it lists (save_config writes the removed base.yml entries back as null).
+    """
+    merge: Callable[[dict, dict, str, str], dict]
+    check: Callable[[dict], None] | None = None
+    null_removes: bool = False
+
+
+@dataclass(frozen=True)
+class Schema:
+    """What the owners of a config's sections add to base.yml's keys: ``sections`` (dotted name -> Section),
+    ``aliases`` (older key -> the key it stands for; reading or writing either gives the same value), ``ranges``
+    (as :data:`RANGES`), ``choices`` (dotted key -> the values it takes, of different types: checked by value, not
+    by the default's type), ``optional_strings`` (keys whose default is null but take a string when set) and
+    ``resolvers`` (each ``f(cfg: dict)`` runs last, e.g. to fill in a value that depends on other sections)."""
+    sections: dict = dataclasses.field(default_factory=dict)
+    aliases: dict = dataclasses.field(default_factory=dict)
+    ranges: dict = dataclasses.field(default_factory=dict)
+    choices: dict = dataclasses.field(default_factory=dict)
+    optional_strings: frozenset = frozenset()
+    resolvers: tuple = ()
+
+
+def combine(*schemas: Schema) -> Schema:
+    """One schema holding every part of ``schemas`` (their resolvers run in the order given)."""
+    return Schema(sections={k: v for s in schemas for k, v in s.sections.items()},
+                  aliases={k: v for s in schemas for k, v in s.aliases.items()},
+                  ranges={k: v for s in schemas for k, v in s.ranges.items()},
+                  choices={k: v for s in schemas for k, v in s.choices.items()},
+                  optional_strings=frozenset().union(*(s.optional_strings for s in schemas)),
+                  resolvers=tuple(r for s in schemas for r in s.resolvers))
+
+
+PLAIN = Schema()  # base.yml's keys only
 
 
 class ConfigError(ValueError):
@@ -75,7 +105,7 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _coerce(value, default, key: str, origin: str):
+def coerce(value, default, key: str, origin: str):
     """Return ``value`` converted to the type of ``default``; raise ConfigError if it cannot be."""
     if default is None or value is None:
         return value
@@ -102,115 +132,61 @@ def _coerce(value, default, key: str, origin: str):
     raise ConfigError(f"{origin}: key '{key}' expects {type(default).__name__}, got {short_repr(value)}")
 
 
-# Keys that take one of a few values of different types (checked by value instead of by the default's type).
-CHOICES = {"dataset.features_in_memory": ("auto", True, False)}
-# Keys whose default is null but that take a string when set (file names, folders, names).
-OPTIONAL_STRINGS = {f"dataset.{key}" for key in ("question_type", "data_dir", "appearance_feat", "motion_feat",
-                                                  "vocab_json", "train_question_pt", "val_question_pt",
-                                                  "test_question_pt")}
-
-
-def _choice(value, key: str, origin: str):
-    """``value`` if it is one of ``CHOICES[key]`` (True is not 1), else ConfigError listing them."""
-    if any(value == c and type(value) is type(c) for c in CHOICES[key]):
+def _choice(value, key: str, origin: str, choices: tuple):
+    """``value`` if it is one of ``choices`` (True is not 1), else ConfigError listing them."""
+    if any(value == c and type(value) is type(c) for c in choices):
         return value
-    allowed = " | ".join(str(c).lower() for c in CHOICES[key])
+    allowed = " | ".join(str(c).lower() for c in choices)
     raise ConfigError(f"{origin}: key '{key}' expects {allowed}, got {short_repr(value)}")
 
 
-def _merge(defaults: dict, update: dict, origin: str, prefix: str = "") -> dict:
-    """Merge ``update`` into a copy of ``defaults``, checking every key and type against ``defaults``."""
+def _merge(defaults: dict, update: dict, origin: str, schema: Schema = PLAIN, prefix: str = "") -> dict:
+    """Merge ``update`` into a copy of ``defaults``, checking every key and type against ``defaults`` (the
+    schema's sections by their owners)."""
     merged = copy.deepcopy(defaults)
     for key, value in update.items():
         dotted = f"{prefix}{key}"
-        if dotted in LOSS_SECTIONS or dotted == MODEL_SECTION:
+        if dotted in schema.sections:
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: key '{dotted}' is a section, got {short_repr(value)}")
-            merge_open = _merge_loss_section if dotted in LOSS_SECTIONS else _merge_model_section
-            merged[key] = merge_open(defaults.get(key) or {}, value, origin, dotted)
+            merged[key] = schema.sections[dotted].merge(defaults.get(key) or {}, value, origin, dotted)
             continue
         if key not in defaults:
             known = ", ".join(sorted(defaults)) or "(none)"
-            raise ConfigError(f"{origin}: unknown config key '{_clip(str(dotted))}' (known keys here: {known})")
+            raise ConfigError(f"{origin}: unknown config key '{clip_text(str(dotted))}' (known keys here: {known})")
         if isinstance(defaults[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: key '{dotted}' is a section, got {short_repr(value)}")
-            merged[key] = _merge(defaults[key], value, origin, dotted + ".")
-        elif dotted in CHOICES:
-            merged[key] = _choice(value, dotted, origin)
-        elif dotted in OPTIONAL_STRINGS:
+            merged[key] = _merge(defaults[key], value, origin, schema, dotted + ".")
+        elif dotted in schema.choices:
+            merged[key] = _choice(value, dotted, origin, schema.choices[dotted])
+        elif dotted in schema.optional_strings:
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{origin}: key '{dotted}' expects a string or null, got {short_repr(value)}")
             merged[key] = value
         else:
-            merged[key] = _coerce(value, defaults[key], dotted, origin)
+            merged[key] = coerce(value, defaults[key], dotted, origin)
     return merged
 
 
-def _merge_loss_section(defaults: dict, update: dict, origin: str, section: str) -> dict:
-    """Merge ``{term name: {parameter: value} | None}`` into a loss section; names and parameters are checked
-    against the registered terms (model/losses.py), missing parameters take the term's defaults."""
-    from model.losses import loss_term
-    merged = copy.deepcopy(defaults)
-    for name, params in update.items():
-        dotted = f"{section}.{name}"
-        if params is None:
-            merged.pop(name, None)
-            continue
-        spec = loss_term(name, f"{origin}: key '{dotted}'")
-        if not isinstance(params, dict):
-            raise ConfigError(f"{origin}: key '{dotted}' is a section of term parameters, got {short_repr(params)}")
-        current = merged.get(name) or dataclasses.asdict(spec.params())
-        merged[name] = dataclasses.asdict(typed_from_dict(spec.params, {**current, **params}, dotted, origin))
-    return merged
-
-
-def _merge_model_section(defaults: dict, update: dict, origin: str, section: str) -> dict:
-    """Merge into the ``model`` section: the keys every model has (model/registry.py SECTION_KEYS) plus the
-    fields of the typed config of the model ``name`` selects. Choosing another model starts from that model's
-    config defaults (the other model's fields are dropped)."""
-    from model.registry import SECTION_KEYS, model_spec
-    name = update.get("name", defaults.get("name"))
-    spec = model_spec(name, f"{origin}: key '{section}.name'")
-    merged = copy.deepcopy(defaults)
-    if name != defaults.get("name"):
-        merged = {k: v for k, v in merged.items() if k in SECTION_KEYS}
-    fields = {f.name: f for f in dataclasses.fields(spec.config)}
-    for key, value in update.items():
-        dotted = f"{section}.{key}"
-        if key in SECTION_KEYS:
-            merged[key] = SECTION_KEYS[key](value, dotted, origin)
-        elif key in fields:
-            merged[key] = _coerce_typed(value, _field_types(spec.config)[key], merged.get(key), dotted, origin)
-        else:
-            known = ", ".join(sorted([*SECTION_KEYS, *fields]))
-            raise ConfigError(f"{origin}: unknown config key '{_clip(str(dotted))}' for model '{name}' (known keys: {known})")
-    for key, field in fields.items():
-        if key not in merged and field.default is not dataclasses.MISSING:
-            merged[key] = field.default
-        elif key not in merged and field.default_factory is not dataclasses.MISSING:
-            merged[key] = _as_plain(field.default_factory())
-    return merged
-
-
-def _field_types(cls) -> dict:
+def field_types(cls) -> dict:
     return typing.get_type_hints(cls)
 
 
-def _as_plain(value):
+def as_plain(value):
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 _SAMPLES = {bool: False, int: 0, float: 0.0, str: "", list: [], dict: {}}
 
 
-def _coerce_typed(value, annotation, current, key: str, origin: str):
+def coerce_typed(value, annotation, current, key: str, origin: str):
     """``value`` as a value of type ``annotation`` (bool, int, float, str, list, dict, a dataclass of those given as
     a mapping, or ``X | None``); ConfigError naming ``key`` otherwise."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # X | None: None or an X
         inner = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(inner) == 1:
-            return None if value is None else _coerce_typed(value, inner[0], current, key, origin)
+            return None if value is None else coerce_typed(value, inner[0], current, key, origin)
     if dataclasses.is_dataclass(annotation):
         if not isinstance(value, dict):
             raise ConfigError(f"{origin}: key '{key}' is a section, got {short_repr(value)}")
@@ -218,13 +194,13 @@ def _coerce_typed(value, annotation, current, key: str, origin: str):
         return dataclasses.asdict(typed_from_dict(annotation, {**base, **value}, key, origin))
     if annotation not in _SAMPLES:
         raise TypeError(f"config field '{key}' has an unsupported type {annotation!r}")
-    return _coerce(value, _SAMPLES[annotation], key, origin)
+    return coerce(value, _SAMPLES[annotation], key, origin)
 
 
 def typed_from_dict(cls, values: dict, prefix: str, origin: str = "config"):
     """An instance of dataclass ``cls`` from a mapping: unknown keys, values of the wrong type and missing fields
     without a default raise ConfigError naming ``prefix.key``."""
-    types = _field_types(cls)
+    types = field_types(cls)
     unknown = sorted(set(values) - set(types))
     if unknown:
         raise ConfigError(f"{origin}: unknown config key '{prefix}.{unknown[0]}' (known keys here: "
@@ -236,7 +212,7 @@ def typed_from_dict(cls, values: dict, prefix: str, origin: str = "config"):
             if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{origin}: config key '{key}' is missing")
             continue
-        value = _coerce_typed(values[field.name], types[field.name], None, key, origin)
+        value = coerce_typed(values[field.name], types[field.name], None, key, origin)
         kwargs[field.name] = typed_from_dict(types[field.name], value, key, origin) \
             if dataclasses.is_dataclass(types[field.name]) else value
     return cls(**kwargs)
@@ -274,10 +250,10 @@ def _set_path(data: dict, path: list[str], value) -> None:
     node[path[-1]] = value
 
 
-def translate_aliases(update: dict, origin: str) -> dict:
-    """A copy of one config layer with every alias key (:data:`ALIASES`) moved to the key it stands for."""
+def translate_aliases(update: dict, origin: str, aliases: dict) -> dict:
+    """A copy of one config layer with every alias key (``aliases``: alias -> key) moved to the key it stands for."""
     update = copy.deepcopy(update)
-    for alias, target in ALIASES.items():
+    for alias, target in aliases.items():
         found, value = _pop_path(update, _split(alias))
         if not found or value is None:
             continue
@@ -289,9 +265,9 @@ def translate_aliases(update: dict, origin: str) -> dict:
     return update
 
 
-def _refresh_alias_views(cfg: dict) -> dict:
-    """Set every alias key to the value of the key it stands for (None when that term is not configured)."""
-    for alias, target in ALIASES.items():
+def _refresh_alias_views(cfg: dict, aliases: dict) -> dict:
+    """Set every alias key to the value of the key it stands for (None when that key is not set)."""
+    for alias, target in aliases.items():
         _set_path(cfg, _split(alias), _get_path(cfg, _split(target)))
     return cfg
 
@@ -299,7 +275,7 @@ def _refresh_alias_views(cfg: dict) -> dict:
 MAX_BASE_CHAIN = 32  # configs a _base_ chain may hold (ours hold 2)
 
 
-def _load_chain(path: Path, defaults: dict) -> dict:
+def _load_chain(path: Path, defaults: dict, schema: Schema) -> dict:
     """Load ``path`` over its ``_base_`` chain, itself over ``defaults`` (the chain read first, merged from its
     far end; ConfigError on a loop, a chain longer than MAX_BASE_CHAIN or a ``_base_`` that is no file name)."""
     chain: list[tuple[Path, dict]] = []
@@ -316,19 +292,19 @@ def _load_chain(path: Path, defaults: dict) -> dict:
         chain.append((path, data))
         path = path.parent / base if base is not None else None
     for path, data in reversed(chain):
-        defaults = _merge(defaults, translate_aliases(data, str(path)), str(path))
+        defaults = _merge(defaults, translate_aliases(data, str(path), schema.aliases), str(path), schema)
     return defaults
 
 
-def _positive(v) -> bool:
+def positive(v) -> bool:
     return math.isfinite(v) and v > 0
 
 
-def _non_negative(v) -> bool:
+def non_negative(v) -> bool:
     return math.isfinite(v) and v >= 0
 
 
-def _probability(v) -> bool:
+def probability(v) -> bool:
     return 0 <= v < 1  # NaN compares False
 
 
@@ -338,36 +314,10 @@ RANGES = {
     "seed": (lambda v: 0 <= v < 2 ** 31, "an integer in [0, 2**31) (numpy and torch seeds)"),
     "train.batch_size": (lambda v: v >= 2, ">= 2 (BatchNorm needs two questions in a training batch)"),
     "train.max_epochs": (lambda v: v >= 1, ">= 1"),
-    "train.lr": (_positive, "a finite number > 0"),
-    "train.lr_decay_every": (_non_negative, ">= 0"),
-    "train.lr_decay_factor": (_positive, "a finite number > 0"),
-    "train.grad_clip": (_non_negative, "a finite number >= 0 (0 = off)"),
-    "train.alpha": (_non_negative, "a finite number >= 0"),
-    "train.beta": (_non_negative, "a finite number >= 0"),
-    "model.module_dim": (lambda v: v > 0 and v % 2 == 0, "an even number > 0"),
-    "model.word_dim": (_positive, "> 0"),
-    "model.vision_dim": (_positive, "> 0"),
-    "model.appearance_dim": (_positive, "> 0 (or null: the appearance features' width)"),
-    "model.motion_dim": (_positive, "> 0 (or null: the motion features' width)"),
-    "model.num_heads": (_positive, "> 0"),
-    "model.graph_layers": (_positive, "> 0"),
-    "model.unit_layers": (_positive, "> 0"),
-    "model.mfb_factor": (_positive, "> 0"),
-    "model.mfb_dim": (_positive, "> 0"),
-    "model.dropout.*": (_probability, "in [0, 1)"),
-    "dataset.num_workers": (_non_negative, ">= 0"),
-    "dataset.questions_per_video": (_non_negative, ">= 0"),
-    "distill.temperature_appearance": (_positive, "a finite number > 0"),
-    "distill.temperature_motion": (_positive, "a finite number > 0"),
-    "distill.lambda_appearance": (_non_negative, "a finite number >= 0"),
-    "distill.lambda_motion": (_non_negative, "a finite number >= 0"),
-}
-
-
-# Parameters of every loss term (``losses.<term>.<name>`` and ``distill.losses.<term>.<name>``).
-LOSS_PARAMETER_RANGES = {
-    "weight": (_non_negative, "a finite number >= 0"),
-    "temperature": (_positive, "a finite number > 0"),
+    "train.lr": (positive, "a finite number > 0"),
+    "train.lr_decay_every": (non_negative, ">= 0"),
+    "train.lr_decay_factor": (positive, "a finite number > 0"),
+    "train.grad_clip": (non_negative, "a finite number >= 0 (0 = off)"),
 }
 
 
@@ -384,125 +334,113 @@ def _lookup(cfg: dict, dotted: str):
     return [(dotted, cfg[last])] if last in cfg else []
 
 
-def check_ranges(cfg) -> None:
-    """Raise ConfigError naming the first key whose value is outside its range in RANGES (or that breaks a rule
-    between keys: model.num_heads must divide model.module_dim; or an exp_name that is no single folder name)."""
-    for dotted, (valid, wording) in RANGES.items():
+def check_value_ranges(cfg, ranges: dict) -> None:
+    """Raise ConfigError naming the first key whose value is outside its range in ``ranges`` (as :data:`RANGES`)."""
+    for dotted, (valid, wording) in ranges.items():
         for key, value in _lookup(cfg, dotted):
             if value is not None and not valid(value):
                 raise ConfigError(f"config key '{key}' must be {wording}, got {short_repr(value)}")
-    for section in LOSS_SECTIONS:
-        for term, params in (_get_path(cfg, _split(section)) or {}).items():
-            for name, (valid, wording) in LOSS_PARAMETER_RANGES.items():
-                value = params.get(name) if isinstance(params, dict) else None
-                if value is not None and not valid(value):
-                    raise ConfigError(f"config key '{section}.{term}.{name}' must be {wording}, got {short_repr(value)}")
+
+
+def check_ranges(cfg, schema: Schema = PLAIN) -> None:
+    """Raise ConfigError naming the first key whose value is outside its range in RANGES or the schema's ranges,
+    that its section's owner refuses (:attr:`Section.check`), or an exp_name that is no single folder name."""
+    check_value_ranges(cfg, {**RANGES, **schema.ranges})
+    for section in schema.sections.values():
+        if section.check is not None:
+            section.check(cfg)
     name = cfg.get("exp_name")
     if isinstance(name, str) and (not name.strip() or name in (".", "..") or "/" in name or "\\" in name):
         raise ConfigError(f"config key 'exp_name' must name one folder inside dataset.save_dir (not empty, no '/', "
                           f"not '.' or '..'), got {short_repr(name)}")
-    model = cfg.get("model", {})
-    if "num_heads" in model and "module_dim" in model and model["module_dim"] % model["num_heads"]:
-        raise ConfigError(f"config key 'model.num_heads' must divide model.module_dim ({model['module_dim']}), "
-                          f"got {short_repr(model['num_heads'])}")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
     """Split ``a.b.c=VALUE`` into (['a', 'b', 'c'], parsed VALUE); VALUE is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override '{_clip(text)}' is not of the form KEY=VALUE (e.g. model.mfb_factor=2)")
+        raise ConfigError(f"override '{clip_text(text)}' is not of the form KEY=VALUE (e.g. model.mfb_factor=2)")
     key, raw = text.split("=", 1)
     try:
         value = load_yaml(raw) if raw != "" else ""
     except YAMLSyntaxError:
         value = raw
     except StrictYAMLError as e:
-        raise ConfigError(f"override '{_clip(text)}': {e}") from None
+        raise ConfigError(f"override '{clip_text(text)}': {e}") from None
     return key.strip().split("."), value
 
 
-def _clip(text: str, limit: int = 80) -> str:
+def clip_text(text: str, limit: int = 80) -> str:
     """``text`` on one line, at most ``limit`` characters (an override echoed in an error message)."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def apply_overrides(cfg: dict, overrides: list[str]) -> dict:
+def apply_overrides(cfg: dict, overrides: list[str], schema: Schema = PLAIN) -> dict:
     """Apply ``KEY=VALUE`` overrides to a plain-dict config, checking keys and types against it."""
     for text in overrides:
         keys, value = parse_override(text)
         nested = value
         for k in reversed(keys):
             nested = {k: nested}
-        cfg = _merge(cfg, translate_aliases(nested, f"override '{_clip(text)}'"), f"override '{_clip(text)}'")
-    return _refresh_alias_views(cfg)
+        origin = f"override '{clip_text(text)}'"
+        cfg = _merge(cfg, translate_aliases(nested, origin, schema.aliases), origin, schema)
+    return _refresh_alias_views(cfg, schema.aliases)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                data: dict | None = None) -> EasyDict:
+                data: dict | None = None, schema: Schema = PLAIN) -> EasyDict:
     """Load ``configs/base.yml``, then ``path`` (with its ``_base_`` chain) or ``data`` (a config as a dict, e.g.
-    the one stored in a checkpoint), then ``overrides``.
+    the one stored in a checkpoint), then ``overrides``; check ranges and run the schema's resolvers.
 
-    Returns an EasyDict so values read as ``cfg.model.graph_layers``.
+    Returns an EasyDict so values read as ``cfg.model.graph_layers``. A run's config loads through
+    training/run_schema.py, which passes the schema of every section.
     """
     cfg = _read_yaml(BASE_CONFIG)
     if path is not None:
-        cfg = _load_chain(Path(path), cfg)
+        cfg = _load_chain(Path(path), cfg, schema)
     if data is not None:
-        cfg = _restrict_loss_sections(_merge(cfg, translate_aliases(data, "stored config"), "stored config"), data)
-    cfg = apply_overrides(cfg, overrides or [])
-    check_ranges(cfg)
-    resolve_auto_head(cfg)
+        merged = _merge(cfg, translate_aliases(data, "stored config", schema.aliases), "stored config", schema)
+        cfg = _restrict_removable_sections(merged, data, schema)
+    cfg = apply_overrides(cfg, overrides or [], schema)
+    check_ranges(cfg, schema)
+    for resolve in schema.resolvers:
+        resolve(cfg)
     return EasyDict(cfg)
 
 
-def resolve_auto_head(cfg: dict) -> dict:
-    """``model.head: auto`` replaced by the answer type of the dataset ``dataset.name`` / ``dataset.question_type``
-    name (ConfigError listing the registered datasets when it names none). Other values are checked against the
-    dataset when a run starts (training/run_config.py resolve_head)."""
-    model = cfg.get("model") or {}
-    if model.get("head") != "auto":
-        return cfg
-    from preprocess.datasets import DatasetLayoutError, dataset_names, get_dataset
-    dataset = cfg.get("dataset") or {}
-    name = dataset.get("name")
-    if not isinstance(name, str) or name.lower() not in dataset_names(with_aliases=True):
-        raise ConfigError(f"config key 'dataset.name' must name a registered dataset, got {short_repr(name)} (registered: "
-                          f"{', '.join(dataset_names())})")
-    try:
-        model["head"] = get_dataset(name, dataset.get("question_type")).answer_type
-    except DatasetLayoutError as e:
-        raise ConfigError(f"config key 'dataset.question_type': {e}") from None
-    return cfg
+def _removable_sections(schema: Schema) -> list[str]:
+    return [name for name, section in schema.sections.items() if section.null_removes]
 
 
-def _restrict_loss_sections(cfg: dict, stored: dict) -> dict:
-    """A stored (fully resolved) config lists every term it uses: drop the terms that only base.yml added."""
-    for section in LOSS_SECTIONS:
-        terms = _get_path(stored, _split(section))
-        if isinstance(terms, dict):
+def _restrict_removable_sections(cfg: dict, stored: dict, schema: Schema) -> dict:
+    """A stored (fully resolved) config lists every entry it uses: drop the entries that only base.yml added."""
+    for section in _removable_sections(schema):
+        entries = _get_path(stored, _split(section))
+        if isinstance(entries, dict):
             merged = _get_path(cfg, _split(section))
-            _set_path(cfg, _split(section), {k: v for k, v in merged.items() if k in terms})
+            _set_path(cfg, _split(section), {k: v for k, v in merged.items() if k in entries})
     return cfg
 
 
-def _mark_removed_terms(cfg: dict) -> dict:
-    """``cfg`` with every base.yml loss term it does not use set to null (so that the file reloads as it is)."""
+def _mark_removed_entries(cfg: dict, schema: Schema) -> dict:
+    """``cfg`` with every base.yml entry of a removable section it does not use set to null (so that the file
+    reloads as it is)."""
     base = _read_yaml(BASE_CONFIG)
-    for section in LOSS_SECTIONS:
-        terms = _get_path(cfg, _split(section)) or {}
-        removed = {k: None for k in (_get_path(base, _split(section)) or {}) if k not in terms}
-        _set_path(cfg, _split(section), {**terms, **removed})
+    for section in _removable_sections(schema):
+        entries = _get_path(cfg, _split(section)) or {}
+        removed = {k: None for k in (_get_path(base, _split(section)) or {}) if k not in entries}
+        _set_path(cfg, _split(section), {**entries, **removed})
     return cfg
 
 
-def set_key(cfg, dotted: str, value) -> EasyDict:
+def set_key(cfg, dotted: str, value, schema: Schema = PLAIN) -> EasyDict:
     """A copy of ``cfg`` with one key set, checked (name, type, aliases) as an override would be."""
     nested = value
     for key in reversed(_split(dotted)):
         nested = {key: nested}
     origin = f"setting '{dotted}'"
-    return EasyDict(_refresh_alias_views(_merge(to_dict(cfg), translate_aliases(nested, origin), origin)))
+    merged = _merge(to_dict(cfg), translate_aliases(nested, origin, schema.aliases), origin, schema)
+    return EasyDict(_refresh_alias_views(merged, schema.aliases))
 
 
 def to_dict(cfg) -> dict:
@@ -514,10 +452,11 @@ def to_dict(cfg) -> dict:
     return cfg
 
 
-def save_config(cfg, path: str | Path) -> None:
-    """Write the fully resolved config as YAML, atomically (the file reloads with ``load_config``)."""
+def save_config(cfg, path: str | Path, schema: Schema = PLAIN) -> None:
+    """Write the fully resolved config as YAML, atomically (the file reloads with ``load_config`` and the same
+    schema)."""
     with atomic_write(path, "w") as f:
-        yaml.safe_dump(_mark_removed_terms(to_dict(cfg)), f, sort_keys=False)
+        yaml.safe_dump(_mark_removed_entries(to_dict(cfg), schema), f, sort_keys=False)
 
 
 def add_config_arguments(parser, cfg_required: bool = True) -> None:

@@ -5,7 +5,7 @@
     backbone.kind, backbone.feature_dim, backbone.input_size, backbone.normalisation()
     extractor = backbone.build_extractor(weights_path, seed=0)   # uint8 frames (N, H, W, 3) -> (N, D)
 
-``preprocess/preprocess_features.py`` extracts through this registry and writes the backbone's settings into the
+``preprocess/feature_extraction.py`` extracts through this registry and writes the backbone's settings into the
 HDF5 file's attributes. Adding a backbone: a module ``preprocess/backbones/<name>.py`` with a :class:`Backbone`
 subclass decorated with :func:`register_backbone`, and its name in ``BACKBONE_MODULES`` below (a backbone registered
 anywhere else, e.g. in a test file, is found too once its module is imported). Modules are imported on first use.

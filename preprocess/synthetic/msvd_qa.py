@@ -36,8 +36,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from utils.threads import default_openmp_wait_policy
-default_openmp_wait_policy()  # before torch loads; see utils/threads.py
+from utils.openmp_policy import default_openmp_wait_policy
+default_openmp_wait_policy()  # before torch loads; see utils/openmp_policy.py
 
 import numpy as np
 from termcolor import colored

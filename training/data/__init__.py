@@ -18,7 +18,8 @@ from training.data.bundle import DataBundle, load_data
 from training.data.features import (APPEARANCE_DATASET, FEATURE_LOAD_CHUNK, MOTION_DATASET, H5Features,
                                     InMemoryFeatures, VideoTable, build_video_table,
                                     read_extraction_settings, to_device_async)
-from training.data.paths import DataError, data_dir, dataset_path, dataset_spec, require_file, resolve_path
+from preprocess.datasets.files import data_dir, dataset_path, dataset_spec, resolve_path
+from training.data.paths import DataError, require_file
 from training.data.placement import (FEATURE_MEMORY_SHARE, choose_feature_placement, features_bytes,
                                      host_memory_available)
 from training.data.questions import (MISSING_FEATURE_POLICIES, SPLIT_KEYS, SPLITS, QuestionSplit,

@@ -11,7 +11,8 @@ import torch
 from training.checkpoint import DataSignature, vocab_fingerprint
 from training.data.batches import BatchDataset
 from training.data.features import H5Features, InMemoryFeatures, build_video_table, read_extraction_settings
-from training.data.paths import DataError, dataset_path, dataset_spec
+from preprocess.datasets.files import dataset_path, dataset_spec
+from training.data.paths import DataError
 from training.data.placement import feature_placement
 from training.data.questions import (SPLIT_KEYS, SPLITS, embedding_vocabulary, load_split, log_split_coverage,
                                      missing_feature_policy)

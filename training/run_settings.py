@@ -75,30 +75,36 @@ def per_process_batch_size(cfg, world_size: int) -> int:
     return batch_size // world_size
 
 
-def resolve_head(cfg) -> str:
+def resolve_head(cfg, check: bool = True) -> str | None:
     """``model.head`` resolved against the dataset (``auto`` = the head its answer type names; any other value must
-    be a registered head (model/heads/) that reads that answer type) and written back into ``cfg.model`` (so
-    checkpoints store it); the configured loss terms must fit it (ConfigError naming the key otherwise). A model
-    whose config has no ``head`` key answers open-ended questions only."""
+    be a registered head (model/heads/) that reads that answer type) and written back into the config's model
+    section (so checkpoints store it); the configured loss terms must fit it (ConfigError naming the key otherwise).
+    A model whose config has no ``head`` key answers open-ended questions only. ``check=False`` (while a config
+    loads, training/run_schema.py): only ``auto`` is replaced, and a config that sets no ``auto`` head is not
+    checked yet (that happens when a run starts)."""
     from model.heads import DEFAULT_HEAD, get_head, head_names
     from model.losses import check_heads
-    from training.data.paths import dataset_spec
+    from preprocess.datasets.files import dataset_spec
+    model = cfg["model"]
+    if not check and model.get("head") != "auto":
+        return model.get("head")
     spec = dataset_spec(cfg)
     wanted = spec.answer_type
-    if "head" not in cfg.model:
+    if "head" not in model:
         if wanted != DEFAULT_HEAD:
-            raise ConfigError(f"config key 'model.name': model '{cfg.model.name}' has no answer head setting "
+            raise ConfigError(f"config key 'model.name': model '{model['name']}' has no answer head setting "
                               f"(model.head) and answers open-ended questions only, but {spec.file_prefix} is {wanted}")
         head = DEFAULT_HEAD
     else:
-        head = cfg.model.head
+        head = model["head"]
         if head == "auto":
             head = wanted
         elif head not in head_names() or get_head(head).answer_format != wanted:
             raise ConfigError(f"config key 'model.head' is {head}, but dataset {spec.file_prefix} (dataset.name / "
                               f"dataset.question_type) is {wanted}: set model.head to auto or {wanted}")
-        cfg.model.head = head
-    check_heads(cfg, head)
+        model["head"] = head
+    if check:
+        check_heads(cfg, head)
     return head
 
 
@@ -113,7 +119,7 @@ def resolve_feature_dims(cfg) -> None:
     store it. A model without these keys, a number already set (checked against the data when the model is built)
     and a file that cannot be read (reported when the data loads) are left alone."""
     import h5py
-    from training.data.paths import dataset_path
+    from preprocess.datasets.files import dataset_path
     for key, (file_key, dataset_name) in FEATURE_WIDTH_KEYS.items():
         if key not in cfg.model or cfg.model[key] is not None:
             continue
