@@ -37,7 +37,9 @@ class Bottleneck(nn.Module):
         shortcut = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + shortcut)
+        out = self.bn3(self.conv3(out))
+        out += shortcut                     # in place: no new (N, 4 width, H, W) tensor
+        return self.relu(out)
 
 
 class ResNet(nn.Module):
