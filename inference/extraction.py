@@ -112,10 +112,11 @@ class VideoExtractor:
     """Extracts videos as the feature files of ``settings`` were extracted (both kinds); the networks are built
     once. ``weights``: {"appearance": path | None, "motion": path | None}, files to use instead of the backbones'
     default ones (their sha256 must be the recorded one); ``channels_last``: the backbones' memory layout (the
-    preprocessing's option: the same features up to float rounding)."""
+    preprocessing's option), ``fold_norms``: BatchNorm folded into the convolutions (both give the same features up
+    to float rounding)."""
 
     def __init__(self, settings: dict, device: torch.device, weights: dict | None = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, fold_norms: bool = False):
         self.settings, self.device = settings, device
         self.backbones, self.extractors = {}, {}
         for kind in KINDS:
@@ -136,7 +137,8 @@ class VideoExtractor:
             self.backbones[kind] = backbone
             self.extractors[kind] = backbone.build_extractor(
                 self._weights(kind, backbone, (weights or {}).get(kind)), int(s["seed"]),
-                (int(s["image_height"]), int(s["image_width"])), s.get("motion_input"), channels_last).to(device)
+                (int(s["image_height"]), int(s["image_width"])), s.get("motion_input"), channels_last,
+                fold_norms).to(device)
 
     def _weights(self, kind: str, backbone, path: str | None) -> Path | None:
         s = self.settings[kind]

@@ -150,14 +150,15 @@ def test_video_is_extracted_as_the_stored_features(demo, tmp_path, capsys):
     assert np.allclose([a["probability"] for a in from_video], [a["probability"] for a in from_stored], atol=1e-5)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_video_features_equal_the_stored_rows(demo, channels_last):
+@pytest.mark.parametrize("channels_last,fold_norms", [(False, False), (True, False), (True, True)])
+def test_video_features_equal_the_stored_rows(demo, channels_last, fold_norms):
     """predict.py's extraction of a dataset video with the settings its checkpoint recorded gives the rows the
     preprocessing stored for it (the same code: backbone registry + preprocess_features.video_features)."""
     from inference.extraction import VideoExtractor
     question = stored_question(demo)
     settings = torch.load(demo["teacher"], weights_only=True)["extraction"]
-    features = VideoExtractor(settings, torch.device("cpu"), channels_last=channels_last)(question["path"])
+    features = VideoExtractor(settings, torch.device("cpu"), channels_last=channels_last,
+                              fold_norms=fold_norms)(question["path"])
     for kind, key, got in (("appearance", "resnet_features", features.appearance),
                            ("motion", "resnext_features", features.motion)):
         with h5py.File(demo["data"] / f"msvd-qa_{kind}_feat.h5", "r") as f:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 
 from preprocess.backbones.base import (FEATURE_KEYS, KINDS, RESIZE, Backbone, MissingWeightsError, WeightsError,
-                                       file_sha256, recalibrate_batchnorm, resize_frames, resize_to_uint8,
+                                       file_sha256, fold_batchnorm, recalibrate_batchnorm, resize_frames, resize_to_uint8,
                                        resolve_weights)
 
 # The built-in backbones: each is preprocess/backbones/<name>.py, imported when first asked for.
@@ -51,12 +51,12 @@ def get_backbone(name: str) -> Backbone:
 
 
 def build_extractor(model_name: str, weights, seed: int, size: tuple[int, int] | None = None,
-                    motion_input: str | None = None, channels_last: bool = False):
+                    motion_input: str | None = None, channels_last: bool = False, fold_norms: bool = False):
     """``get_backbone(model_name).build_extractor(...)``: uint8 frames or clips -> (N, D) features, eval mode, CPU;
     ``weights=None`` is random init seeded by ``seed``; motion_input picks one of the backbone's input_modes."""
-    return get_backbone(model_name).build_extractor(weights, seed, size, motion_input, channels_last)
+    return get_backbone(model_name).build_extractor(weights, seed, size, motion_input, channels_last, fold_norms)
 
 
 __all__ = ["BACKBONE_MODULES", "FEATURE_KEYS", "KINDS", "RESIZE", "Backbone", "MissingWeightsError", "WeightsError",
-           "backbone_names", "build_extractor", "file_sha256", "get_backbone", "recalibrate_batchnorm",
+           "backbone_names", "build_extractor", "file_sha256", "fold_batchnorm", "get_backbone", "recalibrate_batchnorm",
            "register_backbone", "resize_frames", "resize_to_uint8", "resolve_weights"]

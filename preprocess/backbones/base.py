@@ -1,5 +1,5 @@
 """What every backbone module declares (:class:`Backbone`) and what they share: input resizing, pixel normalisation,
-the frame/clip extractor wrappers, weight-file checks and BatchNorm recalibration.
+the frame/clip extractor wrappers, weight-file checks, BatchNorm recalibration and BatchNorm folding.
 
 An extractor takes raw uint8 RGB pixels at the video's own resolution (so only bytes cross to the GPU), resizes them
 to the backbone's input size (bicubic, antialiased like PIL's, which HCRN/DualVGR used through scipy's imresize;
@@ -10,6 +10,7 @@ and runs the network to its pooled feature:
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import pickle
 from pathlib import Path
@@ -120,9 +121,12 @@ class Backbone:
         raise WeightsError(f"{self.name} takes no weights file")
 
     def build_extractor(self, weights: Path | None, seed: int, size: tuple[int, int] | None = None,
-                        input_mode: str | None = None, channels_last: bool = False) -> nn.Module:
+                        input_mode: str | None = None, channels_last: bool = False,
+                        fold_norms: bool = False) -> nn.Module:
         """The extractor (uint8 pixels -> features) on the CPU in eval mode; ``weights=None``: random init seeded by
-        ``seed``. size: (height, width) the frames are resized to (default :attr:`input_size`)."""
+        ``seed``. size: (height, width) the frames are resized to (default :attr:`input_size`). ``channels_last``
+        and ``fold_norms`` (:func:`fold_batchnorm`, inference only: not before a BatchNorm recalibration) make it
+        faster and change the features by float rounding only."""
         size = tuple(size) if size is not None else tuple(self.input_size)
         mean, std, _ = self.input_modes[self.input_mode(input_mode)]
         with torch.random.fork_rng(devices=[]):
@@ -136,6 +140,8 @@ class Backbone:
                                    "and plain containers are accepted; save a plain state dict)") from None
             except (RuntimeError, OSError, EOFError) as e:
                 raise WeightsError(f"{weights}: cannot be read as a weights file ({str(e).splitlines()[0]})") from None
+        if fold_norms:
+            network = fold_batchnorm(network.eval())
         layout = torch.contiguous_format
         if channels_last:
             network = network.to(memory_format=torch.channels_last if self.conv_dims == 2 else torch.channels_last_3d)
@@ -283,3 +289,50 @@ def recalibrate_batchnorm(extractor: nn.Module, batches: Iterable[torch.Tensor])
     if seen == 0:
         raise ValueError("BatchNorm recalibration got no samples")
     return seen
+
+
+class _ConvNormTracer(torch.fx.Tracer):
+    """Keeps every convolution and BatchNorm a single node, also subclasses defined outside torch.nn (e.g. a
+    convolution with "same" padding): folding only rescales their weight and bias."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return (isinstance(module, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm))
+                or super().is_leaf_module(module, qualified_name))
+
+
+@torch.no_grad()
+def fold_batchnorm(network: nn.Module) -> nn.Module:
+    """``network`` (eval mode) with every BatchNorm that reads a convolution's output, and is that output's only
+    reader, folded into the convolution: ``gamma (W x + b - mu) / sqrt(var + eps) + beta = W' x + b'`` with
+    ``s = gamma / sqrt(var + eps)``, ``W' = s W`` (per output channel) and ``b' = s (b - mu) + beta``.
+
+    In place: the convolution gets the new weight and bias, the BatchNorm becomes an ``nn.Identity``; the network's
+    forward is unchanged. The same function of the input up to float rounding, one pass over each activation fewer
+    (ResNet-101: about 15 % of its time on this project's CPU). Inference only: the running statistics become part
+    of the weights. The pairs are found by tracing the forward (``torch.fx``); a network whose forward cannot be
+    traced (control flow on its input) is returned unchanged, as is a module called more than once.
+    """
+    try:
+        graph = _ConvNormTracer().trace(network)
+    except torch.fx.proxy.TraceError:
+        return network
+    calls = [node for node in graph.nodes if node.op == "call_module"]
+    times_called = {target: sum(node.target == target for node in calls) for target in {n.target for n in calls}}
+    for node in calls:
+        norm, source = network.get_submodule(node.target), node.args[0] if node.args else None
+        if (not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.running_mean is None
+                or not isinstance(source, torch.fx.Node) or source.op != "call_module" or len(source.users) != 1
+                or times_called[node.target] != 1 or times_called[source.target] != 1
+                or not isinstance(network.get_submodule(source.target), nn.modules.conv._ConvNd)):
+            continue
+        conv = network.get_submodule(source.target)
+        scale = torch.rsqrt(norm.running_var + norm.eps)
+        shift = -norm.running_mean * scale
+        if norm.affine:
+            scale, shift = scale * norm.weight, shift * norm.weight + norm.bias
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+        conv.weight = nn.Parameter(conv.weight * scale.view(-1, *([1] * (conv.weight.dim() - 1))))
+        conv.bias = nn.Parameter(bias * scale + shift)
+        parent, _, name = node.target.rpartition(".")
+        setattr(network.get_submodule(parent), name, nn.Identity())
+    return network

@@ -1,13 +1,14 @@
-"""torchvision's ResNet-101 on frames, to its global average pool: HCRN/DualVGR's appearance extractor (2048-d)."""
+"""ResNet-101 on frames, to its global average pool: HCRN/DualVGR's appearance extractor (2048-d), with torchvision's
+parameter names and random initialisation (preprocess/resnet2d.py), so torchvision's ImageNet files load unchanged."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import torchvision
 from torch import nn
 
 from preprocess.backbones.base import Backbone, check_state_dict, load_state_dict_file
 from preprocess.backbones import register_backbone
+from preprocess.resnet2d import resnet101
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,7 +33,7 @@ class ResNet101(Backbone):
     calibration_batch = 64
 
     def build_network(self, size: tuple[int, int]) -> nn.Module:
-        network = torchvision.models.resnet101(weights=None)
+        network = resnet101()
         network.fc = nn.Identity()
         return network
 
