@@ -39,7 +39,7 @@ from training.significance import DEFAULT_ROUNDS, paired_permutation_test
 from bench import BenchError
 from training.run_schema import load_config
 from utils.cli import exit_on_input_error
-from utils.config import REPO_ROOT, ConfigError, add_config_arguments
+from utils.config import REPO_ROOT, add_config_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:

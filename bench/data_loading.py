@@ -51,7 +51,7 @@ from training.data import (APPEARANCE_DATASET, MOTION_DATASET, batch_to_device, 
 from training.samplers import VideoGroupedBatchSampler
 from training.run_schema import load_config
 from utils.cli import exit_on_input_error
-from utils.config import ConfigError, add_config_arguments
+from utils.config import add_config_arguments
 from utils.progress import progress
 from utils.safe_pickle import dump_pickle
 

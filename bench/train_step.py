@@ -57,7 +57,7 @@ from training.engine import CompiledWithFallback, StepContext, train_step
 from training.run_schema import load_config
 from training.run_settings import AMP_CHOICES, AMP_DTYPES, resolve_amp
 from utils.cli import exit_on_input_error
-from utils.config import ConfigError, add_config_arguments
+from utils.config import add_config_arguments
 
 MODES = ("teacher", "student", "kd")
 ADAM_IMPLEMENTATIONS = ("default", "fused", "foreach", "forloop")
@@ -249,7 +249,7 @@ def run(argv=None) -> float:
     rates = {amp: shape.batch_size / s.median for amp, s in summaries.items()}
 
     print(f"load avg   | before {load_before} | after {load_average()}")
-    print(colored(f"ms/step    | " + " | ".join(f"{dtype_name(v.dtype)}: {summaries[v.amp].milliseconds()}"
+    print(colored("ms/step    | " + " | ".join(f"{dtype_name(v.dtype)}: {summaries[v.amp].milliseconds()}"
                                                 for v in variants), "green"))
     base = rates[amps[0]]
     print("rates      | " + " | ".join(
@@ -264,7 +264,7 @@ def run(argv=None) -> float:
             bound = flops.total / peak
             parts.append(f"{dtype_name(v.dtype)}: peak {peak / 1e9:.0f} GFLOP/s -> {1000 * bound:.4g} ms/step, "
                          f"measured {summaries[v.amp].median / bound:.3g}x it")
-        print(f"FLOP bound | " + " | ".join(parts) + f" ({'x'.join(map(str, PEAK_SHAPE))} product)")
+        print("FLOP bound | " + " | ".join(parts) + f" ({'x'.join(map(str, PEAK_SHAPE))} product)")
     print(f"peak memory| {peak_memory(device)}{' (all settings together)' if len(variants) > 1 else ''}")
     print(f"epoch      | {dtype_name(variants[-1].dtype)}: {epoch_projection(rates[amps[-1]])}")
     if args.profile:

@@ -14,7 +14,7 @@ from preprocess.datasets import register_dataset
 from preprocess.datasets.svqa import SVQA
 from preprocess.preprocess_features import main as extract_main
 from preprocess.preprocess_questions import main as questions_main
-from preprocess.synthetic_layouts import write_synthetic
+from preprocess.synthetic import write_synthetic
 from utils.config import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -152,7 +152,8 @@ def run_evaluation_key(run_dir: Path) -> dict | None:
     config = run_dir / "config.yaml"
     if not config.is_file():
         return None
-    from utils.config import ConfigError, load_config
+    from training.run_schema import load_config
+    from utils.config import ConfigError
     from utils.strict_yaml import StrictYAMLError
     try:
         return evaluation_key(load_config(config))

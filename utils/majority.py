@@ -1,7 +1,7 @@
 """The project's one majority definition: the most frequent answer id, lowest id on ties, some ids excluded.
 
 Every majority baseline uses it: the answer heads' (model/heads/, scored by training/baselines.py and validate.py
---compare) and the synthetic generator's dataset statistics (preprocess/synthetic_dataset.py, whose text answers it
+--compare) and the synthetic generator's dataset statistics (preprocess/synthetic/msvd_qa.py, whose text answers it
 numbers in order of first appearance, so a tie goes to the answer seen first).
 """
 from __future__ import annotations

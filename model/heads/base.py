@@ -1,7 +1,7 @@
 """The :class:`Head` interface and its registry.
 
 Head modules are listed in :data:`HEAD_MODULES` and imported on the first :func:`get_head` / :func:`head_names`
-call, so importing this package never loads torch (the OpenMP policy of utils/threads.py must come first).
+call, so importing this package never loads torch (the OpenMP policy of utils/openmp_policy.py must come first).
 
 Shapes: B questions, A answers (open-ended), K candidates (multiple choice), d = module_dim, C clips.
 """

@@ -10,7 +10,6 @@ and runs the network to its pooled feature:
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import pickle
 from pathlib import Path

@@ -89,7 +89,7 @@ def load_data(cfg, splits=SPLITS, device: torch.device = torch.device("cpu"),
 
 def data_head(cfg, spec) -> str:
     """The answer head the data is read for: ``model.head`` when it names a registered head (a run resolves
-    ``auto`` first: training/run_config.py), else the dataset's answer type."""
+    ``auto`` first: training/run_settings.py), else the dataset's answer type."""
     from model.heads import head_names
     head = cfg.model.get("head") if "model" in cfg else None
     return head if head in head_names() else spec.answer_type
