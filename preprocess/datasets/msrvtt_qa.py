@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 
 from preprocess.datasets import register_dataset
-from preprocess.datasets.base import QA_SPLITS, Dataset, DatasetLayoutError, VideoEntry
-from preprocess.datasets.qa_json import read_qa_video_ids, read_split_json
-from preprocess.text import QUESTION_TYPES
+from preprocess.datasets.base import QA_SPLITS, DatasetLayoutError, VideoEntry
+from preprocess.datasets.qa_json import QAJsonDataset, read_qa_video_ids
 
 MSRVTT_VIDEO_DIRS = {"train": "TrainValVideo", "val": "TrainValVideo", "test": "TestVideo"}
 
@@ -44,19 +43,12 @@ def list_msrvtt_videos(dataset_dir: Path) -> list[VideoEntry]:
     return entries
 
 
-
 @register_dataset
-class MSRVTTQA(Dataset):
+class MSRVTTQA(QAJsonDataset):
     name = "msrvtt-qa"
     aliases = ("msrvtt",)
-    answer_type = "open_ended"
-    category_names = QUESTION_TYPES + ("other",)
-    category_source = "first_word"
     default_num_clips = 16      # DualVGR
     default_answer_top = 4000   # HCRN / DualVGR
 
     def list_videos(self, dataset_dir: Path) -> list[VideoEntry]:
         return list_msrvtt_videos(dataset_dir)
-
-    def read_split(self, dataset_dir: Path, split: str):
-        return read_split_json(dataset_dir, split)

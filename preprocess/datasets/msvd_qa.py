@@ -12,9 +12,8 @@ import re
 from pathlib import Path
 
 from preprocess.datasets import register_dataset
-from preprocess.datasets.base import Dataset, DatasetLayoutError, VideoEntry
-from preprocess.datasets.qa_json import read_qa_video_ids, read_split_json
-from preprocess.text import QUESTION_TYPES
+from preprocess.datasets.base import DatasetLayoutError, VideoEntry
+from preprocess.datasets.qa_json import QAJsonDataset, read_qa_video_ids
 
 MSVD_MAPPING = "youtube_mapping.txt"
 MSVD_VIDEO_DIR = "YouTubeClips"
@@ -54,19 +53,12 @@ def list_msvd_videos(dataset_dir: Path) -> list[VideoEntry]:
     return entries
 
 
-
 @register_dataset
-class MSVDQA(Dataset):
+class MSVDQA(QAJsonDataset):
     name = "msvd-qa"
     aliases = ("msvd",)
-    answer_type = "open_ended"
-    category_names = QUESTION_TYPES + ("other",)
-    category_source = "first_word"
     default_num_clips = 8       # DualVGR
     default_answer_top = 1000   # HCRN / DualVGR
 
     def list_videos(self, dataset_dir: Path) -> list[VideoEntry]:
         return list_msvd_videos(dataset_dir)
-
-    def read_split(self, dataset_dir: Path, split: str):
-        return read_split_json(dataset_dir, split)

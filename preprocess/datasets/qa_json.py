@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from preprocess.datasets.base import QA_SPLITS, DatasetLayoutError, QAEntry
+from preprocess.datasets.base import QA_SPLITS, Dataset, DatasetLayoutError, QAEntry
 from preprocess.question_file import QuestionFileError, read_json
-from preprocess.text import tokenize_question
+from preprocess.text import QUESTION_TYPES, tokenize_question
 from utils.progress import progress
 from utils.text import short_repr
 
@@ -95,3 +95,15 @@ def read_split_json(dataset_dir: Path, split: str) -> tuple[list[QAEntry], list[
     """The split's entries from ``<split>_qa.json`` (in ``dataset_dir`` or its ``annotations/``)."""
     path = qa_file(dataset_dir, split) or dataset_dir / f"{split}_qa.json"
     return read_qa_json(path)
+
+
+class QAJsonDataset(Dataset):
+    """What MSVD-QA and MSRVTT-QA share: open-ended questions in ``{train,val,test}_qa.json``, each typed by its
+    first word (what / who / how / when / where, else other). A subclass declares its name, defaults and video
+    layout (``list_videos``)."""
+    answer_type = "open_ended"
+    category_names = QUESTION_TYPES + ("other",)
+    category_source = "first_word"
+
+    def read_split(self, dataset_dir: Path, split: str) -> tuple[list[QAEntry], list[str]]:
+        return read_split_json(dataset_dir, split)
