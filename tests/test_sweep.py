@@ -123,6 +123,23 @@ def test_the_sweep_reads_the_trainers_test_predictions_and_reports_the_same(tmp_
         assert evaluated["questions"] == trainers["questions"] and evaluated["accuracy"] == trainers["accuracy"]
 
 
+def test_runs_trained_in_bf16_are_evaluated_again_in_float32(tmp_path, monkeypatch):
+    """The trainer's test pass of a bf16 run can differ from validate.py's float32 one by rounding: the sweep
+    evaluates those runs itself, so its report is the float32 one whatever the training precision."""
+    calls = []
+    real = training.evaluation.SplitEvaluator
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(training.trainer, "plot_run", lambda *a, **k: None)
+    monkeypatch.setattr(training.evaluation, "SplitEvaluator", counting)
+    argv = ["--cfg", str(_configs(tmp_path)), "train.amp=bf16", "--out", str(tmp_path / "sweep"), "--seeds", "0"]
+    sweep.run(argv)
+    assert len(calls) == 1  # one evaluator (made once), for the runs the trainer left to the sweep
+    assert all(_predictions(p.parent)["questions"] for p in (tmp_path / "sweep").glob("*/test_predictions.json"))
+
+
 def test_an_interrupted_run_is_resumed(swept, monkeypatch):
     run_dir = swept["out"] / "student__seed1"
     (run_dir / "test_results.json").unlink()

@@ -372,8 +372,12 @@ class _Run:
         if self.dist.is_main:
             table = write_test_results(self.run_dir, result.accuracy, best["best_epoch"], best["best_metric"],
                                        self.best_path, self.bundle.splits["test"].scoring(), test_selected)
-            write_run_predictions(self.run_dir, SplitView(self.bundle, "test", self.head), result.predictions,
-                                  result.accuracy, count_parameters(self.model))
+            if self.amp_dtype is None and not self.cfg.train.compile:
+                # A float32 eager pass is the one validate.py and the sweep make: the sweep reads it instead of
+                # evaluating again. A bf16/fp16 or compiled pass can differ by rounding, so those runs are left to
+                # the sweep's own float32 evaluation, as before.
+                write_run_predictions(self.run_dir, SplitView(self.bundle, "test", self.head), result.predictions,
+                                      result.accuracy, count_parameters(self.model))
             short = "mse" if self.metric == "MSE" else "acc"
             for name, value in {**result.accuracy.by_type(), **result.accuracy.by_group()}.items():
                 if value is not None:
