@@ -20,7 +20,7 @@ results (in <dataset.save_dir>/<exp_name>/):
   loss_ce.png, accuracy.png, loss_distillation.png (kd runs)   curves (loss_ce.png: count runs plot their MSE term)
   tensorboard/             TensorBoard events (tensorboard --logdir results)
   test_results.json, test_results.md   test accuracy per question type of the best checkpoint
-  test_predictions.json    its per-question test predictions (sweep.py reads them; training/sweep_report.py)
+  test_predictions.json    its per-question test predictions, float32 uncompiled runs (sweep.py reads them)
   train.log                the console log
   run.lock                 pid and host of the run writing the folder (removed when it ends)
 
