@@ -38,6 +38,9 @@ class Target:
     tests: tuple
 
 
+# The answer heads (model/heads/) own predictions, outcomes and majority answers: guarded by their by-hand tests.
+HEAD_TESTS = ("tests/test_answer_heads.py", "tests/test_heads.py", "tests/test_heads_pipeline.py",
+              "tests/test_metrics.py", "tests/test_baselines.py")
 TARGETS = {
     "significance": Target("training/significance.py", ("tests/test_significance.py",)),
     "metrics": Target("training/metrics.py", ("tests/test_metrics.py", "tests/test_plots.py",
@@ -50,6 +53,10 @@ TARGETS = {
     "heads": Target("model/fusion.py", ("tests/test_heads.py", "tests/test_model.py")),
     "sweep_report": Target("training/sweep_report.py", ("tests/test_sweep_report.py",)),
     "text": Target("preprocess/text.py", ("tests/test_tokenize.py",)),
+    "head_base": Target("model/heads/base.py", HEAD_TESTS),
+    "head_open_ended": Target("model/heads/open_ended.py", HEAD_TESTS),
+    "head_multiple_choice": Target("model/heads/multiple_choice.py", HEAD_TESTS),
+    "head_count": Target("model/heads/count.py", HEAD_TESTS),
 }
 
 
