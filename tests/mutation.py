@@ -39,8 +39,8 @@ class Target:
 
 
 # The answer heads (model/heads/) own predictions, outcomes and majority answers: guarded by their by-hand tests.
-HEAD_TESTS = ("tests/test_answer_heads.py", "tests/test_heads.py", "tests/test_heads_pipeline.py",
-              "tests/test_metrics.py", "tests/test_baselines.py")
+HEAD_TESTS = ("tests/test_answer_heads.py", "tests/test_head_methods.py", "tests/test_heads.py",
+              "tests/test_heads_pipeline.py", "tests/test_metrics.py", "tests/test_baselines.py")
 TARGETS = {
     "significance": Target("training/significance.py", ("tests/test_significance.py",)),
     "metrics": Target("training/metrics.py", ("tests/test_metrics.py", "tests/test_plots.py",

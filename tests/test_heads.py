@@ -96,6 +96,22 @@ def test_multiple_choice_logits_equal_a_per_candidate_computation():
     torch.testing.assert_close(permuted, out.logits[:, order], rtol=1e-5, atol=1e-5)
 
 
+def test_multiple_choice_candidate_lengths_are_clamped_to_one_and_the_padded_width():
+    """A candidate of length 0 (an empty candidate text) reads its first token and a length beyond the padded width
+    LA reads LA tokens: the same logits as lengths 1 and LA (which the per-candidate test above checks)."""
+    model = tiny_model("multiple_choice", K).eval()
+    appearance, motion, question, question_len, candidates, candidates_len = inputs(2)
+    odd = candidates_len.clone()
+    odd[0, 0], odd[1, 2], odd[2, 3] = 0, LA + 2, LA + 5
+    clamped = candidates_len.clone()
+    clamped[0, 0], clamped[1, 2], clamped[2, 3] = 1, LA, LA
+    with torch.no_grad():
+        out = model(appearance, motion, question, question_len, candidates=candidates, candidates_len=odd).logits
+        expected = model(appearance, motion, question, question_len, candidates=candidates,
+                         candidates_len=clamped).logits
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
 def _elu(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 

@@ -357,3 +357,56 @@ def test_normalised_hsic_without_a_layer_axis_and_on_small_inputs():
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     small = normalised_hsic(0.1 * torch.tensor(x1, dtype=torch.float32), 0.1 * torch.tensor(x2, dtype=torch.float32))
     np.testing.assert_allclose(small.item(), expected, rtol=1e-4)  # ||K1||^2 ||K2||^2 shrinks by 1e-8
+
+
+def test_loss_sections_merge_term_by_term_by_hand():
+    """One config layer merged into a loss section: parameters update the earlier layer's (not the defaults), a
+    new term takes its dataclass defaults, null removes a term (listed or not), and the inputs are not changed."""
+    from model.losses import merge_loss_section
+    defaults = {"ce": {"weight": 1.0}, "hsic": {"weight": 0.5, "normalise": False}}
+    update = {"hsic": {"normalise": True}, "ce": None, "similarity": None, "kd_motion": {"weight": 2.0}}
+    merged = merge_loss_section(defaults, update, "my.yml", "distill.losses")
+    assert merged == {"hsic": {"weight": 0.5, "normalise": True}, "kd_motion": {"weight": 2.0, "temperature": 1.0}}
+    assert defaults == {"ce": {"weight": 1.0}, "hsic": {"weight": 0.5, "normalise": False}}
+    assert update["hsic"] == {"normalise": True}
+
+
+@pytest.mark.parametrize("update, message", [
+    ({"hsic": 3}, "my.yml: key 'losses.hsic' is a section of term parameters, got 3"),
+    ({"hsic": {"nope": 1}}, "my.yml: unknown config key 'losses.hsic.nope' (known keys here: normalise, weight)"),
+    ({"kd_motion": {"temperature": "warm"}}, "my.yml: key 'losses.kd_motion.temperature' expects float, got 'warm'"),
+    ({"nope": {"weight": 1.0}}, "my.yml: key 'losses.nope': unknown loss term 'nope' (registered: ce, "),
+])
+def test_loss_section_errors_name_the_file_and_the_key(update, message):
+    from model.losses import merge_loss_section
+    from utils.config import ConfigError
+    with pytest.raises(ConfigError) as error:
+        merge_loss_section({"hsic": {"weight": 0.5, "normalise": False}}, update, "my.yml", "losses")
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize("section, cfg, message", [
+    ("losses", {"losses": {"ce": {"weight": -1.0}}},
+     "config key 'losses.ce.weight' must be a finite number >= 0, got -1.0"),
+    ("distill.losses", {"distill": {"losses": {"kd_motion": {"weight": 1.0, "temperature": 0.0}}}},
+     "config key 'distill.losses.kd_motion.temperature' must be a finite number > 0, got 0.0"),
+    ("distill.losses", {"distill": {"losses": {"kd_appearance": {"weight": float("inf"), "temperature": 2.0}}}},
+     "config key 'distill.losses.kd_appearance.weight' must be a finite number >= 0, got inf"),
+    ("losses", {"losses": {"ce": {"weight": 0.0}, "hsic": {"weight": 2.0, "normalise": True}}}, None),
+    ("distill.losses", {"distill": {"losses": {"kd_motion": {"weight": 0.0, "temperature": 0.5}}}}, None),
+    ("distill.losses", {"distill": None, "losses": {"ce": {"weight": -1.0}}}, None),   # no distill section
+    ("distill.losses", {"distill": {"losses": None}}, None),
+    ("losses", {}, None),
+])
+def test_the_loss_sections_check_their_parameter_ranges(section, cfg, message):
+    """The sections' checks, as registered and as built anew (LOSS_SECTIONS is built at import, where a mutation
+    test's mutant is not active yet)."""
+    from model.losses import LOSS_SECTIONS, _loss_section_check
+    from utils.config import ConfigError
+    for check in (LOSS_SECTIONS[section].check, _loss_section_check(section)):
+        if message is None:
+            check(cfg)
+            continue
+        with pytest.raises(ConfigError) as error:
+            check(cfg)
+        assert str(error.value) == message

@@ -126,6 +126,19 @@ def test_score_by_category_sums_by_hand():
     assert default.names == metrics.TYPE_NAMES and default.total == [2, 1, 0, 0, 0, 1]
 
 
+def test_score_by_category_sums_the_heads_outcome_by_hand():
+    """With ``head`` the head's per-question outcome is summed: correct (never for the unanswerable answer) or the
+    squared error; an unseen question (prediction -1) counts nowhere."""
+    predictions, answers = torch.tensor([2, -1, 3, 1]), torch.tensor([2, 2, 1, 1])
+    types = torch.tensor([0, 0, 1, 1])
+    open_ended = score_by_category(predictions, answers, types, ("a", "b"), unanswerable=1, head="open_ended")
+    assert (open_ended.correct, open_ended.total) == ([1, 0], [1, 2])   # question 3's answer 1 is unanswerable
+    choice = score_by_category(predictions, answers, types, ("a", "b"), unanswerable=None, head="multiple_choice")
+    assert (choice.correct, choice.total) == ([1, 1], [1, 2])
+    count = score_by_category(predictions, answers, types, ("a", "b"), metric=MSE, unanswerable=None, head="count")
+    assert (count.correct, count.total, count.overall) == ([0.0, 4.0], [1, 2], 4.0 / 3)   # (3 - 1)^2 = 4
+
+
 def test_formats_and_units():
     assert metrics.format_value(None) == "-" and metrics.format_value(None, MSE) == "-"
     assert metrics.format_value(0.5) == "50.00" and metrics.format_value(0.123456, ACCURACY) == "12.35"
