@@ -16,6 +16,7 @@ from model.heads.count import CountHead
 from train_fixtures import write_config, write_tiny_dataset
 from training.metrics import (Metric, SplitAccuracy, accuracy_table, format_value, get_metric, metric_unit,
                               register_metric)
+from training.plots import accuracy_figure
 from training.reporting import best_test_epoch, row_metric
 from training.sweep_report import markdown, outcome_name, score_key
 
@@ -68,6 +69,10 @@ def test_a_toy_metric_names_and_formats_the_tables_by_hand():
     assert "Test mean absolute error of the count (lower is better), mean ± sample std over seeds:" in text
     assert "| M | 3 | 0.5000 ± 0.1250 |" in text and "mean difference (mean absolute error)" in text
     assert score_key("mean absolute error") == "mae" and outcome_name("mean absolute error") == "absolute error"
+    # a run's curves: the metric's columns, not the mse loss term's, scaled by 1 and labelled with its names
+    ax = accuracy_figure([{"epoch": 1, "train_mae": 0.5, "val_mae": 0.25, "val_mse": 9.0}], "run").axes[0]
+    assert ax.get_ylabel() == "MAE" and ax.get_title() == "run: mean absolute error"
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.5], [0.25]]
 
 
 # ------------------------------------------------------------------------------------------------ a toy run
