@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")
 
 MAE = register_metric(Metric("mean absolute error", key="mae", summary_key="mae", outcome="absolute_error",
                              outcome_label="absolute error", scale=1.0, digits=4, unit="", axis_label="MAE",
-                             long_name="mean absolute error of the count", lower_is_better=True, counted=False))
+                             long_name="mean absolute error of the count", counted=False))
 
 
 @register_head

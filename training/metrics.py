@@ -37,8 +37,7 @@ class Metric:
     sweep summary.json entry's overall score; ``outcome``: the per-question field (test_predictions.json, a
     SplitAccuracy dict's sum); ``outcome_label``: what a paired test compares per question; ``scale`` and
     ``digits``: a value v shows as ``scale * v`` with ``digits`` decimals, followed by ``unit``; ``axis_label``:
-    a table title or plot axis; ``long_name``: a sweep table's caption; ``lower_is_better``: the direction shown
-    (selection follows the head's, model.heads.metric_lower_is_better); ``counted``: the per-question outcome is
+    a table title or plot axis; ``long_name``: a sweep table's caption; ``counted``: the per-question outcome is
     correctness, 1 / 0 (the split's unanswerable answer never correct), so sums are whole numbers.
     """
     name: str
@@ -51,8 +50,12 @@ class Metric:
     unit: str
     axis_label: str
     long_name: str
-    lower_is_better: bool
     counted: bool
+
+    @property
+    def lower_is_better(self) -> bool:
+        """The direction, declared once by the heads scored by this metric (model.heads.metric_lower_is_better)."""
+        return metric_lower_is_better(self.name)
 
     def format(self, value: float | None) -> str:
         """``value`` scaled, with ``digits`` decimals (no unit); "-" for None (no questions)."""
@@ -88,10 +91,10 @@ def metric_of_columns(columns) -> Metric:
 
 register_metric(Metric(ACCURACY, key="acc", summary_key="accuracy", outcome="correct", outcome_label="correctness",
                        scale=100.0, digits=2, unit="%", axis_label="accuracy (%)", long_name="accuracy (%)",
-                       lower_is_better=False, counted=True))
+                       counted=True))
 register_metric(Metric(MSE, key="mse", summary_key="mse", outcome="squared_error", outcome_label="squared error",
                        scale=1.0, digits=3, unit="", axis_label="MSE", long_name="MSE of the rounded count",
-                       lower_is_better=True, counted=False))
+                       counted=False))
 
 
 def metric_for(head: str) -> str:
