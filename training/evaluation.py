@@ -273,7 +273,7 @@ def majority_baseline(evaluator: SplitEvaluator) -> tuple[str, float] | None:
     from training import baselines
     from training.data import dataset_path
     from training.log import get_logger
-    if evaluator.answer_head.metric != ACCURACY:
+    if evaluator.answer_head.metric != ACCURACY:  # the bar chart and table show an answer's accuracy only
         return None
     path = dataset_path(evaluator.cfg, "train_question_pt")
     if not path.is_file():

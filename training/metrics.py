@@ -10,7 +10,9 @@ The metric is accuracy (open-ended and multiple choice) or, for the count head, 
 prediction ``clamp(floor(logit + 0.5), 1, 10)`` (lower is better): halves round up, as HCRN's validate.py
 ``(logits + 0.5).long().clamp(1, 10)`` (its truncation equals the floor wherever the clamp does not decide). The open-ended vocabulary's unanswerable answer
 (``<UNK1>``, else ``<UNK>``: val/test answers outside the training answer set) is never counted correct, whatever
-the model predicts; multiple choice and count have none.
+the model predicts; multiple choice and count have none. How a metric is named, stored and shown (columns,
+per-question field, digits, unit, labels) is its :class:`Metric` (:func:`get_metric`); a head with another metric
+registers one (:func:`register_metric`).
 """
 from __future__ import annotations
 
@@ -19,12 +21,80 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from model.heads import get_head, metric_lower_is_better
+from model.heads import get_head, head_names, metric_lower_is_better
 from preprocess.text import QUESTION_TYPES
 
 TYPE_NAMES = QUESTION_TYPES + ("other",)  # MSVD-QA / MSRVTT-QA categories (first word)
 OTHER_TYPE = len(QUESTION_TYPES)
 ACCURACY, MSE = "accuracy", "MSE"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is named, stored and shown; a head names its metric by ``name`` (model/heads/).
+
+    ``key``: the stem of metrics.csv / metrics.json columns and TensorBoard tags (``val_acc``); ``summary_key``: a
+    sweep summary.json entry's overall score; ``outcome``: the per-question field (test_predictions.json, a
+    SplitAccuracy dict's sum); ``outcome_label``: what a paired test compares per question; ``scale`` and
+    ``digits``: a value v shows as ``scale * v`` with ``digits`` decimals, followed by ``unit``; ``axis_label``:
+    a table title or plot axis; ``long_name``: a sweep table's caption; ``counted``: the per-question outcome is
+    correctness, 1 / 0 (the split's unanswerable answer never correct), so sums are whole numbers.
+    """
+    name: str
+    key: str
+    summary_key: str
+    outcome: str
+    outcome_label: str
+    scale: float
+    digits: int
+    unit: str
+    axis_label: str
+    long_name: str
+    counted: bool
+
+    @property
+    def lower_is_better(self) -> bool:
+        """The direction, declared once by the heads scored by this metric (model.heads.metric_lower_is_better)."""
+        return metric_lower_is_better(self.name)
+
+    def format(self, value: float | None) -> str:
+        """``value`` scaled, with ``digits`` decimals (no unit); "-" for None (no questions)."""
+        return "-" if value is None else f"{self.scale * value:.{self.digits}f}"
+
+
+_METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Make ``metric`` known by its name to :func:`get_metric` (a head's ``metric``); returns it."""
+    _METRICS[metric.name] = metric
+    return metric
+
+
+def get_metric(name: str) -> Metric:
+    """The metric registered as ``name``; ValueError listing the registered ones otherwise."""
+    if name not in _METRICS:
+        raise ValueError(f"unknown metric {name!r}; registered: {', '.join(_METRICS)}")
+    return _METRICS[name]
+
+
+def registered_metrics() -> tuple[Metric, ...]:
+    """Every registered metric, the built-in ones first."""
+    return tuple(_METRICS.values())
+
+
+def metric_of_columns(columns) -> Metric:
+    """The metric of metrics.csv rows with these column names: the one with a ``val_<key>`` column, the latest
+    registered first (a loss term may share a built-in key: the count head's ``mse``); accuracy when none has."""
+    return next((m for m in reversed(registered_metrics()) if f"val_{m.key}" in columns), get_metric(ACCURACY))
+
+
+register_metric(Metric(ACCURACY, key="acc", summary_key="accuracy", outcome="correct", outcome_label="correctness",
+                       scale=100.0, digits=2, unit="%", axis_label="accuracy (%)", long_name="accuracy (%)",
+                       counted=True))
+register_metric(Metric(MSE, key="mse", summary_key="mse", outcome="squared_error", outcome_label="squared error",
+                       scale=1.0, digits=3, unit="", axis_label="MSE", long_name="MSE of the rounded count",
+                       counted=False))
 
 
 def metric_for(head: str) -> str:
@@ -94,7 +164,7 @@ class SplitAccuracy:
     def __post_init__(self):
         self.names = tuple(self.names)
         self.overall_correct = sum(self.correct)
-        if self.metric == ACCURACY:
+        if get_metric(self.metric).counted:
             self.overall_correct = int(self.overall_correct)
         self.overall_total = int(sum(self.total))
 
@@ -138,9 +208,8 @@ class SplitAccuracy:
         out = {"metric": self.metric, "all": self.overall, "count": self.overall_total,
                "correct": self.overall_correct, "by_type": self.by_type(),
                "counts": dict(zip(self.names, self.total)), "correct_by_type": dict(zip(self.names, self.correct))}
-        if self.metric == MSE:
-            out["squared_error"] = out.pop("correct")
-            out["squared_error_by_type"] = out.pop("correct_by_type")
+        outcome = get_metric(self.metric).outcome
+        out[outcome], out[f"{outcome}_by_type"] = out.pop("correct"), out.pop("correct_by_type")
         if self.groups:
             out["by_group"] = self.by_group()
             out["group_counts"] = {g: t for g, (_, t) in self.group_sums().items()}
@@ -160,39 +229,35 @@ def score_by_category(predictions: torch.Tensor, answers: torch.Tensor, types: t
                       unanswerable: int | None, head: str | None = None) -> SplitAccuracy:
     """Sum the metric per category; one host sync. All (N,) on one device; predictions -1 = not seen.
 
-    accuracy: correct answers per category (:func:`correct_mask`); MSE: ``(prediction - answer)^2`` summed per
-    category. ``types`` index ``names`` (all 0 when ``names`` is empty). ``unanswerable``: the answer id never
-    counted correct (training.metrics.unanswerable_answer; None: none), given by every caller: id 1 is a real answer
-    for multiple choice and for vocabularies without ``<UNK1>``. ``head``: the answer head whose per-question
-    outcome is summed (model/heads/); None: the outcome of ``metric`` (squared error for MSE, else correct).
+    accuracy: correct answers per category (as :func:`correct_mask`); MSE: ``(prediction - answer)^2`` summed per
+    category; another metric: its head's outcome. ``types`` index ``names`` (all 0 when ``names`` is empty).
+    ``unanswerable``: the answer id never counted correct (training.metrics.unanswerable_answer; None: none), given
+    by every caller: id 1 is a real answer for multiple choice and for vocabularies without ``<UNK1>``. ``head``:
+    the answer head whose per-question outcome is summed (model/heads/); None: the first registered head scored by
+    ``metric`` (accuracy: open-ended, MSE: count).
     """
     seen = (predictions >= 0).to(torch.float64)
-    if head is not None:
-        score = get_head(head).outcome(predictions, answers, unanswerable) * seen
-    elif metric == MSE:
-        score = (predictions.to(torch.float64) - answers.to(torch.float64)) ** 2 * seen
-    else:
-        score = correct_mask(predictions, answers, unanswerable).to(torch.float64)
+    if head is None:
+        head = next(name for name in head_names() if get_head(name).metric == metric)
+    score = get_head(head).outcome(predictions, answers, unanswerable) * seen
     bins = max(len(names), 1)
     total = torch.bincount(types, weights=seen, minlength=bins)
     right = torch.bincount(types, weights=score, minlength=bins)
     sums, counts = torch.stack([right, total]).tolist()
-    if metric == ACCURACY:
+    if get_metric(metric).counted:
         sums = [int(round(v)) for v in sums]
     return SplitAccuracy(correct=sums, total=[int(round(v)) for v in counts], names=tuple(names),
                          groups=dict(groups or {}), metric=metric)
 
 
 def format_value(value: float | None, metric: str = ACCURACY) -> str:
-    """Accuracy as a percentage with 2 decimals, MSE with 3; "-" for no questions."""
-    if value is None:
-        return "-"
-    return f"{value:.3f}" if metric == MSE else f"{100.0 * value:.2f}"
+    """``value`` as ``metric`` shows it (accuracy a percentage with 2 decimals, MSE with 3); "-" for None."""
+    return get_metric(metric).format(value)
 
 
 def metric_unit(metric: str) -> str:
     """How a table titles the metric: ``accuracy (%)`` or ``MSE``."""
-    return "MSE" if metric == MSE else "accuracy (%)"
+    return get_metric(metric).axis_label
 
 
 def accuracy_table(acc: SplitAccuracy, title: str = "Accuracy (%)") -> str:
@@ -200,8 +265,7 @@ def accuracy_table(acc: SplitAccuracy, title: str = "Accuracy (%)") -> str:
     cols = acc.columns()
     header = "| " + " | ".join([title] + [name for name, _, _ in cols]) + " |"
     rule = "|" + "---|" * (len(cols) + 1)
-    label = "MSE" if acc.metric == MSE else "accuracy"
-    values = f"| {label} | " + " | ".join(format_value(a, acc.metric) for _, a, _ in cols) + " |"
+    values = f"| {acc.metric} | " + " | ".join(format_value(a, acc.metric) for _, a, _ in cols) + " |"
     counts = "| questions | " + " | ".join(str(n) for _, _, n in cols) + " |"
     return "\n".join([header, rule, values, counts])
 

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from training.metrics import display_name  # noqa: E402
+from training.metrics import ACCURACY, display_name, get_metric, metric_of_columns  # noqa: E402
 from utils.atomic import atomic_write  # noqa: E402
 
 
@@ -89,9 +89,9 @@ def _category_style(name: str, index: int) -> tuple[str, str, str]:
 
 def accuracy_figure(history: list[dict], run: str):
     """Train and validation score overall and per category / group, per epoch: accuracy (percent), or MSE for
-    runs of the count head (rows with ``val_mse``)."""
-    stem = "mse" if any("val_mse" in row for row in history) else "acc"
-    scale = 1 if stem == "mse" else 100
+    runs of the count head (rows with ``val_mse``): the metric whose ``val_<key>`` column the rows have."""
+    metric = metric_of_columns({k for row in history for k in row})
+    stem, scale = metric.key, metric.scale
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label, style, colour in ((f"train_{stem}", "train", "-o", "tab:blue"),
                                       (f"val_{stem}", "val (all)", "-s", "tab:orange")):
@@ -105,8 +105,7 @@ def accuracy_figure(history: list[dict], run: str):
             colour, marker, line = _category_style(qtype, index)
             ax.plot(epochs, [scale * v for v in values], color=colour, marker=marker, linestyle=line,
                     label=f"val {qtype}", linewidth=1.2, markersize=4)
-    name = "MSE" if stem == "mse" else "accuracy"
-    ax.set(xlabel="epoch", ylabel="MSE" if stem == "mse" else "accuracy (%)", title=f"{run}: {name}")
+    ax.set(xlabel="epoch", ylabel=metric.axis_label, title=f"{run}: {metric.name}")
     ax.grid(alpha=0.3)
     _legend_outside(ax)
     return fig
@@ -147,8 +146,8 @@ def comparison_figure(models: list[dict], histories: dict, title: str, baseline:
     fig, axes = plt.subplots(1, 2 if with_curves else 1, figsize=(14 if with_curves else 8, 4.5), squeeze=False)
     bar_ax = axes[0, 0]
     columns = _bar_columns(models)
-    mse = models[0]["accuracy"].get("metric") == "MSE"
-    scale, unit = (1, "MSE") if mse else (100, "accuracy (%)")
+    metric = get_metric(models[0]["accuracy"].get("metric", ACCURACY))
+    scale, unit = metric.scale, metric.axis_label
     width = 0.8 / max(len(models), 1)
     for i, model in enumerate(models):
         acc = model["accuracy"]
@@ -163,16 +162,16 @@ def comparison_figure(models: list[dict], histories: dict, title: str, baseline:
         bar_ax.axhline(100 * baseline["accuracy"], color="dimgray", linestyle="--", linewidth=1,
                        label=f"majority answer '{baseline['answer']}' ({100 * baseline['accuracy']:.1f})")
     bar_ax.set_xticks(range(len(columns)), [f"{label}\n(n={count:,})" for label, _, count in columns])
-    bar_ax.set_ylim(0, max(0 if mse else 100, bar_ax.get_ylim()[1]) * 1.05)
+    bar_ax.set_ylim(0, max(metric.scale if metric.counted else 0, bar_ax.get_ylim()[1]) * 1.05)  # a fraction: to 100 %
     bar_ax.set(ylabel=unit, title=title)
     bar_ax.grid(axis="y", alpha=0.3)
     _legend_outside(bar_ax)
     if with_curves:
         curve_ax = axes[0, 1]
         for model, marker in zip(models, itertools.cycle("osD^vPX")):
-            epochs, values = _series(histories.get(model["name"]) or [], "val_mse" if mse else "val_acc")
+            epochs, values = _series(histories.get(model["name"]) or [], f"val_{metric.key}")
             curve_ax.plot(epochs, [scale * v for v in values], marker=marker, markersize=4, label=model["name"])
-        curve_ax.set(xlabel="epoch", ylabel=unit, title=f"validation {'MSE' if mse else 'accuracy'} per epoch")
+        curve_ax.set(xlabel="epoch", ylabel=unit, title=f"validation {metric.name} per epoch")
         curve_ax.grid(alpha=0.3)
         _legend_outside(curve_ax)
     return fig

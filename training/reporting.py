@@ -11,18 +11,20 @@ from pathlib import Path
 
 from training.log import paint
 from model.losses import TOTAL
-from training.metrics import MSE, SplitAccuracy, accuracy_table, format_value, metric_unit
+from training.metrics import (ACCURACY, SplitAccuracy, accuracy_table, format_value, get_metric, metric_of_columns,
+                              metric_unit, registered_metrics)
 from utils.atomic import write_text_atomic
 
 
 def metric_key(metric: str) -> str:
-    """The metrics.csv column stem of a metric: ``acc`` (accuracy, a fraction) or ``mse`` (count head)."""
-    return "mse" if metric == MSE else "acc"
+    """The metrics.csv column stem of a metric: ``acc`` (accuracy, a fraction), ``mse`` (count head), ..."""
+    return get_metric(metric).key
 
 
 def row_metric(row: dict) -> str:
-    """The metric a metrics.csv row holds: MSE when it has ``val_mse``, else accuracy."""
-    return MSE if "val_mse" in row else "accuracy"
+    """The metric a metrics.csv row holds: MSE when it has ``val_mse``, another metric its ``val_<key>``, else
+    accuracy."""
+    return metric_of_columns(row).name
 
 
 def epoch_record(epoch: int, lr: float, seconds: float, train_losses: dict, train_acc: float, val_losses: dict,
@@ -69,7 +71,7 @@ def summary_line(row: dict, max_epochs: int, weights: dict) -> str:
     stem = metric_key(metric)
 
     def shown(value: float) -> str:
-        return f"{stem} {format_value(value, metric)}" + ("" if metric == MSE else "%")
+        return f"{stem} {format_value(value, metric)}{get_metric(metric).unit}"
     parts = [paint(f"epoch {row['epoch']:>3}/{max_epochs}", "cyan", bold=True),
              f"train loss {weighted_parts(row, 'train', weights)}"]
     parts.append(shown(row[f"train_{stem}"]))
@@ -95,14 +97,15 @@ def accuracy_title(split: str, scoring: dict | None, metric: str = "accuracy") -
 def best_test_epoch(history: list[dict]) -> dict | None:
     """The epoch with the best per-epoch test score (``test_acc``: highest, or ``test_mse``: lowest; written with
     eval.test_every_epoch): {"accuracy" (the score), "epoch", "label"}, or None when no epoch has one."""
-    key = next((k for k in ("test_acc", "test_mse") if any(r.get(k) is not None for r in history)), None)
-    if key is None:
+    metric = next((m for m in registered_metrics() if any(r.get(f"test_{m.key}") is not None for r in history)), None)
+    if metric is None:
         return None
+    key = f"test_{metric.key}"
     rows = [r for r in history if r.get(key) is not None]
-    sign = -1 if key == "test_mse" else 1
+    sign = -1 if metric.lower_is_better else 1
     best = max(rows, key=lambda r: sign * r[key])  # the first epoch of a tie
     return {"accuracy": best[key], "epoch": best["epoch"], "label": TEST_SELECTED_LABEL,
-            **({"metric": MSE} if key == "test_mse" else {})}
+            **({} if metric.name == ACCURACY else {"metric": metric.name})}  # accuracy: the default, not named
 
 
 def write_test_results(run_dir: Path, accuracy: SplitAccuracy, best_epoch: int, best_val: float,
@@ -115,22 +118,21 @@ def write_test_results(run_dir: Path, accuracy: SplitAccuracy, best_epoch: int, 
     accuracies; reported beside the val-selected figure and labelled as optimistic.
     """
     metric = accuracy.metric
-    name = "MSE" if metric == MSE else "accuracy"
+    spec = get_metric(metric)
     table = accuracy_table(accuracy, title=accuracy_title(split, scoring, metric))
-    selection = "val-selected (lowest val MSE)" if metric == MSE else "val-selected (best val accuracy)"
+    selection = f"val-selected ({'lowest' if spec.lower_is_better else 'best'} val {metric})"
     payload = {"split": split, "checkpoint": str(checkpoint), "selection": selection,
                "best_epoch": best_epoch, f"best_val_{metric_key(metric)}": best_val, **accuracy.to_dict()}
-    text = f"# {run_dir.name}: {split} {name}\n\n"
+    text = f"# {run_dir.name}: {split} {metric}\n\n"
     if scoring:
         payload["scoring"] = scoring
         text += f"Scoring: {scoring['note']}\n\n"
-    unit = "" if metric == MSE else "%"
-    text += (f"Val-selected: the best checkpoint by val {name}, epoch {best_epoch} (val {name} "
-             f"{format_value(best_val, metric)}{unit})\n\n{table}\n")
+    text += (f"Val-selected: the best checkpoint by val {metric}, epoch {best_epoch} (val {metric} "
+             f"{format_value(best_val, metric)}{spec.unit})\n\n{table}\n")
     if test_selected:
         payload["test_selected"] = test_selected
-        text += (f"\n{test_selected['label'].capitalize()}: the best test {name} over epochs, "
-                 f"{format_value(test_selected['accuracy'], metric)}{unit} at epoch {test_selected['epoch']}\n")
+        text += (f"\n{test_selected['label'].capitalize()}: the best test {metric} over epochs, "
+                 f"{format_value(test_selected['accuracy'], metric)}{spec.unit} at epoch {test_selected['epoch']}\n")
     write_text_atomic(run_dir / "test_results.json", json.dumps(payload, indent=1))
     write_text_atomic(run_dir / "test_results.md", text)
     return table

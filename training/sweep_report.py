@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from model.heads import get_head, metric_lower_is_better
-from training.metrics import ACCURACY, MSE, display_name
+from training.metrics import ACCURACY, display_name, get_metric, registered_metrics
 from training.significance import DEFAULT_ROUNDS, describe_method, paired_permutation_test
 from training.sweep_plan import DISPLAY, TEACHER, Plan, SweepError
 from utils.atomic import write_text_atomic
@@ -43,12 +43,12 @@ CACHE_FORMAT = 3  # test_predictions.json layout; a cache of another format is r
 
 def score_key(metric: str) -> str:
     """The key of a model's overall score in summary.json: ``accuracy`` or, for MSE, ``mse``."""
-    return "mse" if metric == MSE else "accuracy"
+    return get_metric(metric).summary_key
 
 
 def outcome_name(metric: str) -> str:
     """What the paired test compares per question."""
-    return "squared error" if metric == MSE else "correctness"
+    return get_metric(metric).outcome_label
 
 
 @dataclass
@@ -109,8 +109,7 @@ def _read_cache(path: Path, stamp: dict) -> dict | None:
     if not all(isinstance(cached.get(k), t) for k, t in _CACHE_FIELDS.items()):
         return None
     questions = cached["questions"]
-    outcome = "squared_error" if cached["metric"] == MSE else "correct"
-    lists = [questions.get(k) for k in ("question_id", outcome)]
+    lists = [questions.get(k) for k in ("question_id", get_metric(cached["metric"]).outcome)]
     if not all(isinstance(v, list) for v in lists) or len({len(v) for v in lists}) != 1 \
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for v in lists for x in v) \
             or not isinstance(cached["accuracy"].get("all"), (int, float)):
@@ -134,10 +133,13 @@ def outcome_record(view, predictions: np.ndarray, accuracy, parameters: int, sta
                  "type": [view.category_name(i) for i in range(len(q))],
                  "answer": [text(i, a) for i, a in enumerate(q.answers)],
                  "prediction": [text(i, p) for i, p in enumerate(predictions)]}
-    if accuracy.metric == MSE:
-        questions["squared_error"] = ((predictions - q.answers.astype(np.int64)) ** 2).tolist()
-    else:
-        questions["correct"] = view.correct(predictions).astype(int).tolist()
+    metric = get_metric(accuracy.metric)
+    if metric.counted:
+        outcome = view.correct(predictions)
+    else:  # no answer is unanswerable under a metric other than correctness
+        outcome = get_head(head).outcome(predictions, q.answers.astype(np.int64), None)
+    # whole numbers (1 / 0, squared errors of counts) written as integers
+    questions[metric.outcome] = [int(v) if float(v).is_integer() else v for v in outcome.tolist()]
     if get_head(head).uses_candidates:
         questions["answer_index"], questions["prediction_index"] = q.answers.tolist(), predictions.tolist()
     return {**stamp, "format": CACHE_FORMAT, "split": view.split, "head": head,
@@ -185,7 +187,7 @@ def run_scores(folder: str, seed: int, ckpt: Path, cache: Path, get_evaluator, k
         cached = _evaluate(get_evaluator(), ckpt, stamp)
         write_text_atomic(cache, json.dumps(cached))
     questions = cached["questions"]
-    outcome = questions["squared_error"] if cached["metric"] == MSE else questions["correct"]
+    outcome = questions[get_metric(cached["metric"]).outcome]
     return RunScores(folder, seed, np.array(outcome, dtype=np.float64),
                      np.array(questions["question_id"], dtype=np.int64), cached["accuracy"], cached["parameters"])
 
@@ -277,16 +279,17 @@ def summarize(plan: Plan, by_model: dict[str, list[RunScores]], settings: dict[s
 
 # ---------------------------------------------------------------------------------------------- report files
 def _metric_of(models: dict[str, dict]) -> str:
-    """MSE when the entries hold "mse", else accuracy (summary.json entries name their score's key)."""
-    return MSE if any("mse" in entry for entry in models.values()) else ACCURACY
+    """The metric whose score key the entries hold ("mse": MSE), the latest registered first, else accuracy
+    (summary.json entries name their score's key)."""
+    keys = {k for entry in models.values() for k in entry}
+    return next((m.name for m in reversed(registered_metrics()) if m.summary_key in keys), ACCURACY)
 
 
 def _cell(stats: dict | None, metric: str = ACCURACY) -> str:
     if stats is None:
         return "-"
-    if metric == MSE:
-        return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
-    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+    spec = get_metric(metric)
+    return f"{spec.format(stats['mean'])} ± {spec.format(stats['std'])}"
 
 
 def _stats(entry: dict, column: str, metric: str) -> dict | None:
@@ -327,12 +330,11 @@ def table3(models: dict[str, dict], extra_rows: list[tuple[str, str, dict]] = ()
 
 def tests_table(tests: list[dict], metric: str = ACCURACY) -> str:
     """The paired tests: a - b in accuracy points, or in MSE (negative: a has the lower error)."""
-    if metric == MSE:
-        lines = ["| a | b | mean difference (MSE) | p-value |", "|---|---|---:|---:|"]
-        lines += [f"| {t['a']} | {t['b']} | {t['mean_difference']:+.3f} | {t['p_value']:.4f} |" for t in tests]
-    else:
-        lines = ["| a | b | mean difference (points) | p-value |", "|---|---|---:|---:|"]
-        lines += [f"| {t['a']} | {t['b']} | {100 * t['mean_difference']:+.2f} | {t['p_value']:.4f} |" for t in tests]
+    spec = get_metric(metric)
+    unit = "points" if spec.unit == "%" else spec.name  # percentage points
+    lines = [f"| a | b | mean difference ({unit}) | p-value |", "|---|---|---:|---:|"]
+    lines += [f"| {t['a']} | {t['b']} | {spec.scale * t['mean_difference']:+.{spec.digits}f} | {t['p_value']:.4f} |"
+              for t in tests]
     return "\n".join(lines)
 
 
@@ -341,9 +343,12 @@ def seeds_line(models: dict[str, dict]) -> str:
 
 
 def _caption(metric: str) -> str:
-    if metric == MSE:
-        return "Test MSE of the rounded count (lower is better), mean ± sample std over seeds:"
-    return "Test accuracy (%), mean ± sample std over seeds:"
+    spec = get_metric(metric)
+    return f"Test {spec.long_name}{_lower_is_better(spec)}, mean ± sample std over seeds:"
+
+
+def _lower_is_better(spec) -> str:
+    return " (lower is better)" if spec.lower_is_better else ""
 
 
 def markdown(summary: dict, title: str) -> str:
@@ -362,8 +367,9 @@ def plot_summary(summary: dict, path: Path) -> Path:
     from training.plots import plt, save_figure
 
     metric = summary.get("metric", ACCURACY)
-    scale, digits = (1.0, 3) if metric == MSE else (100.0, 2)
-    label = "test MSE (lower is better)" if metric == MSE else "test accuracy (%)"
+    spec = get_metric(metric)
+    scale, digits = spec.scale, spec.digits
+    label = f"test {spec.axis_label}{_lower_is_better(spec)}"
     names = list(summary["models"])
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(names)))  # pragma: no mutate
     for row, name in enumerate(names):
@@ -378,8 +384,7 @@ def plot_summary(summary: dict, path: Path) -> Path:
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.margins(x=0.25)  # pragma: no mutate
-    what = "Test MSE" if metric == MSE else "Test accuracy"
-    ax.set(xlabel=label, title=f"{what} per model: seeds (dots), mean ± std (bar)")
+    ax.set(xlabel=label, title=f"Test {metric} per model: seeds (dots), mean ± std (bar)")
     ax.grid(axis="x", alpha=0.3)  # pragma: no mutate
     return save_figure(fig, path)
 

@@ -24,7 +24,7 @@ from training.data import build_loader, load_data, resolve_path
 from training.engine import CompiledWithFallback, EpochTotals, StepContext, evaluate, split_scores, train_epoch
 from training.evaluation import SplitView
 from training.log import paint, setup_logging
-from training.metrics import better, format_value, metric_for
+from training.metrics import better, get_metric, metric_for
 from training.plots import plot_run
 from training.reporting import best_test_epoch, epoch_record, summary_line, write_history, write_test_results
 from training.run_checks import check_resume_config, check_student_smaller
@@ -323,7 +323,7 @@ class _Run:
                     self.best_metric, self.best_epoch = val.accuracy.overall, epoch
                 row = epoch_record(epoch, lr, time.time() - started, train_losses, train_acc, val.losses,
                                    val.accuracy, is_best)
-                row["test_mse" if self.metric == "MSE" else "test_acc"] = self._epoch_test_accuracy()
+                row[f"test_{get_metric(self.metric).key}"] = self._epoch_test_accuracy()
                 self.history.append(row)
                 self.completed_epochs = epoch
                 if self.dist.is_main:
@@ -378,19 +378,19 @@ class _Run:
                 # the sweep's own float32 evaluation, as before.
                 write_run_predictions(self.run_dir, SplitView(self.bundle, "test", self.head), result.predictions,
                                       result.accuracy, count_parameters(self.model))
-            short = "mse" if self.metric == "MSE" else "acc"
+            spec = get_metric(self.metric)
             for name, value in {**result.accuracy.by_type(), **result.accuracy.by_group()}.items():
                 if value is not None:
-                    writer.add_scalar(f"test/{short}_{name}", value, best["best_epoch"])
-            writer.add_scalar(f"test/{short}", result.accuracy.overall, best["best_epoch"])
-            val_text = (f"{best['best_metric']:.3f} MSE" if self.metric == "MSE"
-                        else f"{100 * best['best_metric']:.2f}%")
-            self.log.info(paint(f"test {'MSE' if self.metric == 'MSE' else 'accuracy'} of the best checkpoint "
-                                f"(epoch {best['best_epoch']}, val {val_text}):", "green", bold=True) + "\n" + table)
+                    writer.add_scalar(f"test/{spec.key}_{name}", value, best["best_epoch"])
+            writer.add_scalar(f"test/{spec.key}", result.accuracy.overall, best["best_epoch"])
+
+            def shown(value: float) -> str:  # 45.67% or 0.123 MSE
+                return spec.format(value) + (spec.unit or f" {self.metric}")
+            self.log.info(paint(f"test {self.metric} of the best checkpoint (epoch {best['best_epoch']}, val "
+                                f"{shown(best['best_metric'])}):", "green", bold=True) + "\n" + table)
             if test_selected:
-                metric = test_selected.get("metric", "accuracy")
-                value = format_value(test_selected["accuracy"], metric) + (" MSE" if metric == "MSE" else "%")
-                self.log.info(f"{test_selected['label']}: {value} at epoch {test_selected['epoch']}")
+                self.log.info(f"{test_selected['label']}: {shown(test_selected['accuracy'])} "
+                              f"at epoch {test_selected['epoch']}")
             self.log.info(f"results: {self.run_dir}")
         return {"run_dir": str(self.run_dir), "mode": self.mode, "best_epoch": best["best_epoch"],
                 "best_val_acc": best["best_metric"], "test": result.accuracy.to_dict(),

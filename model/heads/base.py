@@ -27,9 +27,9 @@ class Head:
     ``name``: the ``model.head`` value (and a dataset's ``answer_type`` when the head names an answer format);
     ``answer_format``: the question-file answer format the head reads (a dataset's ``answer_type``: open_ended |
     multiple_choice | count), its own name for the built-in heads; ``metric`` and ``lower_is_better``: how a split
-    is scored and which way is better (checkpoint selection, sweep reports; the run folder's files and tables know
-    two metrics by name, ``accuracy`` (percent, ``*_acc`` columns) and ``MSE`` (``*_mse``), and show any other like
-    accuracy); ``uses_candidates``: batches carry
+    is scored and which way is better (checkpoint selection, sweep reports); the run folder's files, tables and plots
+    name and format it as its training.metrics.Metric says (built in: ``accuracy``, ``MSE``; a head with another
+    metric registers one with training.metrics.register_metric); ``uses_candidates``: batches carry
     ``candidates`` (B, K, L_a) and ``candidates_len`` (B, K), and the word embedding is the joint
     question_answer_token_to_idx; ``answers_are_tokens``: answers are ids into ``answer_token_to_idx`` (answer text,
     the unanswerable id, the question-only baseline); ``default_losses``: the loss terms a config of this head lists
