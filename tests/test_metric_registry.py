@@ -112,3 +112,16 @@ def test_a_toy_metric_labels_the_run_folder_and_validate(count_data, tmp_path):
     records = json.loads(preds.read_text())
     errors = [abs(int(r["prediction"]) - int(r["answer"])) for r in records]  # by hand from the records
     assert validated["accuracy"]["all"] == pytest.approx(np.mean(errors))
+
+
+def test_a_metric_registered_here_is_found_and_read_from_columns(monkeypatch):
+    """Registration at call time (the built-ins register when the module loads), and which metric metrics.csv's
+    columns name: the one with a ``val_<key>`` column, accuracy when none has."""
+    import training.metrics as metrics
+    monkeypatch.setattr(metrics, "_METRICS", dict(metrics._METRICS))
+    toy = Metric("toy score", key="toy", summary_key="toy", outcome="toy_outcome", outcome_label="toy outcome",
+                 scale=10.0, digits=1, unit="", axis_label="toy", long_name="toy score", counted=False)
+    assert register_metric(toy) is toy and get_metric("toy score") is toy
+    assert metrics.metric_of_columns(["epoch", "val_loss", "val_toy"]) is toy
+    assert metrics.metric_of_columns(["epoch", "val_loss"]) is get_metric("accuracy")
+    assert toy.format(0.25) == "2.5" and toy.format(None) == "-"

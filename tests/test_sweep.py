@@ -1,6 +1,7 @@
 """sweep.py on the tiny dataset: the runs it plans, the summary it writes, reuse and resume on a second invocation,
 seeds that reproduce, the one-subprocess-per-GPU launcher and the Slurm path through submitit's local executor; and
 sweeps on the multiple-choice (file categories, groups) and count (MSE) fixtures."""
+import hashlib
 import json
 import os
 import shutil
@@ -115,6 +116,10 @@ def test_the_sweep_reads_the_trainers_test_predictions_and_reports_the_same(tmp_
         read = sweep.run(argv)
     written = {p: _predictions(p.parent) for p in (tmp_path / "sweep").glob("*/test_predictions.json")}
     assert len(written) == 3  # teacher, student, distilled student
+    from training.run_schema import load_config
+    for path, trainers in written.items():  # keyed on the run's own config.yaml, hashed here independently
+        config = json.dumps(load_config(path.parent / "config.yaml"), sort_keys=True, default=str).encode("utf-8")
+        assert trainers["config_sha256"] == hashlib.sha256(config).hexdigest()
     for path in written:
         path.unlink()
     assert sweep.run(argv) == read
