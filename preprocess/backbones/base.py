@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -316,15 +317,16 @@ def fold_batchnorm(network: nn.Module) -> nn.Module:
     except torch.fx.proxy.TraceError:
         return network
     calls = [node for node in graph.nodes if node.op == "call_module"]
-    times_called = {target: sum(node.target == target for node in calls) for target in {n.target for n in calls}}
+    times_called = Counter(node.target for node in calls)
     for node in calls:
         norm, source = network.get_submodule(node.target), node.args[0] if node.args else None
         if (not isinstance(norm, nn.modules.batchnorm._BatchNorm) or norm.running_mean is None
                 or not isinstance(source, torch.fx.Node) or source.op != "call_module" or len(source.users) != 1
-                or times_called[node.target] != 1 or times_called[source.target] != 1
-                or not isinstance(network.get_submodule(source.target), nn.modules.conv._ConvNd)):
+                or times_called[node.target] != 1 or times_called[source.target] != 1):
             continue
         conv = network.get_submodule(source.target)
+        if not isinstance(conv, nn.modules.conv._ConvNd):
+            continue
         scale = torch.rsqrt(norm.running_var + norm.eps)
         shift = -norm.running_mean * scale
         if norm.affine:
